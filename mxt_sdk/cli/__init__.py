@@ -1,0 +1,32 @@
+"""The ``mxt`` command. One module per sub-command; each adds itself to :data:`main`."""
+from __future__ import annotations
+
+import click
+
+from mxt_sdk import __version__
+from mxt_sdk.errors import MXTError
+
+
+class _Group(click.Group):
+    """Shows MXTError messages as clean one-line errors (exit status 2) instead of tracebacks."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MXTError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mxt")
+def main() -> None:
+    """Multimodal product attribute-value extraction (MXT).
+
+    \b
+    mxt plugins     list installed components and the plugins providing them
+    """
+
+
+from mxt_sdk.cli import plugins as _plugins  # noqa: E402  (registers the sub-command)
+
+main.add_command(_plugins.plugins)

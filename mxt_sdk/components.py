@@ -1,0 +1,268 @@
+"""Base classes that every plugin component implements, one per kind.
+
+A component class is registered (never instantiated) by a plugin; the SDK instantiates it from a
+config entry ``{name: ..., options: {...}}``. Each class declares:
+
+* ``name`` (and optional ``aliases``): how configs refer to it;
+* ``Options``: a pydantic model of its options (``extra="forbid"``), validated before construction.
+
+Neural components (:class:`ImageEncoder`, :class:`Fusion`, :class:`Generator`) are ``torch.nn.Module``
+subclasses. Constructing one builds its layers; pretrained weights are fetched only when its options
+ask for them *and* no ``saved`` state is passed (loading a saved model never downloads anything).
+"""
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from mxt_sdk.errors import ConfigError, RecordError
+from mxt_sdk.types import Product
+
+__all__ = [
+    "ComponentOptions", "Component", "ImageEncoder", "Fusion", "FusionOutput", "Generator",
+    "GreedyOutput", "Normalizer", "Canonicalizer", "Reader",
+]
+
+
+class ComponentOptions(BaseModel):
+    """Base of every component's ``Options``: unknown keys are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class Component:
+    """What every registered class has: a name, optional aliases, and typed options."""
+
+    name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    Options: ClassVar[type[ComponentOptions]] = ComponentOptions
+
+    @classmethod
+    def parse_options(cls, options: Mapping[str, Any] | BaseModel | None) -> ComponentOptions:
+        """Validate ``options`` against :attr:`Options`; raise :class:`ConfigError` naming the bad keys."""
+        if isinstance(options, cls.Options):
+            return options
+        if isinstance(options, BaseModel):
+            options = options.model_dump()
+        try:
+            return cls.Options.model_validate(dict(options or {}))
+        except ValidationError as exc:
+            allowed = ", ".join(cls.Options.model_fields) or "(none)"
+            reasons = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors()
+            )
+            raise ConfigError(
+                f"Invalid options for {cls.name!r}: {reasons}. Allowed options: {allowed}."
+            ) from None
+
+
+# --------------------------------------------------------------------------- neural components
+
+ImageOutput = Literal["global", "regional"]
+
+
+class ImageEncoder(Component, torch.nn.Module, abc.ABC):
+    """Turns a batch of preprocessed images into features.
+
+    * ``output == "global"``: ``forward(pixels[B,3,H,W]) -> [B, out_dim]`` (one vector per image);
+    * ``output == "regional"``: ``forward(pixels) -> [B, R, out_dim]`` (R regions, un-pooled map).
+
+    :meth:`preprocessing` says how a PIL image becomes ``pixels`` (see
+    :class:`mxt_sdk.images.Preprocessing`); it is saved with the model and reused at load.
+    ``saved`` is what :meth:`export_state` returned when the model was saved.
+    """
+
+    output: ImageOutput
+    out_dim: int
+
+    def __init__(self, options: ComponentOptions, *, saved: Mapping[str, Any] | None = None):
+        torch.nn.Module.__init__(self)
+        self.options = options
+
+    @abc.abstractmethod
+    def preprocessing(self) -> dict[str, Any]:
+        """The image preprocessing as a JSON-able dict of :class:`mxt_sdk.images.Preprocessing` fields."""
+
+    def export_state(self) -> dict[str, Any]:
+        """JSON-able state needed to rebuild this encoder without downloading anything."""
+        return {"preprocessing": self.preprocessing()}
+
+
+@dataclass
+class FusionOutput:
+    """Text-side hidden states after fusion and the attention mask that goes with them."""
+
+    hidden: torch.Tensor
+    attention_mask: torch.Tensor
+
+
+class Fusion(Component, torch.nn.Module, abc.ABC):
+    """Mixes image features into the text stream of the generator.
+
+    ``stage`` says where: ``"embeddings"`` (on the generator's input embeddings, before its encoder)
+    or ``"encoder_output"`` (on the encoder's output, before the decoder). ``image_input`` says which
+    image features it consumes: the ``"global"`` vector ``[B, image_dim]`` or the ``"regional"`` map
+    ``[B, R, image_dim]``. For rows whose ``has_image`` is False the image must contribute nothing
+    (the documented no-image fallback: their image features are zeros and must not leak in). A
+    fusion may add positions; it then returns the extended attention mask.
+    """
+
+    stage: ClassVar[Literal["embeddings", "encoder_output"]]
+    image_input: ClassVar[ImageOutput]
+
+    def __init__(self, options: ComponentOptions, *, text_dim: int, image_dim: int):
+        torch.nn.Module.__init__(self)
+        self.options = options
+        self.text_dim, self.image_dim = text_dim, image_dim
+
+    @abc.abstractmethod
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, image: torch.Tensor,
+                has_image: torch.Tensor) -> FusionOutput:
+        """``hidden [B,N,text_dim]``, ``attention_mask [B,N]``, ``image`` as above, ``has_image [B]`` bool."""
+
+
+@dataclass
+class GreedyOutput:
+    """Greedy decoding result: generated ids (EOS and padding included) and per-token log-probs.
+
+    ``token_logprobs[b, t]`` is the log-probability of ``token_ids[b, t]``; positions after the
+    sequence's EOS hold 0.0, so ``token_logprobs.sum(-1)`` is the log-probability of the whole answer.
+    """
+
+    token_ids: torch.Tensor
+    token_logprobs: torch.Tensor
+
+
+class Generator(Component, torch.nn.Module, abc.ABC):
+    """A text encoder-decoder that generates the value, split at the points where fusions plug in.
+
+    ``embed -> (fusions at "embeddings") -> encode -> (fusions at "encoder_output") -> loss / greedy``.
+    The generator owns its tokenizer (a ``transformers`` tokenizer). When it has none yet
+    (:attr:`needs_tokenizer_training`), :meth:`train_tokenizer` builds one from training text.
+    """
+
+    d_model: int
+
+    def __init__(self, options: ComponentOptions, *, saved: Mapping[str, Any] | None = None):
+        torch.nn.Module.__init__(self)
+        self.options = options
+
+    @property
+    @abc.abstractmethod
+    def tokenizer(self) -> Any:
+        """The tokenizer, or None until :meth:`train_tokenizer` has run."""
+
+    @property
+    def needs_tokenizer_training(self) -> bool:
+        return self.tokenizer is None
+
+    def train_tokenizer(self, texts: Iterator[str]) -> None:
+        """Build a tokenizer from ``texts``; only generators that may lack one implement it."""
+        raise ConfigError(f"Generator {self.name!r} cannot train a tokenizer.")
+
+    @abc.abstractmethod
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Input embeddings ``[B, N, d_model]`` of token ids ``[B, N]``."""
+
+    @abc.abstractmethod
+    def encode(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Encoder output ``[B, N, d_model]``."""
+
+    @abc.abstractmethod
+    def loss(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
+             labels: torch.Tensor) -> torch.Tensor:
+        """Mean token-level negative log-likelihood of ``labels [B, T]`` (-100 = ignored)."""
+
+    @abc.abstractmethod
+    def greedy(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
+               max_new_tokens: int) -> GreedyOutput:
+        """Greedy decoding of at most ``max_new_tokens`` tokens per row."""
+
+    @abc.abstractmethod
+    def export_state(self) -> dict[str, Any]:
+        """JSON-able state (architecture) needed to rebuild this generator offline."""
+
+    @abc.abstractmethod
+    def save_tokenizer(self, directory: Path) -> None:
+        """Write the tokenizer files into ``directory``."""
+
+    @abc.abstractmethod
+    def load_tokenizer(self, directory: Path) -> None:
+        """Read the tokenizer written by :meth:`save_tokenizer`."""
+
+
+# --------------------------------------------------------------------------- data components
+
+class Normalizer(Component, abc.ABC):
+    """Cleans attribute values (labels in training, generations at extraction).
+
+    ``__call__`` returns the normalized value, or ``None`` to drop it. Normalizers that learn from
+    the corpus (merging near-duplicates, dropping rare values) override :meth:`fit`; their learned
+    state round-trips through :meth:`get_state` / :meth:`set_state` as JSON.
+    """
+
+    def __init__(self, options: ComponentOptions):
+        self.options = options
+
+    def fit(self, counts: Mapping[tuple[str, str, str], int]) -> None:
+        """Learn from value counts keyed by (product type, attribute, value). Default: nothing."""
+
+    @abc.abstractmethod
+    def __call__(self, value: str, *, product_type: str, attribute: str) -> str | None:
+        """The normalized value, or None when the value should be dropped."""
+
+    def get_state(self) -> dict[str, Any]:
+        return {}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`get_state` returned."""
+
+
+class Canonicalizer(Component, abc.ABC):
+    """Maps a generated value onto a known canonical value of its pair, or flags it as novel."""
+
+    def __init__(self, options: ComponentOptions):
+        self.options = options
+
+    @abc.abstractmethod
+    def fit(self, vocabulary: Mapping[tuple[str, str], Mapping[str, int]]) -> None:
+        """Index the known values (with counts) of each (product type, attribute) pair."""
+
+    @abc.abstractmethod
+    def canonicalize(self, value: str, *, product_type: str, attribute: str) -> tuple[str, bool]:
+        """Return ``(value_to_report, novel)``."""
+
+    @abc.abstractmethod
+    def save(self, directory: Path) -> None:
+        """Write the index into ``directory`` (no pickle)."""
+
+    @abc.abstractmethod
+    def load(self, directory: Path) -> None:
+        """Read what :meth:`save` wrote."""
+
+
+class Reader(Component, abc.ABC):
+    """Reads a file of products in one format.
+
+    :meth:`read` yields, in file order, one item per record: a validated :class:`Product`, or a
+    :class:`RecordError` naming the record and field when the record is bad (never raised, so one bad
+    line never stops a job).
+    """
+
+    def __init__(self, options: ComponentOptions):
+        self.options = options
+
+    @classmethod
+    @abc.abstractmethod
+    def can_read(cls, path: Path) -> bool:
+        """Whether this reader recognises the file (by suffix and a peek at its start)."""
+
+    @abc.abstractmethod
+    def read(self, path: Path) -> Iterator[Product | RecordError]:
+        """Yield one Product or RecordError per record of ``path``."""

@@ -1,0 +1,101 @@
+"""Run configuration: which components make the model and with what options; YAML in, JSON out.
+
+Every section forbids unknown keys, so a typo is an error rather than a silently ignored setting.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mxt_sdk.errors import ConfigError
+
+__all__ = ["ComponentSpec", "ModelConfig", "ExtractionConfig", "MXTConfig", "load_config"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ComponentSpec(_Section):
+    """A registered component by name, with its options (validated by the component itself)."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+class ModelConfig(_Section):
+    """The model: a generator, up to two image encoders, and the fusions that connect them.
+
+    ``global_encoder`` feeds fusions whose ``image_input`` is ``"global"`` (MAG, concat);
+    ``regional_encoder`` feeds those that take ``"regional"`` maps (cross-attention). No encoders and
+    no fusions is the text-only model.
+    """
+
+    generator: ComponentSpec
+    global_encoder: ComponentSpec | None = None
+    regional_encoder: ComponentSpec | None = None
+    fusions: list[ComponentSpec] = Field(default_factory=list)
+    max_input_tokens: int = Field(default=256, ge=8)
+    max_answer_tokens: int = Field(default=24, ge=1, description="generation bound before training data sets one")
+    answer_margin_tokens: int = Field(default=4, ge=0, description="added to the longest training answer")
+    none_answer: str = Field(default="none", description="the answer that means 'not stated'")
+
+
+class ExtractionConfig(_Section):
+    """Defaults for :meth:`mxt_sdk.Extractor.extract`."""
+
+    batch_size: int = Field(default=32, ge=1)
+    device: str = "cpu"
+    image_root: str | None = None
+    max_image_pixels: int = Field(default=50_000_000, ge=1)
+
+
+class MXTConfig(_Section):
+    """The whole run: model plus extraction defaults."""
+
+    model: ModelConfig
+    extraction: ExtractionConfig = Field(default_factory=ExtractionConfig)
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_required(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("a 'model' section is required")
+        return value
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {str(e['msg']).removeprefix('Value error, ')}"
+        for e in exc.errors()
+    )
+
+
+def load_config(source: str | Path | dict[str, Any] | MXTConfig) -> MXTConfig:
+    """An :class:`MXTConfig` from a YAML/JSON file path, a dict, or an existing config."""
+    if isinstance(source, MXTConfig):
+        return source
+    where = "config"
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError(f"Config file not found: {str(path)!r}.")
+        where = str(path)
+        try:
+            source = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{where} is not valid YAML: {exc}") from None
+    if not isinstance(source, dict):
+        raise ConfigError(f"{where} must hold a mapping with a 'model' section, got {type(source).__name__}.")
+    try:
+        return MXTConfig.model_validate(source)
+    except ValidationError as exc:
+        raise ConfigError(f"Invalid {where}: {_describe(exc)}") from None

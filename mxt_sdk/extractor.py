@@ -1,0 +1,97 @@
+"""``Extractor``: the one class users import. Build or load a model, extract values, save it."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mxt_sdk.config import MXTConfig, load_config
+from mxt_sdk.errors import NotFittedError
+from mxt_sdk.inference import Engine, EngineSettings, make_requests
+from mxt_sdk.metadata import CatalogMetadata
+from mxt_sdk.model import MXTModel
+from mxt_sdk.serialization import load_folder, save_folder
+from mxt_sdk.types import Prediction, Product
+
+#: accepted = confidence >= this, for pairs without a calibrated threshold
+DEFAULT_THRESHOLD = 0.5
+
+
+class Extractor:
+    """A multimodal attribute-value extractor: one model for every (product type, attribute) pair.
+
+    >>> extractor = Extractor.from_config("configs/tiny-cpu.yaml")          # doctest: +SKIP
+    >>> extractor.extract([product], attributes=["color"])                  # doctest: +SKIP
+    """
+
+    def __init__(self, config: MXTConfig, model: MXTModel, metadata: CatalogMetadata | None = None):
+        self.config = config
+        self.model = model.eval()
+        self.metadata = metadata
+
+    # ----------------------------------------------------------------- construction
+    @classmethod
+    def from_config(cls, config: str | Path | dict[str, Any] | MXTConfig, *,
+                    device: str | None = None) -> "Extractor":
+        """Build a fresh model from a YAML path, dict or :class:`MXTConfig` (pretrained parts are
+        fetched only where the config asks for them)."""
+        config = load_config(config)
+        model = MXTModel(config.model)
+        return cls(config, model.to(device or config.extraction.device))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, *, device: str | None = None) -> "Extractor":
+        """Load a folder written by :meth:`save_pretrained`. Never downloads anything."""
+        config, model, metadata = load_folder(Path(directory))
+        return cls(config, model.to(device or config.extraction.device), metadata)
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Write config, weights (safetensors), tokenizer and metadata to ``directory`` atomically."""
+        save_folder(Path(directory), self.config, self.model, self.metadata)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ----------------------------------------------------------------- extraction
+    def iter_extract(self, products: Iterable[Product | dict[str, Any]],
+                     attributes: Sequence[str] | None = None, *, batch_size: int | None = None,
+                     image_root: str | Path | None = None, on_image_error: str = "error") -> Iterator[Prediction]:
+        """Stream predictions, one per requested (product, attribute), in input order.
+
+        ``attributes=None`` asks each product for the attributes training saw for its product type.
+        ``image_root`` is where relative image paths are resolved (and which they may not escape).
+        ``on_image_error``: ``"error"`` (rows of a product whose image cannot be read carry the error
+        and no value) or ``"text_only"`` (answer from the text, keep the error as a note).
+        """
+        if on_image_error not in ("error", "text_only"):
+            raise ValueError(f"on_image_error must be 'error' or 'text_only', not {on_image_error!r}")
+        tokenizer = self.model.generator.tokenizer
+        if tokenizer is None:
+            raise NotFittedError(
+                "This model has no tokenizer yet: its generator trains one from the training text. "
+                "Call fit() first, or configure a byte-level or pretrained tokenizer."
+            )
+        settings = self._settings(batch_size, image_root, on_image_error)
+        engine = Engine(self.model.eval(), tokenizer, self.metadata, settings)
+        yield from engine.run(make_requests(products, attributes, self.metadata))
+
+    def extract(self, products: Iterable[Product | dict[str, Any]], attributes: Sequence[str] | None = None,
+                **options: Any) -> list[Prediction]:
+        """All predictions of :meth:`iter_extract` as a list."""
+        return list(self.iter_extract(products, attributes, **options))
+
+    def _settings(self, batch_size: int | None, image_root: str | Path | None,
+                  on_image_error: str) -> EngineSettings:
+        model_config, extraction = self.config.model, self.config.extraction
+        longest = self.metadata.max_answer_tokens if self.metadata else None
+        max_new_tokens = (longest + model_config.answer_margin_tokens) if longest else model_config.max_answer_tokens
+        root = image_root if image_root is not None else extraction.image_root
+        return EngineSettings(
+            batch_size=batch_size or extraction.batch_size, max_new_tokens=max_new_tokens,
+            max_input_tokens=model_config.max_input_tokens, none_answer=model_config.none_answer,
+            threshold=DEFAULT_THRESHOLD, image_root=Path(root) if root is not None else None,
+            max_image_pixels=extraction.max_image_pixels, on_image_error=on_image_error,
+        )

@@ -1,0 +1,189 @@
+"""The extraction engine: records -> requests -> image features (once per product) -> length-sorted
+batches -> greedy answers -> :class:`Prediction` rows, one per requested (product, attribute).
+
+Every requested pair yields exactly one row; a bad record or image yields rows whose ``error`` says
+why, and never stops the job.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mxt_sdk.errors import ImageError, RecordError
+from mxt_sdk.images import Preprocessing, load_image, to_pixels
+from mxt_sdk.metadata import CatalogMetadata
+from mxt_sdk.model import ImageFeatures, ImagePixels, MXTModel
+from mxt_sdk.prompt import build_prompt
+from mxt_sdk.types import Prediction, Product, product_from_record
+
+ALL_ATTRIBUTES = "*"
+
+
+@dataclass
+class Request:
+    """One input record and the attributes asked of it (or why it cannot be answered)."""
+
+    where: str
+    product_id: str
+    product: Product | None
+    attributes: list[str]
+    error: str | None = None
+    image_error: str | None = None
+
+
+@dataclass
+class EngineSettings:
+    """What one extraction run needs besides the model."""
+
+    batch_size: int
+    max_new_tokens: int
+    max_input_tokens: int
+    none_answer: str
+    threshold: float
+    image_root: Path | None
+    max_image_pixels: int
+    on_image_error: str = "error"
+    stats: dict[str, int] = field(default_factory=lambda: {"truncated_inputs": 0})
+
+
+def make_requests(records: Iterable[Product | dict[str, Any]], attributes: Sequence[str] | None,
+                  metadata: CatalogMetadata | None) -> Iterator[Request]:
+    """Validate each record and decide which attributes to ask of it."""
+    for position, record in enumerate(records):
+        where = f"record {position}"
+        try:
+            product = record if isinstance(record, Product) else product_from_record(record, where)
+        except RecordError as exc:
+            raw_id = record.get("id") if isinstance(record, dict) else None
+            yield Request(where, str(raw_id) if raw_id not in (None, "") else where, None,
+                          list(attributes or [ALL_ATTRIBUTES]), error=str(exc))
+            continue
+        if attributes is not None:
+            yield Request(where, product.id, product, list(attributes))
+            continue
+        known = metadata.attributes_for(product.product_type) if metadata else []
+        if known:
+            yield Request(where, product.id, product, known)
+        else:
+            yield Request(where, product.id, product, [ALL_ATTRIBUTES],
+                          error=f"{where} (id {product.id!r}): no attributes are known for product type "
+                                f"{product.product_type!r}; pass attributes=[...]")
+
+
+def load_pixels(requests: Sequence[Request], preprocessing: dict[str, dict[str, Any]],
+                settings: EngineSettings) -> ImagePixels:
+    """Decode each product's image once and preprocess it for every encoder; record failures."""
+    specs = {kind: Preprocessing.model_validate(prep) for kind, prep in preprocessing.items()}
+    pixels = {kind: torch.zeros((len(requests), *spec.input_size)) for kind, spec in specs.items()}
+    has_image = torch.zeros(len(requests), dtype=torch.bool)
+    for row, request in enumerate(requests):
+        if request.product is None or request.product.image is None or request.error:
+            continue
+        try:
+            image = load_image(request.product.image, settings.image_root,
+                               max_pixels=settings.max_image_pixels)
+        except ImageError as exc:
+            request.image_error = f"{request.where} (id {request.product_id!r}), field 'image': {exc}"
+            continue
+        for kind, spec in specs.items():
+            pixels[kind][row] = to_pixels(image, spec)
+        has_image[row] = True
+    return ImagePixels(pixels, has_image)
+
+
+def _in_text(value: str, text: str) -> bool:
+    pattern = r"(?<!\w)" + r"\s+".join(map(re.escape, value.split())) + r"(?!\w)"
+    return re.search(pattern, text, flags=re.IGNORECASE) is not None
+
+
+class Engine:
+    """Runs extraction for one model; see the module docstring for the flow."""
+
+    def __init__(self, model: MXTModel, tokenizer: Any, metadata: CatalogMetadata | None,
+                 settings: EngineSettings):
+        self.model, self.tokenizer, self.metadata, self.settings = model, tokenizer, metadata, settings
+
+    def run(self, requests: Iterable[Request]) -> Iterator[Prediction]:
+        """Predictions for ``requests`` in input order, a chunk of ``batch_size`` products at a time."""
+        chunk: list[Request] = []
+        for request in requests:
+            chunk.append(request)
+            if len(chunk) == self.settings.batch_size:
+                yield from self._run_chunk(chunk)
+                chunk = []
+        if chunk:
+            yield from self._run_chunk(chunk)
+
+    @torch.inference_mode()
+    def _run_chunk(self, chunk: list[Request]) -> Iterator[Prediction]:
+        device = next(self.model.parameters()).device
+        features = None
+        if self.model.uses_images:
+            pixels = load_pixels(chunk, self.model.preprocessing(), self.settings).to(device)
+            features = self.model.encode_images(pixels)
+        examples = [
+            (row, attribute) for row, request in enumerate(chunk)
+            if request.error is None and not (request.image_error and self.settings.on_image_error == "error")
+            for attribute in request.attributes
+        ]
+        answers = self._answer(chunk, examples, features, device)
+        for row, request in enumerate(chunk):
+            for attribute in request.attributes:
+                yield self._prediction(request, attribute, answers.get((row, attribute)),
+                                       bool(features is not None and features.has_image[row]))
+
+    def _answer(self, chunk: list[Request], examples: list[tuple[int, str]],
+                features: ImageFeatures | None, device: torch.device) -> dict[tuple[int, str], tuple[str, float]]:
+        if not examples:
+            return {}
+        prompts = [build_prompt(attribute, chunk[row].product) for row, attribute in examples]
+        encoded = self.tokenizer(prompts, truncation=False)["input_ids"]
+        limit = self.settings.max_input_tokens
+        self.settings.stats["truncated_inputs"] += sum(len(ids) > limit for ids in encoded)
+        encoded = [ids if len(ids) <= limit else ids[: limit - 1] + [ids[-1]] for ids in encoded]
+        order = sorted(range(len(examples)), key=lambda i: len(encoded[i]))
+        answers = {}
+        pad = self.tokenizer.pad_token_id
+        for start in range(0, len(order), self.settings.batch_size):
+            batch = order[start:start + self.settings.batch_size]
+            width = max(len(encoded[i]) for i in batch)
+            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+            attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for line, i in enumerate(batch):
+                input_ids[line, : len(encoded[i])] = torch.tensor(encoded[i])
+                attention_mask[line, : len(encoded[i])] = 1
+            rows = torch.tensor([examples[i][0] for i in batch], device=device)
+            batch_features = features.select(rows) if features is not None else None
+            output = self.model.generate(input_ids.to(device), attention_mask.to(device), batch_features,
+                                         self.settings.max_new_tokens)
+            texts = self.tokenizer.batch_decode(output.token_ids.tolist(), skip_special_tokens=True)
+            confidences = output.token_logprobs.sum(dim=1).exp().clamp(0.0, 1.0).tolist()
+            for i, text, confidence in zip(batch, texts, confidences):
+                answers[examples[i]] = (" ".join(text.split()), confidence)
+        return answers
+
+    def _prediction(self, request: Request, attribute: str, answer: tuple[str, float] | None,
+                    image_used: bool) -> Prediction:
+        base = dict(product_id=request.product_id, attribute=attribute,
+                    product_type=request.product.product_type if request.product else None)
+        if request.error:
+            return Prediction(**base, error=request.error)
+        error = request.image_error
+        if answer is None:
+            return Prediction(**base, error=error or "not answered")
+        raw, confidence = answer
+        value = None if raw.casefold() == self.settings.none_answer.casefold() or not raw else raw
+        known = (self.metadata.knows_value(request.product.product_type, attribute, value)
+                 if self.metadata and value is not None else None)
+        return Prediction(
+            **base, value=value, raw_value=raw, confidence=confidence if math.isfinite(confidence) else 0.0,
+            accepted=confidence >= self.settings.threshold, novel=known is False,
+            in_text=value is not None and _in_text(value, request.product.text),
+            image_used=image_used, error=error,
+        )

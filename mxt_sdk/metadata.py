@@ -1,0 +1,38 @@
+"""What a model learned about its catalog: the (product type, attribute) pairs and their values.
+
+Written by training, saved as ``metadata.json`` in the model folder, and used at extraction for
+default attribute lists, the generation length bound, and the ``novel`` (zero-shot) flag.
+"""
+from __future__ import annotations
+
+from functools import cached_property
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+def pair_key(product_type: str, attribute: str) -> str:
+    """The JSON key of a (product type, attribute) pair."""
+    return f"{product_type}\t{attribute}"
+
+
+class CatalogMetadata(BaseModel):
+    """``values[pair_key] = {value: count}`` seen in training, and the longest answer in tokens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    values: dict[str, dict[str, int]] = Field(default_factory=dict)
+    max_answer_tokens: int | None = None
+
+    def attributes_for(self, product_type: str) -> list[str]:
+        """Attributes seen in training for ``product_type``, in first-seen order."""
+        prefix = f"{product_type}\t"
+        return [key[len(prefix):] for key in self.values if key.startswith(prefix)]
+
+    def knows_value(self, product_type: str, attribute: str, value: str) -> bool | None:
+        """Whether ``value`` was seen for the pair (case-insensitive); None if the pair is unknown."""
+        vocabulary = self._folded_values.get(pair_key(product_type, attribute))
+        return None if vocabulary is None else value.casefold() in vocabulary
+
+    @cached_property
+    def _folded_values(self) -> dict[str, frozenset[str]]:
+        return {key: frozenset(v.casefold() for v in counts) for key, counts in self.values.items()}

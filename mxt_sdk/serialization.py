@@ -1,0 +1,98 @@
+"""The saved-model folder: ``config.json``, ``model.safetensors``, ``tokenizer/``, ``metadata.json``.
+
+No pickle anywhere: tensors go to safetensors, everything else to JSON or tokenizer files.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from mxt_sdk import __version__, registry
+from mxt_sdk.config import MXTConfig
+from mxt_sdk.errors import ConfigError, PluginNotInstalledError
+from mxt_sdk.metadata import CatalogMetadata
+from mxt_sdk.model import ENCODER_SLOTS, MXTModel
+from mxt_sdk.plugins import plugin_distribution
+from mxt_sdk.storage import atomic_directory, read_json, write_json
+
+FORMAT_VERSION = 1
+CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, TOKENIZER_DIR = (
+    "config.json", "model.safetensors", "metadata.json", "tokenizer")
+
+
+def _component_record(kind: str, name: str) -> dict[str, Any]:
+    info = registry.get_component(kind, name)
+    dist = plugin_distribution(info.plugin)
+    return {"kind": kind, "name": info.name, "plugin": info.plugin,
+            "distribution": dist[0] if dist else None, "version": dist[1] if dist else None}
+
+
+def _used_components(config: MXTConfig) -> list[dict[str, Any]]:
+    model = config.model
+    used = [_component_record("generators", model.generator.name)]
+    used += [_component_record("image_encoders", getattr(model, slot).name)
+             for slot in ENCODER_SLOTS if getattr(model, slot) is not None]
+    used += [_component_record("fusions", spec.name) for spec in model.fusions]
+    return used
+
+
+def save_folder(directory: Path, config: MXTConfig, model: MXTModel,
+                metadata: CatalogMetadata | None) -> None:
+    """Write the model folder atomically (a crash leaves the previous folder intact)."""
+    import timm
+    import transformers
+
+    with atomic_directory(Path(directory)) as staging:
+        write_json(staging / CONFIG_FILE, {
+            "format_version": FORMAT_VERSION,
+            "mxt_sdk_version": __version__,
+            "config": config.model_dump(mode="json"),
+            "components": _used_components(config),
+            "component_states": model.export_states(),
+            "library_versions": {"torch": torch.__version__, "transformers": transformers.__version__,
+                                 "timm": timm.__version__},
+        })
+        save_model(model, str(staging / WEIGHTS_FILE))
+        tokenizer = model.generator.tokenizer
+        if tokenizer is not None:
+            model.generator.save_tokenizer(staging / TOKENIZER_DIR)
+        if metadata is not None:
+            write_json(staging / METADATA_FILE, metadata.model_dump(mode="json"))
+
+
+def _check_installed(components: list[dict[str, Any]], where: Path) -> None:
+    for record in components:
+        try:
+            registry.get_component(record["kind"], record["name"])
+        except KeyError:
+            source = record.get("distribution") or f"the plugin {record.get('plugin')!r}"
+            raise PluginNotInstalledError(
+                f"{where} needs the {registry.KINDS[record['kind']].label} {record['name']!r} from plugin "
+                f"{record.get('plugin')!r}, which is not installed here (or is blocked by "
+                f"MXT_DISABLE_PLUGINS). Install {source} and load again."
+            ) from None
+
+
+def load_folder(directory: Path) -> tuple[MXTConfig, MXTModel, CatalogMetadata | None]:
+    """Rebuild config, model (weights loaded, nothing downloaded) and metadata from a folder."""
+    directory = Path(directory)
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file():
+        raise ConfigError(f"{str(directory)!r} is not a saved mxt_sdk model: it has no {CONFIG_FILE}.")
+    saved = read_json(config_path)
+    if saved.get("format_version") != FORMAT_VERSION:
+        raise ConfigError(f"{config_path} has format_version {saved.get('format_version')!r}; "
+                          f"this mxt_sdk reads version {FORMAT_VERSION}.")
+    _check_installed(saved["components"], config_path)
+    config = MXTConfig.model_validate(saved["config"])
+    model = MXTModel(config.model, saved=saved["component_states"])
+    if (directory / TOKENIZER_DIR).is_dir():
+        model.generator.load_tokenizer(directory / TOKENIZER_DIR)
+    load_model(model, str(directory / WEIGHTS_FILE), strict=True)
+    metadata = None
+    if (directory / METADATA_FILE).is_file():
+        metadata = CatalogMetadata.model_validate(read_json(directory / METADATA_FILE))
+    return config, model, metadata

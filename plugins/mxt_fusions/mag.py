@@ -1,0 +1,53 @@
+"""``mag``: the multimodal adaptation gate, applied to the generator's input embeddings.
+
+For each token embedding ``T_i`` and the global image vector ``V``::
+
+    g_i = ReLU(W_g [T_i ; V] + b_g)
+    H_i = g_i * (W_H V) + b_H
+    a_i = min(||T_i|| / ||H_i|| * beta, 1)      (a_i = 0 where ||H_i|| = 0)
+    F_i = Dropout(LayerNorm(T_i + a_i * H_i))
+
+Rows without an image get ``H_i = 0`` (so ``F_i = Dropout(LayerNorm(T_i))``).
+"""
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+
+from mxt_sdk import ComponentOptions, Fusion, FusionOutput
+
+
+class MAGOptions(ComponentOptions):
+    beta: float = Field(default=1.0, gt=0.0, description="scale of the displacement's norm ratio")
+    dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
+    layer_norm_eps: float = Field(default=1e-6, gt=0.0)
+
+
+class MAGFusion(Fusion):
+    """Shifts each token embedding by a gated, norm-bounded displacement computed from the image."""
+
+    name = "mag"
+    Options = MAGOptions
+    stage = "embeddings"
+    image_input = "global"
+
+    def __init__(self, options: MAGOptions, *, text_dim: int, image_dim: int):
+        super().__init__(options, text_dim=text_dim, image_dim=image_dim)
+        self.gate = torch.nn.Linear(text_dim + image_dim, text_dim)            # W_g, b_g
+        self.displacement = torch.nn.Linear(image_dim, text_dim, bias=False)   # W_H
+        self.displacement_bias = torch.nn.Parameter(torch.zeros(text_dim))     # b_H
+        self.layer_norm = torch.nn.LayerNorm(text_dim, eps=options.layer_norm_eps)
+        self.dropout = torch.nn.Dropout(options.dropout)
+
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, image: torch.Tensor,
+                has_image: torch.Tensor) -> FusionOutput:
+        image = image.to(hidden.dtype)[:, None, :].expand(-1, hidden.size(1), -1)    # V for every token
+        gate = torch.relu(self.gate(torch.cat([hidden, image], dim=-1)))             # g_i
+        shift = gate * self.displacement(image) + self.displacement_bias             # H_i
+        shift = shift * has_image[:, None, None].to(shift.dtype)                     # no image: H_i = 0
+        text_norm = hidden.norm(dim=-1)
+        shift_norm = shift.norm(dim=-1)
+        ratio = text_norm / shift_norm.clamp_min(torch.finfo(shift_norm.dtype).tiny) * self.options.beta
+        alpha = torch.where(shift_norm > 0, ratio.clamp(max=1.0), torch.zeros_like(ratio))  # a_i
+        fused = self.dropout(self.layer_norm(hidden + alpha[..., None] * shift))     # F_i
+        return FusionOutput(fused, attention_mask)

@@ -1,0 +1,1 @@
+"""Built-in normalizers plugin (see its modules)."""

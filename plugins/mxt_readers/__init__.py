@@ -1,0 +1,1 @@
+"""Built-in readers plugin (see its modules)."""

@@ -1,0 +1,153 @@
+"""The ``t5`` generator: T5 split into embed / encode / decode so fusions can plug in between."""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import Field
+from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+from transformers.modeling_outputs import BaseModelOutput
+
+from mxt_sdk import ComponentOptions, Generator, GreedyOutput
+from mxt_sdk.errors import ConfigError
+
+from mxt_t5 import tokenizers
+
+
+class T5Options(ComponentOptions):
+    """Either ``from_pretrained`` (hub name or local folder) or a size for a random-init model.
+
+    ``tokenizer``: ``"auto"`` (the checkpoint's own; for random init a Unigram trained on the
+    training text), ``"byte"`` (ByT5 bytes, nothing to train), ``"unigram"`` (trained on the
+    training text, ``tokenizer_vocab_size`` pieces), or a hub name / local folder of a tokenizer.
+    """
+
+    from_pretrained: str | None = None
+    tokenizer: str = "auto"
+    tokenizer_vocab_size: int = Field(default=8000, ge=16)
+    d_model: int = Field(default=512, ge=8)
+    d_kv: int | None = Field(default=None, ge=4)
+    d_ff: int = Field(default=2048, ge=8)
+    num_layers: int = Field(default=6, ge=1)
+    num_decoder_layers: int | None = Field(default=None, ge=1)
+    num_heads: int = Field(default=8, ge=1)
+    dropout_rate: float = Field(default=0.1, ge=0.0, lt=1.0)
+
+
+class T5Generator(Generator):
+    """``T5ForConditionalGeneration`` with a greedy decoder that reports per-token log-probs."""
+
+    name = "t5"
+    Options = T5Options
+
+    def __init__(self, options: T5Options, *, saved: Mapping[str, Any] | None = None):
+        super().__init__(options, saved=saved)
+        self._tokenizer_kind = self._resolve_tokenizer_kind(options)
+        # A saved model brings its tokenizer files (load_tokenizer); nothing is fetched here then.
+        self._tokenizer = None if saved is not None else self._initial_tokenizer(options)
+        if saved is not None:
+            self.model = T5ForConditionalGeneration(T5Config.from_dict(saved["t5_config"]))
+        elif options.from_pretrained:
+            self.model = T5ForConditionalGeneration.from_pretrained(options.from_pretrained)
+        else:
+            self.model = T5ForConditionalGeneration(self._size_config(options))
+        if self._tokenizer is not None and len(self._tokenizer) > self.model.config.vocab_size:
+            self.model.resize_token_embeddings(len(self._tokenizer))
+        self.d_model = self.model.config.d_model
+
+    # ----------------------------------------------------------------- construction
+    @staticmethod
+    def _resolve_tokenizer_kind(options: T5Options) -> str:
+        if options.tokenizer == "auto":
+            return "pretrained" if options.from_pretrained else "unigram"
+        if options.tokenizer in ("byte", "unigram"):
+            return options.tokenizer
+        return "pretrained"
+
+    def _vocab_size(self, options: T5Options) -> int:
+        if self._tokenizer is None:  # a Unigram tokenizer still to be trained: ids stay below this
+            return options.tokenizer_vocab_size
+        return len(self._tokenizer)
+
+    def _size_config(self, options: T5Options) -> T5Config:
+        if options.d_model % options.num_heads and options.d_kv is None:
+            raise ConfigError(
+                f"t5: d_model={options.d_model} is not divisible by num_heads={options.num_heads}; "
+                "change one of them or set d_kv."
+            )
+        return T5Config(
+            vocab_size=self._vocab_size(options), d_model=options.d_model,
+            d_kv=options.d_kv or options.d_model // options.num_heads, d_ff=options.d_ff,
+            num_layers=options.num_layers, num_decoder_layers=options.num_decoder_layers,
+            num_heads=options.num_heads, dropout_rate=options.dropout_rate,
+            pad_token_id=0, eos_token_id=1, decoder_start_token_id=0, tie_word_embeddings=True,
+        )
+
+    def _initial_tokenizer(self, options: T5Options):
+        if self._tokenizer_kind == "byte":
+            return tokenizers.byte_tokenizer()
+        if self._tokenizer_kind == "unigram":
+            return None  # trained from the training text by train_tokenizer()
+        return tokenizers.pretrained_tokenizer(
+            options.from_pretrained if options.tokenizer == "auto" else options.tokenizer
+        )
+
+    # ----------------------------------------------------------------- tokenizer
+    @property
+    def tokenizer(self):
+        return self._tokenizer
+
+    def train_tokenizer(self, texts: Iterator[str]) -> None:
+        if self._tokenizer_kind != "unigram":
+            raise ConfigError(f"t5: tokenizer {self.options.tokenizer!r} is not trained from data.")
+        limit = self.model.config.vocab_size
+        self._tokenizer = tokenizers.train_unigram_tokenizer(texts, min(limit, self.options.tokenizer_vocab_size))
+
+    def save_tokenizer(self, directory: Path) -> None:
+        self._tokenizer.save_pretrained(str(directory))
+
+    def load_tokenizer(self, directory: Path) -> None:
+        self._tokenizer = AutoTokenizer.from_pretrained(str(directory))
+
+    def export_state(self) -> dict[str, Any]:
+        return {"t5_config": self.model.config.to_dict(), "tokenizer_kind": self._tokenizer_kind}
+
+    # ----------------------------------------------------------------- compute
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model.get_input_embeddings()(input_ids)
+
+    def encode(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model.encoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
+
+    def loss(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
+             labels: torch.Tensor) -> torch.Tensor:
+        output = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
+                            attention_mask=attention_mask, labels=labels)
+        return output.loss
+
+    def greedy(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
+               max_new_tokens: int) -> GreedyOutput:
+        config = self.model.config
+        batch = encoder_hidden.size(0)
+        encoder_outputs = BaseModelOutput(last_hidden_state=encoder_hidden)
+        next_input = torch.full((batch, 1), config.decoder_start_token_id, dtype=torch.long,
+                                device=encoder_hidden.device)
+        finished = torch.zeros(batch, dtype=torch.bool, device=encoder_hidden.device)
+        cache, ids, logprobs = None, [], []
+        for _ in range(max_new_tokens):
+            output = self.model(encoder_outputs=encoder_outputs, attention_mask=attention_mask,
+                                decoder_input_ids=next_input, past_key_values=cache, use_cache=True)
+            cache = output.past_key_values
+            step_logprobs = torch.log_softmax(output.logits[:, -1].float(), dim=-1)
+            best_logprob, best_id = step_logprobs.max(dim=-1)
+            best_id = best_id.masked_fill(finished, config.pad_token_id)
+            best_logprob = best_logprob.masked_fill(finished, 0.0)
+            ids.append(best_id)
+            logprobs.append(best_logprob)
+            finished |= best_id == config.eos_token_id
+            if bool(finished.all()):
+                break
+            next_input = best_id[:, None]
+        return GreedyOutput(torch.stack(ids, dim=1), torch.stack(logprobs, dim=1))

@@ -1,0 +1,118 @@
+"""timm image encoders: pooled (``global``) vectors or un-pooled (``regional``) feature maps."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import timm
+import timm.data
+import torch
+from pydantic import Field
+
+from mxt_sdk import ComponentOptions, ImageEncoder
+from mxt_sdk.errors import ConfigError
+
+from mxt_timm.weights import load_backbone_weights
+
+
+class _EncoderOptions(ComponentOptions):
+    model_name: str
+    pretrained: bool = Field(default=False, description="fetch timm's pretrained weights (needs network)")
+    checkpoint_path: str | None = Field(default=None, description="local .safetensors or torch weights file")
+    image_size: int | None = Field(default=None, ge=16, description="square input side; default: the model's")
+    freeze: bool = Field(default=False, description="keep the weights fixed (and batch norm in eval mode)")
+
+
+class TimmOptions(_EncoderOptions):
+    model_name: str = "resnet18"
+    pool: bool = Field(default=True, description="True: one pooled vector; False: the feature map")
+
+
+class GlobalOptions(_EncoderOptions):
+    model_name: str = "resnet152"
+
+
+class RegionalOptions(_EncoderOptions):
+    model_name: str = "legacy_xception"
+
+
+class TimmEncoder(ImageEncoder):
+    """Any timm model: ``pool=True`` gives one vector per image, ``pool=False`` the spatial map."""
+
+    name = "timm"
+    Options = TimmOptions
+
+    def __init__(self, options: _EncoderOptions, *, saved: Mapping[str, Any] | None = None):
+        super().__init__(options, saved=saved)
+        fetch = options.pretrained and saved is None and not options.checkpoint_path
+        self.net = self._create(options, fetch)
+        if options.checkpoint_path and saved is None:
+            load_backbone_weights(self.net, Path(options.checkpoint_path))
+        self._preprocessing = dict(saved["preprocessing"]) if saved else self._data_config(options)
+        self.output = "global" if self._pools(options) else "regional"
+        self.out_dim = int(getattr(self.net, "head_hidden_size", None) or self.net.num_features) \
+            if self.output == "global" else int(self.net.num_features)
+        if options.freeze:
+            self.net.requires_grad_(False)
+            self.net.eval()
+
+    @staticmethod
+    def _pools(options: _EncoderOptions) -> bool:
+        return getattr(options, "pool", True)
+
+    @staticmethod
+    def _create(options: _EncoderOptions, fetch: bool) -> torch.nn.Module:
+        try:
+            network = timm.create_model(options.model_name, pretrained=fetch, num_classes=0)
+            fixed = network.pretrained_cfg.get("fixed_input_size", False)
+            if fixed and options.image_size:
+                network = timm.create_model(options.model_name, pretrained=fetch, num_classes=0,
+                                            img_size=options.image_size)
+        except RuntimeError as exc:
+            if "Unknown model" in str(exc):
+                raise ConfigError(f"timm has no model {options.model_name!r}; see timm.list_models().") from None
+            raise
+        return network
+
+    def _data_config(self, options: _EncoderOptions) -> dict[str, Any]:
+        config = dict(timm.data.resolve_data_config({}, model=self.net))
+        if options.image_size:
+            config["input_size"] = (3, options.image_size, options.image_size)
+        return config
+
+    def preprocessing(self) -> dict[str, Any]:
+        return dict(self._preprocessing)
+
+    def train(self, mode: bool = True) -> "TimmEncoder":
+        super().train(mode)
+        if self.options.freeze:
+            self.net.eval()
+        return self
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.options.freeze):
+            if self.output == "global":
+                return self.net(pixels)
+            features = self.net.forward_features(pixels)
+        if features.dim() == 4:  # [B, C, h, w] -> [B, h*w, C]
+            return features.flatten(2).transpose(1, 2)
+        return features  # token models already give [B, N, C]
+
+
+class ResNet152Encoder(TimmEncoder):
+    """The paper's global encoder: ResNet-152, average-pooled to one 2048-d vector."""
+
+    name = "resnet152"
+    Options = GlobalOptions
+
+
+class XceptionEncoder(TimmEncoder):
+    """The paper's regional encoder: Xception's un-pooled final feature map (2048 channels)."""
+
+    name = "xception"
+    Options = RegionalOptions
+
+    @staticmethod
+    def _pools(options: _EncoderOptions) -> bool:
+        return False
