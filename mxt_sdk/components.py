@@ -42,6 +42,9 @@ class Component:
     name: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[type[ComponentOptions]] = ComponentOptions
+    #: Small, offline options the conformance tests build this component with (timm's pattern:
+    #: every registered component is tested without anyone writing a test for it).
+    example_options: ClassVar[dict[str, Any]] = {}
 
     @classmethod
     def parse_options(cls, options: Mapping[str, Any] | BaseModel | None) -> ComponentOptions:

@@ -56,6 +56,14 @@ class RecordError(MXTError, ValueError):
         super().__init__(f"{where}: {reason}")
 
 
+class DataFileError(MXTError, ValueError):
+    """A data file cannot be read at all: unknown format, bad header, several readers claim it."""
+
+
+class DataFileNotFoundError(DataFileError, FileNotFoundError):
+    """A data file that does not exist (or is a folder)."""
+
+
 class ImageError(MXTError, ValueError):
     """An image could not be opened, decoded, or located safely."""
 

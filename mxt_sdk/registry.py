@@ -72,7 +72,7 @@ def invalidate() -> None:
 def _add(table: dict[str, ComponentInfo], kind: Kind, cls: Any, plugin: str) -> None:
     if not (isinstance(cls, type) and issubclass(cls, kind.base)):
         raise PluginError(
-            f"Plugin {plugin!r} registered {cls!r} as an {kind.label}, but it is not a subclass of "
+            f"Plugin {plugin!r} registered {cls!r} in {kind.hook}, but it is not a subclass of "
             f"mxt_sdk.{kind.base.__name__}."
         )
     names = (cls.name, *cls.aliases)
@@ -87,8 +87,8 @@ def _add(table: dict[str, ComponentInfo], kind: Kind, cls: Any, plugin: str) -> 
         previous = table.get(name)
         if previous is not None:
             raise DuplicateComponentError(
-                f"Two plugins register an {kind.label} named {name!r}: plugin {previous.plugin!r} "
-                f"({previous.cls.__module__}.{previous.cls.__qualname__}) and plugin {plugin!r} "
+                f"The {kind.label} name {name!r} is registered by two plugins: {previous.plugin!r} "
+                f"({previous.cls.__module__}.{previous.cls.__qualname__}) and {plugin!r} "
                 f"({cls.__module__}.{cls.__qualname__}). Uninstall one, or block one with "
                 f"MXT_DISABLE_PLUGINS={plugin}."
             )

@@ -23,3 +23,50 @@ def _fresh_plugins(monkeypatch):
     plugins.reset()
     yield
     plugins.reset()
+
+
+TINY_T5 = {"name": "t5", "options": {"tokenizer": "byte", "d_model": 32, "d_ff": 64, "num_layers": 2,
+                                     "num_heads": 4, "dropout_rate": 0.0}}
+TINY_GLOBAL = {"name": "timm", "options": {"model_name": "test_resnet", "image_size": 64, "pool": True}}
+TINY_REGIONAL = {"name": "timm", "options": {"model_name": "test_resnet", "image_size": 64, "pool": False}}
+FUSION_OPTIONS = {"mag": {"dropout": 0.0}, "xattn": {"heads": 4, "dropout": 0.0}, "concat": {}}
+
+
+def tiny_config(fusions: list[str]) -> dict:
+    """A seconds-to-build model config with the given fusions and just the encoders they need."""
+    model = {"generator": TINY_T5, "max_answer_tokens": 6,
+             "fusions": [{"name": f, "options": FUSION_OPTIONS[f]} for f in fusions]}
+    if {"mag", "concat"} & set(fusions):
+        model["global_encoder"] = TINY_GLOBAL
+    if "xattn" in fusions:
+        model["regional_encoder"] = TINY_REGIONAL
+    return {"model": model}
+
+
+@pytest.fixture
+def image_dir(tmp_path):
+    """A folder of real image files: JPEG and PNG of different sizes and modes."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.new("RGB", (320, 200), (220, 20, 20)).save(folder / "red.jpg")
+    Image.new("RGB", (90, 160), (20, 20, 220)).save(folder / "blue.png")
+    Image.new("RGBA", (64, 64), (20, 200, 20, 120)).save(folder / "green.png")
+    Image.new("CMYK", (100, 80), (0, 0, 255, 0)).save(folder / "yellow_cmyk.jpg")
+    return folder
+
+
+@pytest.fixture
+def products():
+    """Products with and without images (paths relative to ``image_dir``)."""
+    from mxt_sdk import Product
+
+    return [
+        Product(id="p1", product_type="dress", title="Calvin Klein red printed dress",
+                description="Sleeveless sheath", bullets=["100% cotton"], image="red.jpg"),
+        Product(id="p2", product_type="mug", title="Ceramic coffee mug 300 ml", image="blue.png"),
+        Product(id="p3", product_type="mug", title="Travel mug without a photo"),
+        Product(id="p4", product_type="shoe", title="Leather pump with 3 inch heel", image="green.png"),
+        Product(id="p5", product_type="dress", title="Maxi dress", image="yellow_cmyk.jpg"),
+    ]

@@ -24,6 +24,7 @@ class CrossAttentionFusion(Fusion):
     name = "xattn"
     aliases = ("cross_attention",)
     Options = CrossAttentionOptions
+    example_options = {"heads": 4, "dropout": 0.0}
     stage = "encoder_output"
     image_input = "regional"
 

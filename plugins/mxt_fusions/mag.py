@@ -28,6 +28,7 @@ class MAGFusion(Fusion):
 
     name = "mag"
     Options = MAGOptions
+    example_options = {"dropout": 0.0}
     stage = "embeddings"
     image_input = "global"
 

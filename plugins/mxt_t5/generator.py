@@ -41,6 +41,7 @@ class T5Generator(Generator):
 
     name = "t5"
     Options = T5Options
+    example_options = {"tokenizer": "byte", "d_model": 32, "d_ff": 64, "num_layers": 2, "num_heads": 4}
 
     def __init__(self, options: T5Options, *, saved: Mapping[str, Any] | None = None):
         super().__init__(options, saved=saved)

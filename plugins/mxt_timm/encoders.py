@@ -42,6 +42,7 @@ class TimmEncoder(ImageEncoder):
 
     name = "timm"
     Options = TimmOptions
+    example_options = {"model_name": "test_resnet", "image_size": 64}
 
     def __init__(self, options: _EncoderOptions, *, saved: Mapping[str, Any] | None = None):
         super().__init__(options, saved=saved)
@@ -105,6 +106,7 @@ class ResNet152Encoder(TimmEncoder):
 
     name = "resnet152"
     Options = GlobalOptions
+    example_options = {"image_size": 64}
 
 
 class XceptionEncoder(TimmEncoder):
@@ -112,6 +114,7 @@ class XceptionEncoder(TimmEncoder):
 
     name = "xception"
     Options = RegionalOptions
+    example_options = {"image_size": 96}
 
     @staticmethod
     def _pools(options: _EncoderOptions) -> bool:

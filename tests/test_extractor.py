@@ -1,0 +1,119 @@
+"""Extractor end to end: build from config, extract with real images, save/load, batch invariance."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from mxt_sdk import Extractor, Prediction, Product, plugins
+from mxt_sdk.errors import NotFittedError, PluginNotInstalledError
+
+ROOT = Path(__file__).resolve().parents[1]
+ATTRIBUTES = ["color", "material", "neckline"]
+
+
+@pytest.fixture(scope="module")
+def tiny_cpu():
+    torch.manual_seed(0)
+    return Extractor.from_config(ROOT / "configs" / "tiny-cpu.yaml")
+
+
+def _key(p: Prediction):
+    return (p.product_id, p.attribute, p.value, p.raw_value)
+
+
+def test_tiny_cpu_config_builds_offline_and_extracts_one_row_per_pair(tiny_cpu, products, image_dir):
+    start = time.perf_counter()
+    Extractor.from_config(ROOT / "configs" / "tiny-cpu.yaml")
+    build_seconds = time.perf_counter() - start
+    predictions = tiny_cpu.extract(products, attributes=ATTRIBUTES, image_root=image_dir)
+    assert [(p.product_id, p.attribute) for p in predictions] == [
+        (product.id, attribute) for product in products for attribute in ATTRIBUTES]
+    assert all(p.error is None and 0.0 <= p.confidence <= 1.0 for p in predictions)
+    by_product = {p.product_id: p.image_used for p in predictions}
+    assert by_product == {"p1": True, "p2": True, "p3": False, "p4": True, "p5": True}
+    assert build_seconds < 30, f"building tiny-cpu took {build_seconds:.1f}s"
+
+
+def test_save_and_load_give_identical_predictions(tiny_cpu, products, image_dir, tmp_path):
+    before = tiny_cpu.extract(products, attributes=ATTRIBUTES, image_root=image_dir)
+    tiny_cpu.save_pretrained(tmp_path / "model")
+    assert {"config.json", "model.safetensors", "tokenizer", ".complete"} <= {
+        p.name for p in (tmp_path / "model").iterdir()}
+    loaded = Extractor.from_pretrained(tmp_path / "model")
+    after = loaded.extract(products, attributes=ATTRIBUTES, image_root=image_dir)
+    assert before == after
+
+
+def test_batch_size_does_not_change_greedy_outputs(products, image_dir):
+    torch.manual_seed(1)
+    extractor = Extractor.from_config(tiny_config(["mag", "xattn"]))
+    one = extractor.extract(products, attributes=ATTRIBUTES, image_root=image_dir, batch_size=1)
+    eight = extractor.extract(products, attributes=ATTRIBUTES, image_root=image_dir, batch_size=8)
+    assert [_key(p) for p in one] == [_key(p) for p in eight]
+    assert [p.confidence for p in one] == pytest.approx([p.confidence for p in eight], rel=1e-4, abs=1e-12)
+
+
+def test_changing_the_image_changes_multimodal_but_not_text_only_outputs(image_dir):
+    torch.manual_seed(2)
+    red = Product(id="a", product_type="dress", title="Printed dress", image="red.jpg")
+    blue = red.model_copy(update={"image": "blue.png"})
+    for fusions, should_change in (([], False), (["mag", "xattn"], True)):
+        extractor = Extractor.from_config(tiny_config(fusions))
+        first, second = (extractor.extract([p], ["color"], image_root=image_dir)[0] for p in (red, blue))
+        assert (first.confidence != second.confidence) is should_change
+
+
+def test_bad_images_and_records_become_error_rows(tiny_cpu, image_dir):
+    (image_dir / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    records = [
+        {"id": "ok", "product_type": "mug", "title": "Mug", "image": "red.jpg"},
+        {"id": "broken", "product_type": "mug", "title": "Mug", "image": "broken.jpg"},
+        {"id": "missing", "product_type": "mug", "title": "Mug", "image": "nope.jpg"},
+        {"id": "escape", "product_type": "mug", "title": "Mug", "image": "../../etc/passwd"},
+        {"id": "no-title", "product_type": "mug"},
+    ]
+    rows = tiny_cpu.extract(records, ["color", "size"], image_root=image_dir)
+    assert len(rows) == 10
+    errors = {row.product_id: row.error for row in rows[::2]}
+    assert errors["ok"] is None
+    assert "record 1" in errors["broken"] and "'image'" in errors["broken"]
+    assert "not found" in errors["missing"]
+    assert "escapes the image root" in errors["escape"]
+    assert "title" in errors["no-title"] and "record 4" in errors["no-title"]
+    assert all(row.value is None for row in rows if row.error)
+
+    lenient = tiny_cpu.extract(records[:2], ["color"], image_root=image_dir, on_image_error="text_only")
+    assert lenient[1].error and lenient[1].raw_value is not None and not lenient[1].image_used
+
+
+def test_attributes_default_to_none_needs_training_metadata(tiny_cpu, products):
+    rows = tiny_cpu.extract(products[:2])
+    assert len(rows) == 2 and all("no attributes are known" in row.error for row in rows)
+
+
+def test_loading_a_model_whose_plugin_is_missing_names_it(tmp_path, monkeypatch):
+    torch.manual_seed(3)
+    Extractor.from_config(tiny_config(["mag"])).save_pretrained(tmp_path / "model")
+    monkeypatch.setenv("MXT_DISABLE_PLUGINS", "fusions")
+    plugins.reset()
+    with pytest.raises(PluginNotInstalledError, match="fusion 'mag' from plugin 'fusions'"):
+        Extractor.from_pretrained(tmp_path / "model")
+
+
+def test_unigram_tokenizer_is_trained_from_text_and_saved(tmp_path, products):
+    config = tiny_config([])
+    config["model"]["generator"] = {"name": "t5", "options": {
+        "tokenizer": "unigram", "tokenizer_vocab_size": 120, "d_model": 32, "d_ff": 64,
+        "num_layers": 1, "num_heads": 4}}
+    extractor = Extractor.from_config(config)
+    with pytest.raises(NotFittedError, match="fit"):
+        extractor.extract(products, ["color"])
+    extractor.model.generator.train_tokenizer(iter([p.text for p in products] * 20))
+    assert len(extractor.model.generator.tokenizer) <= 120
+    before = extractor.extract(products, ["color"])
+    extractor.save_pretrained(tmp_path / "model")
+    assert Extractor.from_pretrained(tmp_path / "model").extract(products, ["color"]) == before
