@@ -5,14 +5,14 @@ Every section forbids unknown keys, so a typo is an error rather than a silently
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mxt_sdk.errors import ConfigError
 
-__all__ = ["ComponentSpec", "ModelConfig", "ExtractionConfig", "MXTConfig", "load_config"]
+__all__ = ["ComponentSpec", "ModelConfig", "TrainingConfig", "ExtractionConfig", "MXTConfig", "load_config"]
 
 
 class _Section(BaseModel):
@@ -49,6 +49,33 @@ class ModelConfig(_Section):
     none_answer: str = Field(default="none", description="the answer that means 'not stated'")
 
 
+def _default_normalizers() -> list[ComponentSpec]:
+    return [ComponentSpec(name=n) for n in ("text", "units", "merge", "min_count")]
+
+
+class TrainingConfig(_Section):
+    """Fine-tuning settings. Defaults follow the paper: AdamW, lr 5e-5, warmup ratio 0.1, linear decay,
+    20 epochs, best checkpoint by validation loss."""
+
+    learning_rate: float = Field(default=5e-5, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    warmup_ratio: float = Field(default=0.1, ge=0, le=1)
+    epochs: float = Field(default=20, gt=0)
+    max_steps: int | None = Field(default=None, ge=1, description="overrides epochs when set")
+    batch_size: int = Field(default=16, ge=1, description="examples per step per process")
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    eval_every: int = Field(default=500, ge=1, description="steps between validation-loss evaluations")
+    keep_checkpoints: int = Field(default=2, ge=1, description="most recent complete checkpoints kept")
+    early_stopping_patience: int | None = Field(default=None, ge=1, description="evaluations without improvement")
+    seed: int = 42
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field(default="no", description="autocast on GPU")
+    freeze_image_encoders: bool = False
+    num_workers: int = Field(default=0, ge=0, description="data-loading worker processes")
+    log_every: int = Field(default=10, ge=1)
+    normalizers: list[ComponentSpec] = Field(default_factory=_default_normalizers)
+
+
 class ExtractionConfig(_Section):
     """Defaults for :meth:`mxt_sdk.Extractor.extract`."""
 
@@ -59,9 +86,10 @@ class ExtractionConfig(_Section):
 
 
 class MXTConfig(_Section):
-    """The whole run: model plus extraction defaults."""
+    """The whole run: model, training and extraction settings."""
 
     model: ModelConfig
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
     extraction: ExtractionConfig = Field(default_factory=ExtractionConfig)
 
     @field_validator("model", mode="before")

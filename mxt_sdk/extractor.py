@@ -2,17 +2,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from mxt_sdk.config import MXTConfig, load_config
+from mxt_sdk.components import Normalizer
+from mxt_sdk.config import MXTConfig, TrainingConfig, load_config
 from mxt_sdk.errors import NotFittedError
 from mxt_sdk.inference import Engine, EngineSettings, make_requests
 from mxt_sdk.metadata import CatalogMetadata
 from mxt_sdk.model import MXTModel
 from mxt_sdk.serialization import load_folder, save_folder
+from mxt_sdk.training import Trainer, TrainingResult, collect_products
 from mxt_sdk.types import Prediction, Product
 
 #: accepted = confidence >= this, for pairs without a calibrated threshold
@@ -26,10 +29,12 @@ class Extractor:
     >>> extractor.extract([product], attributes=["color"])                  # doctest: +SKIP
     """
 
-    def __init__(self, config: MXTConfig, model: MXTModel, metadata: CatalogMetadata | None = None):
+    def __init__(self, config: MXTConfig, model: MXTModel, metadata: CatalogMetadata | None = None,
+                 normalizers: list[Normalizer] | None = None):
         self.config = config
         self.model = model.eval()
         self.metadata = metadata
+        self.normalizers = normalizers or []
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -44,16 +49,43 @@ class Extractor:
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, device: str | None = None) -> "Extractor":
         """Load a folder written by :meth:`save_pretrained`. Never downloads anything."""
-        config, model, metadata = load_folder(Path(directory))
-        return cls(config, model.to(device or config.extraction.device), metadata)
+        config, model, metadata, normalizers = load_folder(Path(directory))
+        return cls(config, model.to(device or config.extraction.device), metadata, normalizers)
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write config, weights (safetensors), tokenizer and metadata to ``directory`` atomically."""
-        save_folder(Path(directory), self.config, self.model, self.metadata)
+        save_folder(Path(directory), self.config, self.model, self.metadata, self.normalizers)
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    # ----------------------------------------------------------------- training
+    def fit(self, train: str | Path | Iterable[Product | dict[str, Any]],
+            val: str | Path | Iterable[Product | dict[str, Any]] | None = None, *,
+            output_dir: str | Path | None = None, image_root: str | Path | None = None,
+            reader: str | None = None, **training_options: Any) -> TrainingResult:
+        """Fine-tune on catalog labels (distant supervision) and save the model to ``output_dir``.
+
+        ``train``/``val`` are data files (any registered reader format, ``reader`` to force one) or
+        iterables of products. ``training_options`` override fields of the config's ``training``
+        section (e.g. ``max_steps=300``). Re-running with the same ``output_dir`` resumes from its
+        last complete checkpoint. Bad records are skipped, counted in the log and written to
+        ``rejected.jsonl``. Without ``output_dir`` a temporary folder holds the checkpoints.
+        """
+        settings = TrainingConfig.model_validate({**self.config.training.model_dump(), **training_options})
+        self.config = self.config.model_copy(update={"training": settings})
+        output = Path(output_dir) if output_dir is not None else Path(tempfile.mkdtemp(prefix="mxt-train-"))
+        output.mkdir(parents=True, exist_ok=True)
+        train_products = collect_products(train, "train", output, reader)
+        val_products = collect_products(val, "val", output, reader) if val is not None else None
+        root = image_root if image_root is not None else self.config.extraction.image_root
+        if root is None and isinstance(train, (str, Path)):
+            root = Path(train).parent  # relative image paths are relative to the data file
+        result = Trainer(self, settings, output, Path(root) if root is not None else None).fit(
+            train_products, val_products)
+        self.model.eval()
+        return result
 
     # ----------------------------------------------------------------- extraction
     def iter_extract(self, products: Iterable[Product | dict[str, Any]],

@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from mxt_sdk.errors import ImageError, RecordError
-from mxt_sdk.images import Preprocessing, load_image, to_pixels
+from mxt_sdk.batching import ImageLoader, pad_batch, truncate
+from mxt_sdk.errors import RecordError
 from mxt_sdk.metadata import CatalogMetadata
 from mxt_sdk.model import ImageFeatures, ImagePixels, MXTModel
 from mxt_sdk.prompt import build_prompt
@@ -76,25 +76,14 @@ def make_requests(records: Iterable[Product | dict[str, Any]], attributes: Seque
                                 f"{product.product_type!r}; pass attributes=[...]")
 
 
-def load_pixels(requests: Sequence[Request], preprocessing: dict[str, dict[str, Any]],
-                settings: EngineSettings) -> ImagePixels:
-    """Decode each product's image once and preprocess it for every encoder; record failures."""
-    specs = {kind: Preprocessing.model_validate(prep) for kind, prep in preprocessing.items()}
-    pixels = {kind: torch.zeros((len(requests), *spec.input_size)) for kind, spec in specs.items()}
-    has_image = torch.zeros(len(requests), dtype=torch.bool)
-    for row, request in enumerate(requests):
-        if request.product is None or request.product.image is None or request.error:
-            continue
-        try:
-            image = load_image(request.product.image, settings.image_root,
-                               max_pixels=settings.max_image_pixels)
-        except ImageError as exc:
-            request.image_error = f"{request.where} (id {request.product_id!r}), field 'image': {exc}"
-            continue
-        for kind, spec in specs.items():
-            pixels[kind][row] = to_pixels(image, spec)
-        has_image[row] = True
-    return ImagePixels(pixels, has_image)
+def load_pixels(requests: Sequence[Request], loader: ImageLoader) -> ImagePixels:
+    """Decode each product's image once for every encoder; failures are noted on the request."""
+    references = [r.product.image if r.product is not None and not r.error else None for r in requests]
+    pixels, errors = loader.load(references)
+    for request, error in zip(requests, errors):
+        if error:
+            request.image_error = f"{request.where} (id {request.product_id!r}), field 'image': {error}"
+    return pixels
 
 
 def _in_text(value: str, text: str) -> bool:
@@ -125,7 +114,9 @@ class Engine:
         device = next(self.model.parameters()).device
         features = None
         if self.model.uses_images:
-            pixels = load_pixels(chunk, self.model.preprocessing(), self.settings).to(device)
+            loader = ImageLoader(self.model.preprocessing(), self.settings.image_root,
+                                 self.settings.max_image_pixels)
+            pixels = load_pixels(chunk, loader).to(device)
             features = self.model.encode_images(pixels)
         examples = [
             (row, attribute) for row, request in enumerate(chunk)
@@ -146,22 +137,15 @@ class Engine:
         encoded = self.tokenizer(prompts, truncation=False)["input_ids"]
         limit = self.settings.max_input_tokens
         self.settings.stats["truncated_inputs"] += sum(len(ids) > limit for ids in encoded)
-        encoded = [ids if len(ids) <= limit else ids[: limit - 1] + [ids[-1]] for ids in encoded]
+        encoded = [truncate(ids, limit) for ids in encoded]
         order = sorted(range(len(examples)), key=lambda i: len(encoded[i]))
         answers = {}
-        pad = self.tokenizer.pad_token_id
         for start in range(0, len(order), self.settings.batch_size):
             batch = order[start:start + self.settings.batch_size]
-            width = max(len(encoded[i]) for i in batch)
-            input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for line, i in enumerate(batch):
-                input_ids[line, : len(encoded[i])] = torch.tensor(encoded[i])
-                attention_mask[line, : len(encoded[i])] = 1
+            input_ids, attention_mask = pad_batch([encoded[i] for i in batch], self.tokenizer.pad_token_id)
             rows = torch.tensor([examples[i][0] for i in batch], device=device)
-            batch_features = features.select(rows) if features is not None else None
-            output = self.model.generate(input_ids.to(device), attention_mask.to(device), batch_features,
-                                         self.settings.max_new_tokens)
+            output = self.model.generate(input_ids.to(device), attention_mask.to(device), features,
+                                         self.settings.max_new_tokens, image_index=rows)
             texts = self.tokenizer.batch_decode(output.token_ids.tolist(), skip_special_tokens=True)
             confidences = output.token_logprobs.sum(dim=1).exp().clamp(0.0, 1.0).tolist()
             for i, text, confidence in zip(batch, texts, confidences):

@@ -34,8 +34,9 @@ class ImagePixels:
     pixels: dict[str, torch.Tensor]
     has_image: torch.Tensor
 
-    def to(self, device: torch.device | str) -> "ImagePixels":
-        return ImagePixels({k: v.to(device) for k, v in self.pixels.items()}, self.has_image.to(device))
+    def to(self, device: torch.device | str, **kwargs) -> "ImagePixels":
+        return ImagePixels({k: v.to(device, **kwargs) for k, v in self.pixels.items()},
+                           self.has_image.to(device, **kwargs))
 
 
 @dataclass
@@ -112,28 +113,24 @@ class MXTModel(torch.nn.Module):
 
     # ----------------------------------------------------------------- compute
     def encode_images(self, images: ImagePixels) -> ImageFeatures:
-        """Run each encoder once over the products that have an image; others get zeros."""
+        """Run each encoder once over the products that have an image; the others get zeros.
+
+        When no product of the batch has an image, regional features are a single zero region: a
+        fusion masks image-less rows out, so the region count cannot change any result.
+        """
         has_image = images.has_image
         features = {}
         for kind, encoder in self.encoders.items():
             pixels = images.pixels[kind]
-            present = pixels[has_image]
-            encoded = encoder(present) if present.size(0) else None
-            shape = (pixels.size(0), *encoded.shape[1:]) if encoded is not None else \
-                (pixels.size(0), *self._empty_shape(encoder, pixels))
-            out = torch.zeros(shape, dtype=encoded.dtype if encoded is not None else pixels.dtype,
-                              device=pixels.device)
-            if encoded is not None:
+            if bool(has_image.any()):
+                encoded = encoder(pixels[has_image])
+                out = encoded.new_zeros((pixels.size(0), *encoded.shape[1:]))
                 out[has_image] = encoded
+            else:
+                shape = (encoder.out_dim,) if encoder.output == "global" else (1, encoder.out_dim)
+                out = pixels.new_zeros((pixels.size(0), *shape))
             features[kind] = out
         return ImageFeatures(features, has_image)
-
-    @staticmethod
-    def _empty_shape(encoder: ImageEncoder, pixels: torch.Tensor) -> tuple[int, ...]:
-        if encoder.output == "global":
-            return (encoder.out_dim,)
-        with torch.no_grad():  # no product has an image: learn the region count from one blank image
-            return tuple(encoder(pixels[:1]).shape[1:])
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                     images: ImageFeatures | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -151,16 +148,27 @@ class MXTModel(torch.nn.Module):
             hidden, mask = out.hidden, out.attention_mask
         return hidden, mask
 
+    def image_features(self, images: ImagePixels | ImageFeatures | None,
+                       image_index: torch.Tensor | None) -> ImageFeatures | None:
+        """Per-example image features: encode ``ImagePixels`` (or take precomputed ``ImageFeatures``)
+        of P products, then pick row ``image_index[b]`` for example ``b`` (default: one row each)."""
+        if images is None or not self.uses_images:
+            return None
+        features = self.encode_images(images) if isinstance(images, ImagePixels) else images
+        return features if image_index is None else features.select(image_index)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
-                images: ImageFeatures | None = None) -> torch.Tensor:
-        """Token-level NLL of ``labels`` (-100 ignored) given text and per-example image features."""
-        hidden, mask = self.encode_text(input_ids, attention_mask, images)
+                images: ImagePixels | ImageFeatures | None = None,
+                image_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Token-level NLL of ``labels`` (-100 ignored). See :meth:`image_features` for the images."""
+        hidden, mask = self.encode_text(input_ids, attention_mask, self.image_features(images, image_index))
         return self.generator.loss(hidden, mask, labels)
 
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 images: ImageFeatures | None, max_new_tokens: int) -> GreedyOutput:
+                 images: ImagePixels | ImageFeatures | None, max_new_tokens: int,
+                 image_index: torch.Tensor | None = None) -> GreedyOutput:
         """Greedy answers with per-token log-probabilities."""
-        hidden, mask = self.encode_text(input_ids, attention_mask, images)
+        hidden, mask = self.encode_text(input_ids, attention_mask, self.image_features(images, image_index))
         return self.generator.greedy(hidden, mask, max_new_tokens)
 
     def export_states(self) -> dict[str, Any]:

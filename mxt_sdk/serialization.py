@@ -11,16 +11,17 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from mxt_sdk import __version__, registry
+from mxt_sdk.components import Normalizer
 from mxt_sdk.config import MXTConfig
 from mxt_sdk.errors import ConfigError, PluginNotInstalledError
 from mxt_sdk.metadata import CatalogMetadata
 from mxt_sdk.model import ENCODER_SLOTS, MXTModel
 from mxt_sdk.plugins import plugin_distribution
-from mxt_sdk.storage import atomic_directory, read_json, write_json
+from mxt_sdk.storage import read_json, staged_update, write_json
 
 FORMAT_VERSION = 1
-CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, TOKENIZER_DIR = (
-    "config.json", "model.safetensors", "metadata.json", "tokenizer")
+CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, NORMALIZERS_FILE, TOKENIZER_DIR = (
+    "config.json", "model.safetensors", "metadata.json", "normalizers.json", "tokenizer")
 
 
 def _component_record(kind: str, name: str) -> dict[str, Any]:
@@ -39,13 +40,15 @@ def _used_components(config: MXTConfig) -> list[dict[str, Any]]:
     return used
 
 
-def save_folder(directory: Path, config: MXTConfig, model: MXTModel,
-                metadata: CatalogMetadata | None) -> None:
-    """Write the model folder atomically (a crash leaves the previous folder intact)."""
+def save_folder(directory: Path, config: MXTConfig, model: MXTModel, metadata: CatalogMetadata | None,
+                normalizers: list[Normalizer]) -> None:
+    """Write the model files into ``directory`` (other entries, e.g. checkpoints, are kept).
+
+    Files are written aside and moved in; the ``.complete`` marker is written last."""
     import timm
     import transformers
 
-    with atomic_directory(Path(directory)) as staging:
+    with staged_update(Path(directory)) as staging:
         write_json(staging / CONFIG_FILE, {
             "format_version": FORMAT_VERSION,
             "mxt_sdk_version": __version__,
@@ -61,6 +64,11 @@ def save_folder(directory: Path, config: MXTConfig, model: MXTModel,
             model.generator.save_tokenizer(staging / TOKENIZER_DIR)
         if metadata is not None:
             write_json(staging / METADATA_FILE, metadata.model_dump(mode="json"))
+        if normalizers:
+            write_json(staging / NORMALIZERS_FILE, [
+                {"name": n.name, "options": n.options.model_dump(mode="json"), "state": n.get_state(),
+                 **{k: v for k, v in _component_record("normalizers", n.name).items() if k != "name"}}
+                for n in normalizers])
 
 
 def _check_installed(components: list[dict[str, Any]], where: Path) -> None:
@@ -76,8 +84,21 @@ def _check_installed(components: list[dict[str, Any]], where: Path) -> None:
             ) from None
 
 
-def load_folder(directory: Path) -> tuple[MXTConfig, MXTModel, CatalogMetadata | None]:
-    """Rebuild config, model (weights loaded, nothing downloaded) and metadata from a folder."""
+def _load_normalizers(path: Path) -> list[Normalizer]:
+    if not path.is_file():
+        return []
+    records = read_json(path)
+    _check_installed(records, path)
+    normalizers = []
+    for record in records:
+        normalizer = registry.create("normalizers", record["name"], record["options"])
+        normalizer.set_state(record["state"])
+        normalizers.append(normalizer)
+    return normalizers
+
+
+def load_folder(directory: Path) -> tuple[MXTConfig, MXTModel, CatalogMetadata | None, list[Normalizer]]:
+    """Rebuild config, model (weights loaded, nothing downloaded), metadata and fitted normalizers."""
     directory = Path(directory)
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
@@ -95,4 +116,4 @@ def load_folder(directory: Path) -> tuple[MXTConfig, MXTModel, CatalogMetadata |
     metadata = None
     if (directory / METADATA_FILE).is_file():
         metadata = CatalogMetadata.model_validate(read_json(directory / METADATA_FILE))
-    return config, model, metadata
+    return config, model, metadata, _load_normalizers(directory / NORMALIZERS_FILE)

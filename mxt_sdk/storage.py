@@ -31,6 +31,14 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
+def _write_marker(folder: Path) -> None:
+    with open(folder / COMPLETE_MARKER, "w", encoding="utf-8") as handle:
+        handle.write("ok\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    _fsync_dir(folder)
+
+
 @contextlib.contextmanager
 def atomic_directory(target: Path) -> Iterator[Path]:
     """Yield a fresh temporary folder beside ``target``; on success it replaces ``target`` whole.
@@ -44,8 +52,8 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     staging.mkdir()
     try:
         yield staging
-        (staging / COMPLETE_MARKER).write_text("ok\n")
         fsync_tree(staging)
+        _write_marker(staging)
         retired = None
         if target.exists():
             retired = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
@@ -57,6 +65,37 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def staged_update(target: Path) -> Iterator[Path]:
+    """Yield a temporary folder; on success its entries replace the same-named entries of ``target``.
+
+    Unlike :func:`atomic_directory`, other entries of ``target`` (checkpoints, logs) are kept. The
+    ``.complete`` marker is removed before the first entry moves and written after the last, so a
+    crash in between leaves a folder that :func:`is_complete` reports as unfinished.
+    """
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        yield staging
+        fsync_tree(staging)
+        (target / COMPLETE_MARKER).unlink(missing_ok=True)
+        _fsync_dir(target)
+        for entry in staging.iterdir():
+            destination = target / entry.name
+            if destination.is_dir():
+                retired = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+                destination.rename(retired)
+                entry.rename(destination)
+                shutil.rmtree(retired, ignore_errors=True)
+            else:
+                os.replace(entry, destination)
+        _write_marker(target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def is_complete(folder: Path) -> bool:

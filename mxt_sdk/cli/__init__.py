@@ -24,9 +24,12 @@ def main() -> None:
 
     \b
     mxt plugins     list installed components and the plugins providing them
+    mxt train       fine-tune on catalog data (resumes when re-run)
     """
 
 
-from mxt_sdk.cli import plugins as _plugins  # noqa: E402  (registers the sub-command)
+from mxt_sdk.cli import plugins as _plugins  # noqa: E402
+from mxt_sdk.cli import train as _train  # noqa: E402
 
 main.add_command(_plugins.plugins)
+main.add_command(_train.train)

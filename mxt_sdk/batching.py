@@ -1,0 +1,88 @@
+"""Turning tokenized examples into padded tensors, with each product image decoded once per batch."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mxt_sdk.errors import ImageError
+from mxt_sdk.images import Preprocessing, load_image, to_pixels
+from mxt_sdk.model import ImagePixels
+
+IGNORE_INDEX = -100
+
+
+def pad_batch(sequences: Sequence[Sequence[int]], pad_value: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad ``sequences`` to the longest one: ``(ids [B, L], attention_mask [B, L])``."""
+    width = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), width), pad_value, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.long)
+        mask[row, : len(sequence)] = 1
+    return ids, mask
+
+
+def truncate(ids: list[int], limit: int) -> list[int]:
+    """Cut ``ids`` to ``limit`` tokens, keeping the final (EOS) token."""
+    return ids if len(ids) <= limit else ids[: limit - 1] + ids[-1:]
+
+
+@dataclass
+class ImageLoader:
+    """Decodes images under ``root`` and preprocesses them for each encoder of a model."""
+
+    preprocessing: dict[str, dict[str, Any]]
+    root: Path | None
+    max_pixels: int
+    _specs: dict[str, Preprocessing] = field(init=False)
+
+    def __post_init__(self):
+        self._specs = {kind: Preprocessing.model_validate(p) for kind, p in self.preprocessing.items()}
+
+    def load(self, references: Sequence[str | None]) -> tuple[ImagePixels, list[str | None]]:
+        """Pixels for each reference (zeros and ``has_image=False`` when None or unreadable) and,
+        per reference, the error text or None."""
+        pixels = {kind: torch.zeros((len(references), *spec.input_size)) for kind, spec in self._specs.items()}
+        has_image = torch.zeros(len(references), dtype=torch.bool)
+        errors: list[str | None] = [None] * len(references)
+        for row, reference in enumerate(references):
+            if reference is None:
+                continue
+            try:
+                image = load_image(reference, self.root, max_pixels=self.max_pixels)
+            except ImageError as exc:
+                errors[row] = str(exc)
+                continue
+            for kind, spec in self._specs.items():
+                pixels[kind][row] = to_pixels(image, spec)
+            has_image[row] = True
+        return ImagePixels(pixels, has_image), errors
+
+
+@dataclass
+class TrainingCollator:
+    """Collates rows ``{"input_ids", "labels", "image"}`` into model inputs.
+
+    Rows that share an image reference share one decoded image (``image_index`` points at it).
+    """
+
+    pad_id: int
+    images: ImageLoader | None
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        input_ids, attention_mask = pad_batch([r["input_ids"] for r in rows], self.pad_id)
+        labels, _ = pad_batch([r["labels"] for r in rows], IGNORE_INDEX)
+        batch: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
+                                 "images": None, "image_index": None, "image_errors": []}
+        if self.images is not None:
+            references = list(dict.fromkeys(r.get("image") for r in rows))
+            pixels, errors = self.images.load(references)
+            position = {reference: i for i, reference in enumerate(references)}
+            batch["images"] = pixels
+            batch["image_index"] = torch.tensor([position[r.get("image")] for r in rows])
+            batch["image_errors"] = [f"{ref}: {err}" for ref, err in zip(references, errors) if err]
+        return batch

@@ -1,0 +1,70 @@
+"""Reading product files through the registered readers, with format auto-detection.
+
+The core knows no format: it asks every registered :class:`~mxt_sdk.Reader` whether it recognises
+a file (:meth:`~mxt_sdk.Reader.can_read`) and hands the file to the one that does. Readers are
+expected to recognise disjoint files (the built-ins check suffix *and* content, e.g. the keys of the
+first JSON line), so detection never depends on registration order: when several claim a file, the
+error lists them and asks for an explicit ``reader=``.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mxt_sdk import registry
+from mxt_sdk.errors import DataFileError, DataFileNotFoundError, RecordError
+from mxt_sdk.types import Product
+
+__all__ = ["detect_reader", "read_products"]
+
+
+def _existing_file(path: str | Path) -> Path:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataFileNotFoundError(f"No such data file: {str(path)!r}.")
+    if not path.is_file():
+        raise DataFileNotFoundError(f"{str(path)!r} is a folder, not a data file; name one file in it.")
+    return path
+
+
+def detect_reader(path: str | Path) -> str:
+    """The name of the one registered reader that recognises ``path``.
+
+    Raises :class:`~mxt_sdk.errors.DataFileNotFoundError` when ``path`` is not a file, and
+    :class:`~mxt_sdk.errors.DataFileError` listing the readers when none or several recognise it.
+    """
+    path = _existing_file(path)
+    readers = registry.list_components("readers")
+    matches = [info.name for info in readers if info.cls.can_read(path)]
+    if len(matches) == 1:
+        return matches[0]
+    available = ", ".join(info.name for info in readers) or "(none installed)"
+    if not matches:
+        raise DataFileError(
+            f"No reader recognises {str(path)!r} (suffix {path.suffix or '(none)'!r}; readers check "
+            f"the suffix and the first record). Available readers: {available}. Pass reader=<name> "
+            "(or --reader) to choose one; its errors then say what is wrong with the file."
+        )
+    raise DataFileError(
+        f"Several readers recognise {str(path)!r}: {', '.join(matches)}. Pass reader=<name> "
+        "(or --reader) to choose one."
+    )
+
+
+def read_products(path: str | Path, reader: str | None = None,
+                  **options: Any) -> Iterator[Product | RecordError]:
+    """Yield one :class:`Product` or :class:`RecordError` per record of ``path``, in file order.
+
+    ``reader`` names a registered reader (detected with :func:`detect_reader` when None);
+    ``options`` are that reader's options, validated before anything is read. The file, the reader
+    and its options are checked now, before the first record is asked for; bad records come out as
+    ``RecordError`` items, never as exceptions. Example::
+
+        for item in read_products("train.jsonl"):
+            if isinstance(item, RecordError):
+                print(item)
+    """
+    path = _existing_file(path)
+    name = reader if reader is not None else detect_reader(path)
+    return registry.create("readers", name, options).read(path)

@@ -1,0 +1,37 @@
+"""Training examples: one per (product, attribute) label, and the catalog metadata they imply.
+
+A label ``None`` ("not stated", e.g. ExtractGPT's ``n/a``) becomes the reserved answer
+``ModelConfig.none_answer`` (default ``"none"``); the extractor turns that answer back into
+``Prediction.value = None``. Attributes a product does not list are not turned into examples.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from mxt_sdk.metadata import CatalogMetadata, pair_key
+from mxt_sdk.prompt import build_prompt
+from mxt_sdk.types import Product
+
+
+def example_rows(products: Iterable[Product], none_answer: str) -> Iterator[dict[str, Any]]:
+    """JSON-able rows ``{product_id, product_type, attribute, prompt, answer, image}``."""
+    for product in products:
+        for attribute, value in product.attributes.items():
+            yield {
+                "product_id": product.id, "product_type": product.product_type, "attribute": attribute,
+                "prompt": build_prompt(attribute, product),
+                "answer": value if value is not None else none_answer, "image": product.image,
+            }
+
+
+def collect_metadata(products: Iterable[Product]) -> CatalogMetadata:
+    """Pairs seen and their value counts (``None`` labels mark the pair as seen, count no value)."""
+    counts: dict[str, Counter] = {}
+    for product in products:
+        for attribute, value in product.attributes.items():
+            pair = counts.setdefault(pair_key(product.product_type, attribute), Counter())
+            if value is not None:
+                pair[value] += 1
+    return CatalogMetadata(values={key: dict(counter.most_common()) for key, counter in counts.items()})

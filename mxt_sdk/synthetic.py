@@ -1,0 +1,155 @@
+"""A seeded synthetic multimodal catalog, drawn with Pillow, for demos, tests and benchmarks.
+
+Each product is a picture of its type's silhouette (t-shirt, dress, shoe, mug, backpack) painted in
+its colour, with its pattern (stripes, dots, plain), sleeve length or heel height drawn in, plus a
+title and description built from templates with brands, materials and filler. By design:
+
+* ``material`` is only in the text; ``pattern``, ``sleeve_length`` and ``heel_height`` are only in
+  the image (value-absent); ``color`` is in the text for about half of the products and always in
+  the image;
+* the test split holds colours and materials never used in training (zero-shot values), always
+  written in the text so that a generative model can produce them.
+
+:func:`write_catalog` writes ``train.jsonl`` / ``test.jsonl`` in the SDK's product format and the
+images beside them, so the catalog flows through the same readers as real data.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+TRAIN_COLORS = {
+    "red": (215, 35, 35), "blue": (35, 70, 205), "green": (35, 150, 65), "black": (25, 25, 25),
+    "yellow": (240, 205, 30), "pink": (240, 135, 185), "brown": (125, 75, 35), "grey": (130, 130, 130),
+}
+HELD_OUT_COLORS = {"orange": (245, 130, 20), "purple": (125, 45, 165), "teal": (0, 128, 128)}
+MATERIALS = {
+    "t-shirt": ["cotton", "polyester", "jersey"], "dress": ["cotton", "silk", "chiffon", "polyester"],
+    "shoe": ["leather", "suede", "canvas"], "mug": ["ceramic", "porcelain", "stoneware"],
+    "backpack": ["nylon", "canvas", "polyester"],
+}
+HELD_OUT_MATERIALS = {"t-shirt": ["bamboo"], "dress": ["linen"], "shoe": ["cork"], "mug": ["enamel"],
+                      "backpack": ["hemp"]}
+PATTERNS = ["plain", "striped", "dotted"]
+SLEEVES = ["short", "long", "sleeveless"]
+HEELS = ["flat", "low", "high"]
+BRANDS = ["Acme", "Northwind", "Bluebird", "Crestline", "Oakhaven", "Lumen", "Verano", "Kestrel"]
+FILLERS = ["Machine washable.", "Imported.", "Ships in 2 days.", "Gift ready packaging.",
+           "Easy returns.", "Designed in Portugal.", "Everyday essential.", "Limited edition."]
+NOUNS = {"t-shirt": "T-Shirt", "dress": "Dress", "shoe": "Pump", "mug": "Coffee Mug", "backpack": "Backpack"}
+IMAGE_ONLY = {"pattern", "sleeve_length", "heel_height"}
+
+
+@dataclass
+class SyntheticItem:
+    product: dict
+    color_rgb: tuple[int, int, int]
+
+
+def _attributes(kind: str, rng: random.Random, held_out: bool) -> dict[str, str]:
+    colors = HELD_OUT_COLORS if held_out and rng.random() < 0.5 else TRAIN_COLORS
+    materials = HELD_OUT_MATERIALS[kind] if held_out and rng.random() < 0.5 else MATERIALS[kind]
+    values = {"color": rng.choice(sorted(colors)), "material": rng.choice(materials)}
+    if kind != "shoe":
+        values["pattern"] = rng.choice(PATTERNS)
+    if kind in ("t-shirt", "dress"):
+        values["sleeve_length"] = rng.choice(SLEEVES)
+    if kind == "shoe":
+        values["heel_height"] = rng.choice(HEELS)
+    return values
+
+
+def _text(kind: str, values: dict[str, str], rng: random.Random, color_in_text: bool) -> tuple[str, str]:
+    brand = rng.choice(BRANDS)
+    audience = rng.choice(["Women's", "Men's", "Unisex", ""])
+    color = values["color"].title() if color_in_text else ""
+    words = [brand, audience, color, values["material"].title(), NOUNS[kind]]
+    title = " ".join(w for w in words if w)
+    description = " ".join(rng.sample(FILLERS, k=rng.randint(1, 3)))
+    return title, description
+
+
+def _draw(kind: str, values: dict[str, str], rgb: tuple[int, int, int], size: int) -> Image.Image:
+    """The product's picture: silhouette in its colour, pattern overlay, shape details."""
+    image = Image.new("RGB", (size, size), (236, 236, 236))
+    mask = Image.new("L", (size, size), 0)
+    pen = ImageDraw.Draw(mask)
+    s = size / 96
+    box = lambda *xy: [round(v * s) for v in xy]  # noqa: E731  (coordinates on a 96-pixel grid)
+    if kind in ("t-shirt", "dress"):
+        bottom = 88 if kind == "dress" else 78
+        pen.polygon(box(34, 14, 62, 14, 66, 30, 68, bottom, 28, bottom, 30, 30), fill=255)
+        if kind == "dress":
+            pen.polygon(box(30, 50, 66, 50, 80, 90, 16, 90), fill=255)
+        sleeve = values["sleeve_length"]
+        if sleeve != "sleeveless":
+            reach = 28 if sleeve == "short" else 62
+            pen.polygon(box(34, 14, 14, reach * 0.6 + 12, 22, reach * 0.6 + 16, 32, 30), fill=255)
+            pen.polygon(box(62, 14, 82, reach * 0.6 + 12, 74, reach * 0.6 + 16, 64, 30), fill=255)
+    elif kind == "shoe":
+        heel = {"flat": 4, "low": 16, "high": 34}[values["heel_height"]]
+        pen.polygon(box(12, 74 - heel, 30, 60 - heel, 52, 62 - heel * 0.5, 84, 70, 84, 80, 12, 80), fill=255)
+        pen.rectangle(box(12, 80 - heel - 4, 20, 84), fill=255)
+    elif kind == "mug":
+        pen.rectangle(box(24, 22, 64, 82), fill=255)
+        pen.ellipse(box(58, 36, 82, 66), fill=255)
+        pen.ellipse(box(64, 42, 76, 60), fill=0)
+    else:  # backpack
+        pen.rounded_rectangle(box(22, 16, 74, 86), radius=round(14 * s), fill=255)
+        pen.arc(box(34, 4, 62, 30), 180, 360, fill=255, width=max(1, round(4 * s)))
+    fill = Image.new("RGB", (size, size), rgb)
+    pattern = values.get("pattern", "plain")
+    if pattern != "plain":
+        overlay = ImageDraw.Draw(fill)
+        contrast = (250, 250, 250) if sum(rgb) < 450 else (20, 20, 20)
+        step = max(4, round(12 * s))
+        for offset in range(0, size, step):
+            if pattern == "striped":
+                overlay.rectangle([0, offset, size, offset + step // 3], fill=contrast)
+            else:
+                for x in range(step // 2, size, step):
+                    r = max(1, step // 5)
+                    overlay.ellipse([x - r, offset + step // 2 - r, x + r, offset + step // 2 + r], fill=contrast)
+    image.paste(fill, mask=mask)
+    return image
+
+
+def generate(count: int, seed: int = 0, held_out: bool = False) -> list[SyntheticItem]:
+    """``count`` products (no images drawn yet); ``held_out`` mixes in zero-shot colours/materials."""
+    rng = random.Random(seed)
+    items = []
+    kinds = sorted(NOUNS)
+    for index in range(count):
+        kind = kinds[index % len(kinds)]
+        values = _attributes(kind, rng, held_out)
+        is_held_out = values["color"] in HELD_OUT_COLORS or values["material"] in HELD_OUT_MATERIALS[kind]
+        color_in_text = is_held_out or rng.random() < 0.5
+        title, description = _text(kind, values, rng, color_in_text)
+        rgb = {**TRAIN_COLORS, **HELD_OUT_COLORS}[values["color"]]
+        product = {"id": f"{'test' if held_out else 'train'}-{index:05d}", "product_type": kind,
+                   "title": title, "description": description, "attributes": values}
+        items.append(SyntheticItem(product, rgb))
+    return items
+
+
+def write_catalog(folder: str | Path, train_size: int = 2000, test_size: int = 400, seed: int = 0,
+                  image_size: int = 96) -> dict[str, Path]:
+    """Write ``train.jsonl``, ``test.jsonl`` and ``images/`` under ``folder``; return their paths."""
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for split, size, split_seed in (("train", train_size, seed), ("test", test_size, seed + 1)):
+        path = folder / f"{split}.jsonl"
+        with open(path, "w", encoding="utf-8") as handle:
+            for item in generate(size, split_seed, held_out=split == "test"):
+                name = f"images/{item.product['id']}.png"
+                _draw(item.product["product_type"], item.product["attributes"], item.color_rgb,
+                      image_size).save(folder / name)
+                handle.write(json.dumps({**item.product, "image": name}) + "\n")
+        paths[split] = path
+    paths["images"] = folder / "images"
+    return paths

@@ -1,0 +1,346 @@
+"""Fine-tuning by distant supervision, on one process or many (``torchrun`` / ``accelerate launch``).
+
+Flow: products -> label cleaning (normalizer plugins, fitted on the training labels) -> catalog
+metadata -> tokenizer (trained here when the generator has none) -> example rows written as JSONL
+and memory-mapped through HF ``datasets`` -> an accelerate training loop (AdamW, linear warmup and
+decay, gradient accumulation, autocast on GPU) with validation loss every ``eval_every`` steps,
+best weights kept, optional early stopping, and crash-safe checkpoints that ``fit`` resumes from.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from mxt_sdk import checkpoints, registry
+from mxt_sdk.batching import ImageLoader, TrainingCollator, truncate
+from mxt_sdk.cleaning import apply_normalizers, clean_products
+from mxt_sdk.config import TrainingConfig
+from mxt_sdk.examples import collect_metadata, example_rows
+from mxt_sdk.storage import write_json
+from mxt_sdk.data import read_products
+from mxt_sdk.errors import DataFileError, RecordError
+from mxt_sdk.types import Product, product_from_record
+
+log = logging.getLogger("mxt_sdk.training")
+
+METRICS_FILE, LOG_FILE, CLEANING_FILE, REJECTED_FILE = "metrics.jsonl", "train.log", "cleaning.json", "rejected.jsonl"
+
+
+@dataclass
+class TrainingResult:
+    """What a run did: steps, where it resumed from, losses, and throughput."""
+
+    steps: int
+    resumed_from_step: int | None
+    first_val_loss: float | None
+    best_val_loss: float | None
+    best_step: int | None
+    final_val_loss: float | None
+    examples_per_second: float
+    truncated_examples: int
+    stopped_early: bool
+
+
+def collect_products(source: str | Path | Iterable[Product | dict[str, Any]], split: str, output: Path,
+                     reader: str | None = None) -> list[Product]:
+    """Valid products of a data file or iterable. Bad records are logged, counted and written to
+    ``<output>/rejected.jsonl`` (one JSON line each: split, record, error) instead of stopping the run."""
+    if isinstance(source, (str, Path)):
+        items: Iterable[Any] = read_products(source, reader)
+        name = Path(source).name
+    else:
+        items, name = source, f"{split} records"
+    products, rejected = [], []
+    for position, item in enumerate(items):
+        try:
+            if isinstance(item, RecordError):
+                raise item
+            products.append(item if isinstance(item, Product) else product_from_record(item, f"record {position}"))
+        except RecordError as exc:
+            rejected.append({"split": split, "source": name, "error": str(exc)})
+    if rejected:
+        with open(output / REJECTED_FILE, "a", encoding="utf-8") as handle:
+            for row in rejected:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        log.warning("%s: skipped %d bad records of %d (see %s), e.g. %s", name, len(rejected),
+                    len(rejected) + len(products), REJECTED_FILE, rejected[0]["error"])
+    if not products:
+        raise DataFileError(f"{name}: no usable {split} records" + (f"; first error: {rejected[0]['error']}"
+                                                                       if rejected else ""))
+    return products
+
+
+def _attach_file_log(output: Path, is_main: bool) -> logging.Handler | None:
+    logging.getLogger("mxt_sdk").setLevel(logging.INFO)
+    if not is_main:
+        return None
+    handler = logging.FileHandler(output / LOG_FILE, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("mxt_sdk").addHandler(handler)
+    return handler
+
+
+class Trainer:
+    """Trains ``extractor.model`` in place and writes the model folder to ``output``."""
+
+    def __init__(self, extractor, config: TrainingConfig, output: Path, image_root: Path | None = None):
+        self.extractor, self.config, self.output = extractor, config, Path(output)
+        self.image_root = image_root
+        self.accelerator = Accelerator(
+            gradient_accumulation_steps=config.gradient_accumulation_steps,
+            mixed_precision=config.mixed_precision if torch.cuda.is_available() else "no",
+            cpu=not torch.cuda.is_available(),
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+        )
+
+    # ----------------------------------------------------------------- data
+    def _prepare(self, train: list[Product], val: list[Product] | None) -> dict[str, Any]:
+        model_config = self.extractor.config.model
+        normalizers = [registry.create("normalizers", s.name, s.options) for s in self.config.normalizers]
+        train, summary = clean_products(train, normalizers)
+        val = apply_normalizers(val, normalizers) if val else None
+        metadata = collect_metadata(train)
+        generator = self.extractor.model.generator
+        if generator.needs_tokenizer_training:
+            corpus = (row[key] for row in example_rows(train, model_config.none_answer) for key in ("prompt", "answer"))
+            generator.train_tokenizer(corpus)
+            log.info("Trained a %d-token tokenizer on the training text", len(generator.tokenizer))
+        cache = self.output / "cache"
+        train_set, truncated = self._tokenized(train, cache / "train.jsonl")
+        val_set = self._tokenized(val, cache / "val.jsonl")[0] if val else None
+        metadata.max_answer_tokens = max((len(r) for r in train_set["labels"]), default=1)
+        return {"train": train_set, "val": val_set, "metadata": metadata, "cleaning": summary,
+                "truncated": truncated, "normalizers": normalizers}
+
+    def _tokenized(self, products: list[Product], path: Path) -> tuple[datasets.Dataset, int]:
+        model_config = self.extractor.config.model
+        tokenizer = self.extractor.model.generator.tokenizer
+        with self.accelerator.main_process_first():
+            if self.accelerator.is_main_process:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "w", encoding="utf-8") as handle:
+                    for row in example_rows(products, model_config.none_answer):
+                        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            rows = datasets.load_dataset("json", data_files=str(path), split="train",
+                                         cache_dir=str(path.parent / "datasets"))
+        limit = model_config.max_input_tokens
+
+        def tokenize(batch: dict[str, list]) -> dict[str, list]:
+            inputs = tokenizer(batch["prompt"])["input_ids"]
+            return {"input_ids": [truncate(ids, limit) for ids in inputs],
+                    "truncated": [len(ids) > limit for ids in inputs],
+                    "labels": tokenizer(batch["answer"])["input_ids"]}
+
+        with self.accelerator.main_process_first():
+            tokenized = rows.map(tokenize, batched=True, desc=f"Tokenizing {path.stem}",
+                                 remove_columns=["prompt"], new_fingerprint=None)
+        return tokenized, int(sum(tokenized["truncated"]))
+
+    def _loader(self, data: datasets.Dataset, shuffle: bool) -> torch.utils.data.DataLoader:
+        model = self.extractor.model
+        images = None
+        if model.uses_images:
+            images = ImageLoader(model.preprocessing(), self.image_root,
+                                 self.extractor.config.extraction.max_image_pixels)
+        collate = TrainingCollator(model.generator.tokenizer.pad_token_id, images)
+        columns = data.select_columns(["input_ids", "labels", "image"])
+        return torch.utils.data.DataLoader(columns, batch_size=self.config.batch_size, shuffle=shuffle,
+                                           collate_fn=collate, num_workers=self.config.num_workers)
+
+    # ----------------------------------------------------------------- loop pieces
+    def _loss(self, model, batch) -> torch.Tensor:
+        with self.accelerator.autocast():
+            return model(batch["input_ids"], batch["attention_mask"], batch["labels"],
+                         batch["images"], batch["image_index"])
+
+    @torch.no_grad()
+    def _validation_loss(self, model, loader) -> float:
+        model.eval()
+        totals = torch.zeros(2, device=self.accelerator.device)
+        for batch in loader:
+            tokens = (batch["labels"] != -100).sum()
+            totals += torch.stack([self._loss(model, batch).float() * tokens, tokens.float()])
+        model.train()
+        totals = self.accelerator.reduce(totals, reduction="sum")
+        return float(totals[0] / totals[1].clamp_min(1))
+
+    def _metrics(self, record: dict[str, Any]) -> None:
+        if self.accelerator.is_main_process:
+            with open(self.output / METRICS_FILE, "a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+    def _freeze_encoders(self) -> None:
+        for encoder in self.extractor.model.encoders.values():
+            encoder.requires_grad_(False)
+            if hasattr(encoder.options, "freeze"):
+                encoder.options.freeze = True
+        for slot in ("global_encoder", "regional_encoder"):
+            spec = getattr(self.extractor.config.model, slot)
+            if spec is not None and "freeze" in registry.get_component("image_encoders", spec.name).cls.Options.model_fields:
+                spec.options["freeze"] = True
+
+    # ----------------------------------------------------------------- fit
+    def fit(self, train: list[Product], val: list[Product] | None) -> TrainingResult:
+        config, accelerator = self.config, self.accelerator
+        self.output.mkdir(parents=True, exist_ok=True)
+        handler = _attach_file_log(self.output, accelerator.is_main_process)
+        try:
+            return self._fit(train, val)
+        finally:
+            if handler is not None:
+                logging.getLogger("mxt_sdk").removeHandler(handler)
+                handler.close()
+            accelerator.free_memory()
+
+    def _fit(self, train: list[Product], val: list[Product] | None) -> TrainingResult:
+        config, accelerator = self.config, self.accelerator
+        set_seed(config.seed)
+        if config.freeze_image_encoders:
+            self._freeze_encoders()
+        data = self._prepare(train, val)
+        log.info("Processes: num_processes=%d (%s), device %s", accelerator.num_processes,
+                 accelerator.distributed_type, accelerator.device)
+        log.info("Training on %d examples (%d products), validating on %d examples; %d inputs truncated "
+                 "to %d tokens", len(data["train"]), len(train), len(data["val"] or []), data["truncated"],
+                 self.extractor.config.model.max_input_tokens)
+        model = self.extractor.model.train()
+        parameters = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+        train_loader = self._loader(data["train"], shuffle=True)
+        val_loader = self._loader(data["val"], shuffle=False) if data["val"] is not None else None
+        model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+        if val_loader is not None:
+            val_loader = accelerator.prepare(val_loader)
+        steps_per_epoch = max(1, math.ceil(len(train_loader) / config.gradient_accumulation_steps))
+        total_steps = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+
+        state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "best_val_loss": None, "best_step": None,
+                 "first_val_loss": None, "last_val_loss": None, "evals_without_improvement": 0}
+        resumed_from = None
+        latest = checkpoints.latest_checkpoint(self.output)
+        if latest is not None:
+            state = checkpoints.load_checkpoint(latest, accelerator.unwrap_model(model), optimizer, scheduler,
+                                                accelerator.process_index)
+            resumed_from = state["step"]
+            log.info("Resuming from checkpoint %s (step %d of %d)", latest.name, state["step"], total_steps)
+        else:
+            log.info("Starting from step 0 of %d (%d steps per epoch)", total_steps, steps_per_epoch)
+
+        unwrapped = accelerator.unwrap_model(model)
+        progress = tqdm(total=total_steps, initial=state["step"], desc="Training", unit="step",
+                        disable=not accelerator.is_main_process, dynamic_ncols=True)
+        examples_seen, started, running_loss, running_count = 0, time.perf_counter(), 0.0, 0
+        stop = state["step"] >= total_steps
+        while not stop:
+            train_loader.set_epoch(state["epoch"])
+            skip = state["batches_in_epoch"]
+            batches = accelerator.skip_first_batches(train_loader, skip) if skip else train_loader
+            for batch in batches:
+                with accelerator.accumulate(model):
+                    loss = self._loss(model, batch)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and config.max_grad_norm:
+                        accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad()
+                state["batches_in_epoch"] += 1
+                examples_seen += batch["input_ids"].size(0) * accelerator.num_processes
+                running_loss += float(loss.detach())
+                running_count += 1
+                if batch["image_errors"]:
+                    log.warning("Unreadable images (trained without them): %s", "; ".join(batch["image_errors"][:3]))
+                if not accelerator.sync_gradients:
+                    continue
+                scheduler.step()
+                state["step"] += 1
+                progress.update(1)
+                step = state["step"]
+                if step % config.log_every == 0 or step == total_steps:
+                    rate = examples_seen / max(time.perf_counter() - started, 1e-9)
+                    record = {"step": step, "train_loss": running_loss / max(running_count, 1),
+                              "lr": scheduler.get_last_lr()[0], "examples_per_second": rate}
+                    self._metrics(record)
+                    progress.set_postfix(loss=f"{record['train_loss']:.4f}")
+                    running_loss, running_count = 0.0, 0
+                if step % config.eval_every == 0 or step == total_steps:
+                    stop = self._evaluate(model, val_loader, state, unwrapped) or step >= total_steps
+                    self._checkpoint(unwrapped, optimizer, scheduler, state)
+                if stop or step >= total_steps:
+                    stop = True
+                    break
+            else:
+                state["epoch"] += 1
+                state["batches_in_epoch"] = 0
+        progress.close()
+        elapsed = time.perf_counter() - started
+        return self._finish(unwrapped, data, state, resumed_from, examples_seen / max(elapsed, 1e-9))
+
+    def _evaluate(self, model, val_loader, state: dict[str, Any], unwrapped) -> bool:
+        """Validation loss, best-weights bookkeeping and early stopping; True means stop."""
+        if val_loader is None:
+            return False
+        val_loss = self._validation_loss(model, val_loader)
+        state["last_val_loss"] = val_loss
+        if state["first_val_loss"] is None:
+            state["first_val_loss"] = val_loss
+        improved = state["best_val_loss"] is None or val_loss < state["best_val_loss"]
+        if improved:
+            state.update(best_val_loss=val_loss, best_step=state["step"], evals_without_improvement=0)
+            if self.accelerator.is_main_process:
+                checkpoints.save_best_weights(self.output, unwrapped, {"step": state["step"], "val_loss": val_loss})
+        else:
+            state["evals_without_improvement"] += 1
+        self._metrics({"step": state["step"], "val_loss": val_loss, "best_val_loss": state["best_val_loss"]})
+        log.info("step %d: validation loss %.4f (best %.4f at step %d)", state["step"], val_loss,
+                 state["best_val_loss"], state["best_step"])
+        patience = self.config.early_stopping_patience
+        if patience and state["evals_without_improvement"] >= patience:
+            log.info("Early stopping: no improvement in %d evaluations", patience)
+            state["stopped_early"] = True
+            return True
+        return False
+
+    def _checkpoint(self, unwrapped, optimizer, scheduler, state: dict[str, Any]) -> None:
+        rng_states = gather_object([checkpoints.rng_state()])
+        if self.accelerator.is_main_process:
+            folder = checkpoints.checkpoint_dir(self.output, state["step"])
+            checkpoints.save_checkpoint(folder, unwrapped, optimizer, scheduler, dict(state), rng_states,
+                                        unwrapped.generator.save_tokenizer)
+            checkpoints.prune_checkpoints(self.output, self.config.keep_checkpoints)
+            log.info("Saved checkpoint %s", folder.name)
+        self.accelerator.wait_for_everyone()
+
+    def _finish(self, unwrapped, data: dict[str, Any], state: dict[str, Any], resumed_from: int | None,
+                rate: float) -> TrainingResult:
+        best = checkpoints.load_best_weights(self.output, unwrapped)
+        if best is not None:
+            log.info("Keeping the best weights: step %d, validation loss %.4f", best["step"], best["val_loss"])
+        self.extractor.model = unwrapped.eval()
+        self.extractor.metadata = data["metadata"]
+        self.extractor.normalizers = data["normalizers"]
+        if self.accelerator.is_main_process:
+            self.extractor.save_pretrained(self.output)
+            write_json(self.output / CLEANING_FILE, data["cleaning"])
+            log.info("Model saved to %s", self.output)
+        self.accelerator.wait_for_everyone()
+        return TrainingResult(
+            steps=state["step"], resumed_from_step=resumed_from, first_val_loss=state["first_val_loss"],
+            best_val_loss=state["best_val_loss"], best_step=state["best_step"],
+            final_val_loss=state["last_val_loss"], examples_per_second=rate,
+            truncated_examples=data["truncated"], stopped_early=bool(state.get("stopped_early")),
+        )

@@ -1,0 +1,148 @@
+"""Training: cleaning + metadata + model folder, exact resume, crash safety, data-parallel on CPU."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from conftest import tiny_config
+from mxt_sdk import Extractor
+from mxt_sdk.checkpoints import complete_checkpoints
+from mxt_sdk.synthetic import write_catalog
+
+TRAINING = {"learning_rate": 3e-3, "batch_size": 8, "eval_every": 2, "log_every": 1, "seed": 7,
+            "normalizers": ["text", "min_count"]}
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    return write_catalog(tmp_path_factory.mktemp("catalog"), train_size=24, test_size=8, image_size=48)
+
+
+def _config(**training):
+    config = tiny_config(["mag", "xattn"])
+    config["training"] = {**TRAINING, **training}
+    return config
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_fit_writes_a_loadable_model_with_metadata_logs_and_cleaning(catalog, tmp_path):
+    bad = tmp_path / "train.jsonl"
+    bad.write_text(catalog["train"].read_text() + '{"id": "broken", "product_type": "mug"}\nnot json\n')
+    extractor = Extractor.from_config(_config())
+    result = extractor.fit(bad, catalog["test"], output_dir=tmp_path / "model",
+                           image_root=catalog["train"].parent, max_steps=4)
+    out = tmp_path / "model"
+    assert result.steps == 4 and result.first_val_loss is not None and result.resumed_from_step is None
+    assert {"config.json", "model.safetensors", "metadata.json", "normalizers.json", "cleaning.json",
+            "metrics.jsonl", "train.log", "rejected.jsonl", ".complete"} <= {p.name for p in out.iterdir()}
+    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    assert len(rejected) == 2 and all(r["split"] == "train" for r in rejected)
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert "dress\tsleeve_length" in metadata["values"] and metadata["max_answer_tokens"] >= 2
+    cleaning = json.loads((out / "cleaning.json").read_text())
+    assert [step["normalizer"] for step in cleaning["steps"]] == ["text", "min_count"]
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "val_loss" in m] == [2, 4]
+
+    loaded = Extractor.from_pretrained(out)
+    assert [n.name for n in loaded.normalizers] == ["text", "min_count"]
+    rows = loaded.extract([json.loads(catalog["test"].read_text().splitlines()[0])],
+                          image_root=catalog["train"].parent)
+    assert {r.attribute for r in rows} == set(metadata_attributes(metadata, rows[0].product_type))
+
+
+def metadata_attributes(metadata, product_type):
+    return [key.split("\t")[1] for key in metadata["values"] if key.startswith(product_type + "\t")]
+
+
+def test_validation_loss_goes_down(catalog, tmp_path):
+    extractor = Extractor.from_config(_config(eval_every=10))
+    result = extractor.fit(catalog["train"], catalog["test"], output_dir=tmp_path / "m", max_steps=20)
+    assert result.best_val_loss < result.first_val_loss
+
+
+def test_resume_continues_exactly_where_it_stopped(catalog, tmp_path):
+    torch.manual_seed(0)
+    straight = Extractor.from_config(_config())
+    straight.fit(catalog["train"], catalog["test"], output_dir=tmp_path / "straight", max_steps=6)
+
+    torch.manual_seed(0)
+    first = Extractor.from_config(_config())
+    first.fit(catalog["train"], catalog["test"], output_dir=tmp_path / "resumed", max_steps=6,
+              early_stopping_patience=None, keep_checkpoints=5)
+    # Forget everything after step 2, and leave a half-written checkpoint that must be ignored.
+    for folder in complete_checkpoints(tmp_path / "resumed"):
+        if folder.name != "step-00000002":
+            import shutil
+            shutil.rmtree(folder)
+    partial = tmp_path / "resumed" / "checkpoints" / "step-00000005"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"partial")
+
+    torch.manual_seed(123)  # a different process state: everything must come from the checkpoint
+    second = Extractor.from_config(_config())
+    result = second.fit(catalog["train"], catalog["test"], output_dir=tmp_path / "resumed", max_steps=6)
+    assert result.resumed_from_step == 2 and result.steps == 6
+    assert "Resuming from checkpoint step-00000002" in (tmp_path / "resumed" / "train.log").read_text()
+    a, b = _weights(tmp_path / "straight" / "checkpoints" / "step-00000006"), \
+        _weights(tmp_path / "resumed" / "checkpoints" / "step-00000006")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _write_config(tmp_path, **training) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(_config(**training)))
+    return path
+
+
+def test_killed_training_resumes_from_last_complete_checkpoint(catalog, tmp_path):
+    config = _write_config(tmp_path, eval_every=3)
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "mxt_sdk.cli", "train", "--config", str(config), "--train",
+               str(catalog["train"]), "--output", str(out), "--max-steps", "400"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while not complete_checkpoints(out) and time.time() < deadline:
+            time.sleep(0.2)
+        assert complete_checkpoints(out), "no checkpoint was written in time"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    last = int(complete_checkpoints(out)[-1].name.split("-")[1])
+    assert last < 400
+    finished = subprocess.run([*command[:-1], str(last + 3)], capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert f"Resuming from checkpoint step-{last:08d} (step {last} of {last + 3})" in finished.stderr
+    assert json.loads(finished.stdout)["resumed_from_step"] == last
+    Extractor.from_pretrained(out)
+
+
+def test_two_process_data_parallel_on_cpu(catalog, tmp_path):
+    config = _write_config(tmp_path, eval_every=2)
+    out = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    completed = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "mxt_sdk.cli", "train",
+         "--config", str(config), "--train", str(catalog["train"]), "--val", str(catalog["test"]),
+         "--output", str(out), "--max-steps", "2"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "num_processes=2" in (out / "train.log").read_text()
+    loaded = Extractor.from_pretrained(out)
+    assert loaded.metadata is not None
