@@ -8,15 +8,20 @@ error lists them and asks for an explicit ``reader=``.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import logging
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from mxt_sdk import registry
 from mxt_sdk.errors import DataFileError, DataFileNotFoundError, RecordError
-from mxt_sdk.types import Product
+from mxt_sdk.types import Product, product_from_record
 
-__all__ = ["detect_reader", "read_products"]
+__all__ = ["detect_reader", "read_products", "load_products", "REJECTED_FILE"]
+
+REJECTED_FILE = "rejected.jsonl"
+log = logging.getLogger("mxt_sdk.data")
 
 
 def _existing_file(path: str | Path) -> Path:
@@ -68,3 +73,35 @@ def read_products(path: str | Path, reader: str | None = None,
     path = _existing_file(path)
     name = reader if reader is not None else detect_reader(path)
     return registry.create("readers", name, options).read(path)
+
+
+def load_products(source: str | Path | Iterable[Product | dict[str, Any]], split: str,
+                  reader: str | None = None, rejected_log: Path | None = None) -> list[Product]:
+    """The valid products of a data file or an iterable of products / dicts, for a whole-data job
+    (training, evaluation). Bad records are logged with a count, and appended to ``rejected_log``
+    (JSON lines: split, source, error) when given; none are silently lost. Raises
+    :class:`~mxt_sdk.errors.DataFileError` when no record is usable."""
+    if isinstance(source, (str, Path)):
+        items: Iterable[Any] = read_products(source, reader)
+        name = Path(source).name
+    else:
+        items, name = source, f"{split} records"
+    products, rejected = [], []
+    for position, item in enumerate(items):
+        try:
+            if isinstance(item, RecordError):
+                raise item
+            products.append(item if isinstance(item, Product) else product_from_record(item, f"record {position}"))
+        except RecordError as exc:
+            rejected.append({"split": split, "source": name, "error": str(exc)})
+    if rejected:
+        if rejected_log is not None:
+            with open(rejected_log, "a", encoding="utf-8") as handle:
+                handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rejected)
+        log.warning("%s: skipped %d bad records of %d%s, e.g. %s", name, len(rejected),
+                    len(rejected) + len(products), f" (see {rejected_log})" if rejected_log else "",
+                    rejected[0]["error"])
+    if not products:
+        first = f"; first error: {rejected[0]['error']}" if rejected else ""
+        raise DataFileError(f"{name}: no usable {split} records{first}")
+    return products

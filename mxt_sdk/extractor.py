@@ -1,7 +1,7 @@
 """``Extractor``: the one class users import. Build or load a model, extract values, save it."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,12 +14,14 @@ from mxt_sdk.errors import NotFittedError
 from mxt_sdk.inference import Engine, EngineSettings, make_requests
 from mxt_sdk.metadata import CatalogMetadata
 from mxt_sdk.model import MXTModel
-from mxt_sdk.serialization import load_folder, save_folder
-from mxt_sdk.training import Trainer, TrainingResult, collect_products
+from mxt_sdk.serialization import SavedModel, load_folder, save_folder
+from mxt_sdk.training import Trainer, TrainingResult
+from mxt_sdk.data import REJECTED_FILE, load_products
+from mxt_sdk.errors import DataFileError
+from mxt_sdk.evaluation import Scored, group_by_pair
+from mxt_sdk.reporting import build_report, score, write_report
+from mxt_sdk.thresholds import Thresholds, calibrate
 from mxt_sdk.types import Prediction, Product
-
-#: accepted = confidence >= this, for pairs without a calibrated threshold
-DEFAULT_THRESHOLD = 0.5
 
 
 class Extractor:
@@ -30,11 +32,12 @@ class Extractor:
     """
 
     def __init__(self, config: MXTConfig, model: MXTModel, metadata: CatalogMetadata | None = None,
-                 normalizers: list[Normalizer] | None = None):
+                 normalizers: list[Normalizer] | None = None, thresholds: Thresholds | None = None):
         self.config = config
         self.model = model.eval()
         self.metadata = metadata
         self.normalizers = normalizers or []
+        self.thresholds = thresholds or Thresholds()
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -49,12 +52,14 @@ class Extractor:
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, device: str | None = None) -> "Extractor":
         """Load a folder written by :meth:`save_pretrained`. Never downloads anything."""
-        config, model, metadata, normalizers = load_folder(Path(directory))
-        return cls(config, model.to(device or config.extraction.device), metadata, normalizers)
+        saved = load_folder(Path(directory))
+        return cls(saved.config, saved.model.to(device or saved.config.extraction.device), saved.metadata,
+                   saved.normalizers, saved.thresholds)
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write config, weights (safetensors), tokenizer and metadata to ``directory`` atomically."""
-        save_folder(Path(directory), self.config, self.model, self.metadata, self.normalizers)
+        save_folder(Path(directory), SavedModel(self.config, self.model, self.metadata, self.normalizers,
+                                                self.thresholds))
 
     @property
     def device(self) -> torch.device:
@@ -77,8 +82,9 @@ class Extractor:
         self.config = self.config.model_copy(update={"training": settings})
         output = Path(output_dir) if output_dir is not None else Path(tempfile.mkdtemp(prefix="mxt-train-"))
         output.mkdir(parents=True, exist_ok=True)
-        train_products = collect_products(train, "train", output, reader)
-        val_products = collect_products(val, "val", output, reader) if val is not None else None
+        rejected = output / REJECTED_FILE
+        train_products = load_products(train, "train", reader, rejected)
+        val_products = load_products(val, "val", reader, rejected) if val is not None else None
         root = image_root if image_root is not None else self.config.extraction.image_root
         if root is None and isinstance(train, (str, Path)):
             root = Path(train).parent  # relative image paths are relative to the data file
@@ -89,11 +95,13 @@ class Extractor:
 
     # ----------------------------------------------------------------- extraction
     def iter_extract(self, products: Iterable[Product | dict[str, Any]],
-                     attributes: Sequence[str] | None = None, *, batch_size: int | None = None,
+                     attributes: Sequence[str] | Callable[[Product], list[str]] | None = None, *,
+                     batch_size: int | None = None,
                      image_root: str | Path | None = None, on_image_error: str = "error") -> Iterator[Prediction]:
         """Stream predictions, one per requested (product, attribute), in input order.
 
-        ``attributes=None`` asks each product for the attributes training saw for its product type.
+        ``attributes=None`` asks each product for the attributes training saw for its product type;
+        a function ``product -> [attribute, ...]`` chooses per product.
         ``image_root`` is where relative image paths are resolved (and which they may not escape).
         ``on_image_error``: ``"error"`` (rows of a product whose image cannot be read carry the error
         and no value) or ``"text_only"`` (answer from the text, keep the error as a note).
@@ -110,6 +118,44 @@ class Extractor:
         engine = Engine(self.model.eval(), tokenizer, self.metadata, settings)
         yield from engine.run(make_requests(products, attributes, self.metadata))
 
+    def evaluate(self, data: str | Path | Iterable[Product | dict[str, Any]], *, precision: float = 0.9,
+                 output: str | Path | None = None, image_root: str | Path | None = None,
+                 reader: str | None = None, batch_size: int | None = None) -> dict[str, Any]:
+        """Score the model on labelled products (their ``attributes`` are the gold values).
+
+        Returns the report (per-pair P/R/F1 at the stored thresholds, recall@``precision``, micro and
+        macro averages, zero-shot / value-absent / image slices; see :mod:`mxt_sdk.evaluation`). With
+        ``output`` (a ``.json`` path) also writes the predictions file, a Markdown summary and
+        precision-recall plots beside it.
+        """
+        products, rows = self._labelled_rows(data, image_root, reader, batch_size)
+        report = build_report(rows, self.thresholds, precision)
+        if output is not None:
+            write_report(report, rows, Path(output))
+        return report
+
+    def calibrate(self, data: str | Path | Iterable[Product | dict[str, Any]], *, precision: float = 0.9,
+                  image_root: str | Path | None = None, reader: str | None = None,
+                  batch_size: int | None = None) -> Thresholds:
+        """Set each (product type, attribute) threshold to reach ``precision`` on labelled ``data``
+        (highest recall among thresholds that do). Pairs that cannot reach it accept nothing; they are
+        listed with ``None`` in the result. Saved with :meth:`save_pretrained`."""
+        _, rows = self._labelled_rows(data, image_root, reader, batch_size)
+        by_pair = group_by_pair((r["product_type"], r["attribute"], Scored(r["value"], r["gold"], r["confidence"]))
+                                for r in rows)
+        self.thresholds = calibrate(by_pair, precision, default=self.thresholds.default)
+        return self.thresholds
+
+    def _labelled_rows(self, data, image_root, reader, batch_size) -> tuple[list[Product], list[dict[str, Any]]]:
+        products = load_products(data, "evaluation", reader)
+        labelled = [p for p in products if p.attributes]
+        if not labelled:
+            raise DataFileError("No product in the evaluation data has attribute values to compare with.")
+        root = image_root if image_root is not None else (Path(data).parent if isinstance(data, (str, Path)) else None)
+        predictions = list(self.iter_extract(labelled, lambda product: list(product.attributes),
+                                             image_root=root, batch_size=batch_size))
+        return labelled, score(labelled, predictions, self.metadata, self.normalizers)
+
     def extract(self, products: Iterable[Product | dict[str, Any]], attributes: Sequence[str] | None = None,
                 **options: Any) -> list[Prediction]:
         """All predictions of :meth:`iter_extract` as a list."""
@@ -124,6 +170,6 @@ class Extractor:
         return EngineSettings(
             batch_size=batch_size or extraction.batch_size, max_new_tokens=max_new_tokens,
             max_input_tokens=model_config.max_input_tokens, none_answer=model_config.none_answer,
-            threshold=DEFAULT_THRESHOLD, image_root=Path(root) if root is not None else None,
+            thresholds=self.thresholds, image_root=Path(root) if root is not None else None,
             max_image_pixels=extraction.max_image_pixels, on_image_error=on_image_error,
         )

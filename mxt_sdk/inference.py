@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from mxt_sdk.batching import ImageLoader, pad_batch, truncate
 from mxt_sdk.errors import RecordError
 from mxt_sdk.metadata import CatalogMetadata
 from mxt_sdk.model import ImageFeatures, ImagePixels, MXTModel
+from mxt_sdk.thresholds import Thresholds
 from mxt_sdk.prompt import build_prompt
 from mxt_sdk.types import Prediction, Product, product_from_record
 
@@ -45,24 +46,31 @@ class EngineSettings:
     max_new_tokens: int
     max_input_tokens: int
     none_answer: str
-    threshold: float
+    thresholds: Thresholds
     image_root: Path | None
     max_image_pixels: int
     on_image_error: str = "error"
     stats: dict[str, int] = field(default_factory=lambda: {"truncated_inputs": 0})
 
 
-def make_requests(records: Iterable[Product | dict[str, Any]], attributes: Sequence[str] | None,
+def make_requests(records: Iterable[Product | dict[str, Any]],
+                  attributes: Sequence[str] | Callable[[Product], list[str]] | None,
                   metadata: CatalogMetadata | None) -> Iterator[Request]:
-    """Validate each record and decide which attributes to ask of it."""
+    """Validate each record and decide which attributes to ask of it: the given list, a function of
+    the product (e.g. its labelled attributes, for evaluation), or (None) those training saw for
+    the product's type."""
     for position, record in enumerate(records):
         where = f"record {position}"
         try:
             product = record if isinstance(record, Product) else product_from_record(record, where)
         except RecordError as exc:
             raw_id = record.get("id") if isinstance(record, dict) else None
+            asked = list(attributes) if isinstance(attributes, Sequence) else [ALL_ATTRIBUTES]
             yield Request(where, str(raw_id) if raw_id not in (None, "") else where, None,
-                          list(attributes or [ALL_ATTRIBUTES]), error=str(exc))
+                          asked, error=str(exc))
+            continue
+        if callable(attributes):
+            yield Request(where, product.id, product, list(attributes(product)))
             continue
         if attributes is not None:
             yield Request(where, product.id, product, list(attributes))
@@ -167,7 +175,9 @@ class Engine:
                  if self.metadata and value is not None else None)
         return Prediction(
             **base, value=value, raw_value=raw, confidence=confidence if math.isfinite(confidence) else 0.0,
-            accepted=confidence >= self.settings.threshold, novel=known is False,
+            accepted=value is not None and self.settings.thresholds.accepts(
+                request.product.product_type, attribute, confidence),
+            novel=known is False,
             in_text=value is not None and _in_text(value, request.product.text),
             image_used=image_used, error=error,
         )

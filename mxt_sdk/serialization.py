@@ -4,6 +4,7 @@ No pickle anywhere: tensors go to safetensors, everything else to JSON or tokeni
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,23 @@ from mxt_sdk.errors import ConfigError, PluginNotInstalledError
 from mxt_sdk.metadata import CatalogMetadata
 from mxt_sdk.model import ENCODER_SLOTS, MXTModel
 from mxt_sdk.plugins import plugin_distribution
+from mxt_sdk.thresholds import Thresholds
 from mxt_sdk.storage import read_json, staged_update, write_json
 
 FORMAT_VERSION = 1
-CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, NORMALIZERS_FILE, TOKENIZER_DIR = (
-    "config.json", "model.safetensors", "metadata.json", "normalizers.json", "tokenizer")
+CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, NORMALIZERS_FILE, THRESHOLDS_FILE, TOKENIZER_DIR = (
+    "config.json", "model.safetensors", "metadata.json", "normalizers.json", "thresholds.json", "tokenizer")
+
+
+@dataclass
+class SavedModel:
+    """Everything a model folder holds, in memory."""
+
+    config: MXTConfig
+    model: MXTModel
+    metadata: CatalogMetadata | None
+    normalizers: list[Normalizer]
+    thresholds: Thresholds
 
 
 def _component_record(kind: str, name: str) -> dict[str, Any]:
@@ -40,14 +53,14 @@ def _used_components(config: MXTConfig) -> list[dict[str, Any]]:
     return used
 
 
-def save_folder(directory: Path, config: MXTConfig, model: MXTModel, metadata: CatalogMetadata | None,
-                normalizers: list[Normalizer]) -> None:
+def save_folder(directory: Path, saved: SavedModel) -> None:
     """Write the model files into ``directory`` (other entries, e.g. checkpoints, are kept).
 
     Files are written aside and moved in; the ``.complete`` marker is written last."""
     import timm
     import transformers
 
+    config, model, metadata, normalizers = saved.config, saved.model, saved.metadata, saved.normalizers
     with staged_update(Path(directory)) as staging:
         write_json(staging / CONFIG_FILE, {
             "format_version": FORMAT_VERSION,
@@ -64,6 +77,7 @@ def save_folder(directory: Path, config: MXTConfig, model: MXTModel, metadata: C
             model.generator.save_tokenizer(staging / TOKENIZER_DIR)
         if metadata is not None:
             write_json(staging / METADATA_FILE, metadata.model_dump(mode="json"))
+        write_json(staging / THRESHOLDS_FILE, saved.thresholds.model_dump(mode="json"))
         if normalizers:
             write_json(staging / NORMALIZERS_FILE, [
                 {"name": n.name, "options": n.options.model_dump(mode="json"), "state": n.get_state(),
@@ -97,7 +111,7 @@ def _load_normalizers(path: Path) -> list[Normalizer]:
     return normalizers
 
 
-def load_folder(directory: Path) -> tuple[MXTConfig, MXTModel, CatalogMetadata | None, list[Normalizer]]:
+def load_folder(directory: Path) -> SavedModel:
     """Rebuild config, model (weights loaded, nothing downloaded), metadata and fitted normalizers."""
     directory = Path(directory)
     config_path = directory / CONFIG_FILE
@@ -116,4 +130,7 @@ def load_folder(directory: Path) -> tuple[MXTConfig, MXTModel, CatalogMetadata |
     metadata = None
     if (directory / METADATA_FILE).is_file():
         metadata = CatalogMetadata.model_validate(read_json(directory / METADATA_FILE))
-    return config, model, metadata, _load_normalizers(directory / NORMALIZERS_FILE)
+    thresholds = Thresholds()
+    if (directory / THRESHOLDS_FILE).is_file():
+        thresholds = Thresholds.model_validate(read_json(directory / THRESHOLDS_FILE))
+    return SavedModel(config, model, metadata, _load_normalizers(directory / NORMALIZERS_FILE), thresholds)

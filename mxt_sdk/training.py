@@ -30,13 +30,11 @@ from mxt_sdk.cleaning import apply_normalizers, clean_products
 from mxt_sdk.config import TrainingConfig
 from mxt_sdk.examples import collect_metadata, example_rows
 from mxt_sdk.storage import write_json
-from mxt_sdk.data import read_products
-from mxt_sdk.errors import DataFileError, RecordError
-from mxt_sdk.types import Product, product_from_record
+from mxt_sdk.types import Product
 
 log = logging.getLogger("mxt_sdk.training")
 
-METRICS_FILE, LOG_FILE, CLEANING_FILE, REJECTED_FILE = "metrics.jsonl", "train.log", "cleaning.json", "rejected.jsonl"
+METRICS_FILE, LOG_FILE, CLEANING_FILE = "metrics.jsonl", "train.log", "cleaning.json"
 
 
 @dataclass
@@ -52,35 +50,6 @@ class TrainingResult:
     examples_per_second: float
     truncated_examples: int
     stopped_early: bool
-
-
-def collect_products(source: str | Path | Iterable[Product | dict[str, Any]], split: str, output: Path,
-                     reader: str | None = None) -> list[Product]:
-    """Valid products of a data file or iterable. Bad records are logged, counted and written to
-    ``<output>/rejected.jsonl`` (one JSON line each: split, record, error) instead of stopping the run."""
-    if isinstance(source, (str, Path)):
-        items: Iterable[Any] = read_products(source, reader)
-        name = Path(source).name
-    else:
-        items, name = source, f"{split} records"
-    products, rejected = [], []
-    for position, item in enumerate(items):
-        try:
-            if isinstance(item, RecordError):
-                raise item
-            products.append(item if isinstance(item, Product) else product_from_record(item, f"record {position}"))
-        except RecordError as exc:
-            rejected.append({"split": split, "source": name, "error": str(exc)})
-    if rejected:
-        with open(output / REJECTED_FILE, "a", encoding="utf-8") as handle:
-            for row in rejected:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-        log.warning("%s: skipped %d bad records of %d (see %s), e.g. %s", name, len(rejected),
-                    len(rejected) + len(products), REJECTED_FILE, rejected[0]["error"])
-    if not products:
-        raise DataFileError(f"{name}: no usable {split} records" + (f"; first error: {rejected[0]['error']}"
-                                                                       if rejected else ""))
-    return products
 
 
 def _attach_file_log(output: Path, is_main: bool) -> logging.Handler | None:

@@ -25,11 +25,16 @@ def main() -> None:
     \b
     mxt plugins     list installed components and the plugins providing them
     mxt train       fine-tune on catalog data (resumes when re-run)
+    mxt evaluate    score a model on labelled data (recall@P, F1, slices)
+    mxt calibrate   set per-pair confidence thresholds for a target precision
     """
 
 
 from mxt_sdk.cli import plugins as _plugins  # noqa: E402
+from mxt_sdk.cli import evaluate as _evaluate  # noqa: E402
 from mxt_sdk.cli import train as _train  # noqa: E402
 
 main.add_command(_plugins.plugins)
 main.add_command(_train.train)
+main.add_command(_evaluate.evaluate)
+main.add_command(_evaluate.calibrate)

@@ -1,0 +1,62 @@
+"""``mxt evaluate`` and ``mxt calibrate``: score a model on labelled data / set its thresholds."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from mxt_sdk.cli.common import setup_logging
+
+_model = click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
+                      help="Model folder written by `mxt train` / save_pretrained.")
+_data = click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False),
+                     help="Labelled products in any registered reader format.")
+_precision = click.option("--precision", default=0.9, show_default=True, type=click.FloatRange(0, 1),
+                          help="Target precision for recall@P / calibration.")
+_images = click.option("--images", "image_root", type=click.Path(exists=True, file_okay=False),
+                       help="Folder relative image paths resolve under (default: the data file's folder).")
+_reader = click.option("--reader", help="Force a reader instead of detecting the format.")
+_batch = click.option("--batch-size", type=int, help="Examples per generation batch.")
+
+
+@click.command()
+@_model
+@_data
+@click.option("--output", required=True, type=click.Path(dir_okay=False),
+              help="report.json to write; predictions, Markdown and plots go beside it.")
+@_precision
+@_images
+@_reader
+@_batch
+def evaluate(model_dir, data, output, precision, image_root, reader, batch_size) -> None:
+    """Evaluate MODEL on DATA: per-pair P/R/F1, recall@P, zero-shot and value-absent slices."""
+    from mxt_sdk import Extractor
+
+    setup_logging()
+    report = Extractor.from_pretrained(model_dir).evaluate(
+        data, precision=precision, output=output, image_root=image_root, reader=reader, batch_size=batch_size)
+    click.echo(Path(output).with_suffix(".md").read_text(encoding="utf-8"))
+    click.echo(f"Report: {output} (micro F1 {report['micro']['f1']:.3f}, "
+               f"macro recall@{precision:.0%}P {report['macro']['recall_at_p']:.3f})")
+
+
+@click.command()
+@_model
+@_data
+@_precision
+@_images
+@_reader
+@_batch
+def calibrate(model_dir, data, precision, image_root, reader, batch_size) -> None:
+    """Set per-pair confidence thresholds of MODEL reaching PRECISION on DATA; saved in MODEL."""
+    from mxt_sdk import Extractor
+
+    setup_logging()
+    extractor = Extractor.from_pretrained(model_dir)
+    thresholds = extractor.calibrate(data, precision=precision, image_root=image_root, reader=reader,
+                                     batch_size=batch_size)
+    extractor.save_pretrained(model_dir)
+    unreachable = sorted(k.replace("\t", " / ") for k, v in thresholds.pairs.items() if v is None)
+    click.echo(json.dumps({"pairs": len(thresholds.pairs), "reached": len(thresholds.pairs) - len(unreachable),
+                           "unreachable_accept_nothing": unreachable}, indent=2))

@@ -1,0 +1,161 @@
+"""Evaluation runs: score predictions against labelled products, build the report, write its files.
+
+Files written next to ``report.json``: ``<stem>.predictions.jsonl`` (one row per labelled pair with
+everything the numbers are computed from), ``<stem>.md`` (a summary), and precision-recall curve
+PNGs for the largest pairs. Every number of the report can be recomputed from the predictions file.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mxt_sdk.components import Normalizer
+from mxt_sdk.evaluation import (Scored, group_by_pair, match_key, micro_macro, pair_metrics,
+                                threshold_sweep)
+from mxt_sdk.metadata import CatalogMetadata
+from mxt_sdk.plots import precision_recall_curve
+from mxt_sdk.storage import write_json
+from mxt_sdk.thresholds import Thresholds
+from mxt_sdk.types import Prediction, Product
+
+MATCHING_RULE = ("normalized exact match: gold and predicted values pass through the model's fitted "
+                 "normalizers (a normalizer that would drop a value leaves it unchanged), then NFKC, "
+                 "case folding, whitespace collapsing and stripping of surrounding punctuation")
+SLICES = ("zero_shot", "value_absent", "with_image", "without_image")
+
+
+def _normalize(value: str | None, product_type: str, attribute: str,
+               normalizers: Sequence[Normalizer]) -> str | None:
+    for normalizer in normalizers:
+        if value is None:
+            return None
+        value = normalizer(value, product_type=product_type, attribute=attribute) or value
+    return value
+
+
+def _written_in(value: str, text: str) -> bool:
+    pattern = r"(?<!\w)" + r"\s+".join(map(re.escape, value.split())) + r"(?!\w)"
+    return re.search(pattern, text, flags=re.IGNORECASE) is not None
+
+
+def score(products: Sequence[Product], predictions: Sequence[Prediction], metadata: CatalogMetadata | None,
+          normalizers: Sequence[Normalizer]) -> list[dict[str, Any]]:
+    """One row per labelled (product, attribute), in order; ``predictions`` must follow the products'
+    ``attributes`` order (as :meth:`Extractor.evaluate` asks them)."""
+    rows, position = [], 0
+    for product in products:
+        for attribute, raw_gold in product.attributes.items():
+            prediction = predictions[position]
+            position += 1
+            assert prediction.product_id == product.id and prediction.attribute == attribute
+            gold = _normalize(raw_gold, product.product_type, attribute, normalizers)
+            value = _normalize(prediction.value, product.product_type, attribute, normalizers)
+            known = metadata.knows_value(product.product_type, attribute, gold) if metadata and gold else None
+            rows.append({
+                "product_id": product.id, "product_type": product.product_type, "attribute": attribute,
+                "value": value, "raw_value": prediction.raw_value, "confidence": prediction.confidence,
+                "accepted": prediction.accepted, "gold": gold, "raw_gold": raw_gold,
+                "correct": value is not None and gold is not None and match_key(value) == match_key(gold),
+                "zero_shot": gold is not None and known is not True,
+                "value_absent": gold is not None and not (_written_in(gold, product.text)
+                                                          or _written_in(raw_gold, product.text)),
+                "has_image": product.image is not None, "image_used": prediction.image_used,
+                "image": product.image, "error": prediction.error,
+            })
+    return rows
+
+
+def _scored(row: dict[str, Any]) -> Scored:
+    return Scored(row["value"], row["gold"], row["confidence"])
+
+
+def _slice(rows: list[dict[str, Any]], thresholds: Thresholds) -> dict[str, Any]:
+    stated = [r for r in rows if r["gold"] is not None]
+    correct = [r for r in stated if r["correct"]]
+    accepted = [r for r in correct if thresholds.accepts(r["product_type"], r["attribute"], r["confidence"])]
+    n = len(stated)
+    return {"support": n, "correct": len(correct), "accuracy": len(correct) / n if n else 0.0,
+            "accepted_correct": len(accepted), "recall_at_thresholds": len(accepted) / n if n else 0.0}
+
+
+def build_report(rows: list[dict[str, Any]], thresholds: Thresholds, precision: float) -> dict[str, Any]:
+    """Per-pair metrics, micro/macro averages and the slices (see :mod:`mxt_sdk.evaluation`)."""
+    by_pair = group_by_pair((r["product_type"], r["attribute"], _scored(r)) for r in rows)
+    pairs = sorted((pair_metrics(pt, attr, pair_rows, thresholds.threshold_for(pt, attr), precision)
+                    for (pt, attr), pair_rows in by_pair.items()), key=lambda m: (-m.support, m.product_type, m.attribute))
+    slices = {
+        "zero_shot": _slice([r for r in rows if r["zero_shot"]], thresholds),
+        "value_absent": _slice([r for r in rows if r["value_absent"]], thresholds),
+        "with_image": _slice([r for r in rows if r["has_image"]], thresholds),
+        "without_image": _slice([r for r in rows if not r["has_image"]], thresholds),
+    }
+    slices["zero_shot"]["correct_examples"] = [
+        {k: r[k] for k in ("product_id", "product_type", "attribute", "value")}
+        for r in rows if r["zero_shot"] and r["correct"]][:25]
+    by_attribute: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_attribute.setdefault(row["attribute"], []).append(row)
+    return {
+        "matching_rule": MATCHING_RULE, "target_precision": precision,
+        "thresholds": {"calibrated_for": thresholds.target_precision, "default": thresholds.default},
+        "rows": len(rows), "errors": sum(r["error"] is not None for r in rows),
+        "pairs": [p.as_dict() for p in pairs],
+        **micro_macro(pairs, by_pair),
+        "slices": slices,
+        "value_absent_accuracy_by_attribute": {
+            attribute: _slice([r for r in attr_rows if r["value_absent"]], thresholds)["accuracy"]
+            for attribute, attr_rows in sorted(by_attribute.items())},
+    }
+
+
+def markdown(report: dict[str, Any], top: int = 20) -> str:
+    """A short human summary of :func:`build_report`'s output."""
+    p = report["target_precision"]
+    lines = [f"# Evaluation report", "", f"Rows: {report['rows']} (errors: {report['errors']}). "
+             f"Matching rule: {report['matching_rule']}.", "",
+             f"| averages | precision | recall | F1 | recall@{p:.0%}P |", "|---|---|---|---|---|",
+             f"| micro | {report['micro']['precision']:.3f} | {report['micro']['recall']:.3f} | "
+             f"{report['micro']['f1']:.3f} | |",
+             f"| macro | {report['macro']['precision']:.3f} | {report['macro']['recall']:.3f} | "
+             f"{report['macro']['f1']:.3f} | {report['macro']['recall_at_p']:.3f} |", "",
+             "| slice | support | correct | accuracy |", "|---|---|---|---|"]
+    for name in SLICES:
+        s = report["slices"][name]
+        lines.append(f"| {name} | {s['support']} | {s['correct']} | {s['accuracy']:.3f} |")
+    lines += ["", f"| product type | attribute | support | P | R | F1 | recall@{p:.0%}P | threshold@P |",
+              "|---|---|---|---|---|---|---|---|"]
+    for m in report["pairs"][:top]:
+        threshold = "-" if m["threshold_at_p"] is None else f"{m['threshold_at_p']:.3f}"
+        lines.append(f"| {m['product_type']} | {m['attribute']} | {m['support']} | {m['precision']:.3f} | "
+                     f"{m['recall']:.3f} | {m['f1']:.3f} | {m['recall_at_p']:.3f} | {threshold} |")
+    examples = report["slices"]["zero_shot"]["correct_examples"]
+    if examples:
+        lines += ["", "Zero-shot values generated correctly (never seen in training for their pair):", ""]
+        lines += [f"- {e['product_type']} / {e['attribute']}: **{e['value']}** ({e['product_id']})"
+                  for e in examples[:10]]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], rows: list[dict[str, Any]], path: Path, plots: int = 6) -> dict[str, Path]:
+    """Write report JSON, predictions JSONL, Markdown summary and PR-curve PNGs; return their paths."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stem = path.with_suffix("")
+    written = {"report": path, "predictions": Path(f"{stem}.predictions.jsonl"), "markdown": Path(f"{stem}.md")}
+    with open(written["predictions"], "w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    written["markdown"].write_text(markdown(report), encoding="utf-8")
+    by_pair = group_by_pair((r["product_type"], r["attribute"], _scored(r)) for r in rows)
+    for index, pair in enumerate(report["pairs"][:plots]):
+        key = (pair["product_type"], pair["attribute"])
+        points = [(r, p) for _, p, r in threshold_sweep(by_pair[key])]
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{key[0]}__{key[1]}")
+        plot = Path(f"{stem}.pr-{index:02d}-{name}.png")
+        precision_recall_curve(points, f"{key[0]} / {key[1]} (n={pair['support']})", plot,
+                               report["target_precision"])
+        written[f"plot:{key[0]}/{key[1]}"] = plot
+    write_json(path, report)
+    return written

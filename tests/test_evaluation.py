@@ -1,0 +1,104 @@
+"""Metrics: hand-computed cases, and report numbers recomputed independently from the predictions file."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from mxt_sdk import Extractor
+from mxt_sdk.reporting import build_report
+from mxt_sdk.evaluation import Scored, match_key, prf, recall_at_precision, threshold_sweep
+from mxt_sdk.synthetic import write_catalog
+from mxt_sdk.thresholds import calibrate
+
+
+def test_match_key_normalises_case_space_and_edge_punctuation():
+    assert match_key("  Navy   Blue. ") == match_key("navy blue") == "navy blue"
+    assert match_key("ＢＬＡＣＫ") == "black"
+    assert match_key("!!!") is None and match_key(None) is None
+
+
+ROWS = [  # (predicted, gold, confidence)
+    Scored("red", "red", 0.9), Scored("blue", "Blue", 0.8), Scored("green", "black", 0.7),
+    Scored("pink", "pink", 0.6), Scored(None, "white", 0.0), Scored("grey", None, 0.5),
+]
+
+
+def test_prf_counts_by_hand():
+    # threshold 0.55: accepted red, blue, green, pink -> tp 3, fp 1; stated golds 5
+    result = prf(ROWS, 0.55)
+    assert (result["true_positives"], result["false_positives"], result["stated"]) == (3, 1, 5)
+    assert result["precision"] == pytest.approx(0.75) and result["recall"] == pytest.approx(0.6)
+
+
+def test_recall_at_precision_by_hand():
+    sweep = threshold_sweep(ROWS)
+    assert [round(t, 2) for t, _, _ in sweep] == [0.9, 0.8, 0.7, 0.6, 0.5]
+    assert recall_at_precision(ROWS, 0.9) == (pytest.approx(0.4), 0.8, 1.0)
+    assert recall_at_precision(ROWS, 0.75)[0] == pytest.approx(0.6)
+    assert recall_at_precision([Scored("x", "y", 0.9)], 0.9) == (0.0, None, 0.0)
+
+
+def test_tied_confidences_are_accepted_together():
+    rows = [Scored("a", "a", 0.5), Scored("b", "c", 0.5)]
+    assert threshold_sweep(rows) == [(0.5, 0.5, 0.5)]
+    assert recall_at_precision(rows, 0.9) == (0.0, None, 0.0)
+
+
+def test_calibrate_marks_unreachable_pairs():
+    thresholds = calibrate({("dress", "color"): ROWS, ("mug", "color"): [Scored("x", "y", 0.9)]}, 0.9)
+    assert thresholds.pairs["dress\tcolor"] == 0.8 and thresholds.pairs["mug\tcolor"] is None
+    assert thresholds.accepts("dress", "color", 0.85) and not thresholds.accepts("mug", "color", 1.0)
+    assert thresholds.accepts("shoe", "color", 0.6) and not thresholds.accepts("shoe", "color", 0.4)
+
+
+def test_report_numbers_equal_a_recomputation_from_the_predictions_file(tmp_path):
+    paths = write_catalog(tmp_path / "data", train_size=10, test_size=10, image_size=32)
+    torch.manual_seed(0)
+    extractor = Extractor.from_config(tiny_config(["mag"]))
+    extractor.fit(paths["train"], output_dir=tmp_path / "model", max_steps=2, batch_size=8,
+                  normalizers=["text"], learning_rate=1e-3)
+    report = extractor.evaluate(paths["test"], precision=0.5, output=tmp_path / "eval" / "report.json")
+    rows = [json.loads(line) for line in (tmp_path / "eval" / "report.predictions.jsonl").read_text().splitlines()]
+    gold_rows = sum(len(json.loads(line)["attributes"]) for line in paths["test"].read_text().splitlines())
+    assert report["rows"] == len(rows) == gold_rows
+    on_disk = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert on_disk["micro"] == pytest.approx(report["micro"])
+    _check_pairs_against_rows(report, rows)
+    zero_shot = [r for r in rows if r["zero_shot"]]
+    assert report["slices"]["zero_shot"]["support"] == len(zero_shot)
+    assert report["slices"]["zero_shot"]["correct"] == sum(r["correct"] for r in zero_shot)
+    absent = [r for r in rows if r["value_absent"]]
+    assert {r["attribute"] for r in absent} >= {"pattern"}
+    assert all(r["attribute"] != "material" for r in absent)
+    assert (tmp_path / "eval" / "report.md").read_text().startswith("# Evaluation report")
+    assert list((tmp_path / "eval").glob("report.pr-*.png"))
+    # The same check on rows with a real mix of right and wrong answers and confidences.
+    for i, row in enumerate(rows):
+        if i % 3:
+            row.update(value=row["gold"], correct=row["gold"] is not None, confidence=(i % 7) / 7)
+    _check_pairs_against_rows(build_report(rows, extractor.thresholds, 0.5), rows)
+
+
+def _check_pairs_against_rows(report, rows):
+    assert any(p["recall"] > 0 for p in report["pairs"]) or not any(r["correct"] for r in rows)
+    for pair in report["pairs"]:
+        mine = [r for r in rows if (r["product_type"], r["attribute"]) == (pair["product_type"], pair["attribute"])]
+        stated = [r for r in mine if r["gold"] is not None]
+        accepted = [r for r in mine if r["value"] is not None and r["confidence"] >= pair["threshold"]]
+        tp = sum(r["correct"] for r in accepted)
+        assert pair["support"] == len(mine)
+        assert pair["precision"] == pytest.approx(tp / len(accepted) if accepted else 0.0)
+        assert pair["recall"] == pytest.approx(tp / len(stated) if stated else 0.0)
+        best = 0.0
+        for threshold in {r["confidence"] for r in mine if r["value"] is not None}:
+            kept = [r for r in mine if r["value"] is not None and r["confidence"] >= threshold]
+            hits = sum(r["correct"] for r in kept)
+            if kept and hits / len(kept) >= 0.5 and stated:
+                best = max(best, hits / len(stated))
+        assert pair["recall_at_p"] == pytest.approx(best)
+        for r in mine:
+            assert r["correct"] == (r["value"] is not None and r["gold"] is not None
+                                    and r["value"].casefold().strip() == r["gold"].casefold().strip())
