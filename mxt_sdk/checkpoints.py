@@ -1,8 +1,8 @@
 """Training checkpoints: complete or ignored, never half-read.
 
-``<output>/checkpoints/step-00000150/`` holds the model (safetensors), optimizer and scheduler
-state (``torch.save``, read back with ``weights_only=True``), every process's RNG state
-(safetensors + JSON), the tokenizer, and ``trainer_state.json``. Each folder is written aside,
+``<output>/checkpoints/step-00000150/`` holds the model, the optimizer and scheduler state and
+every process's RNG state (tensors in safetensors, everything else in JSON: no pickle), the
+tokenizer, and ``trainer_state.json``. Each folder is written aside,
 fsynced and renamed into place with a ``.complete`` marker (:func:`mxt_sdk.storage.atomic_directory`),
 so a crash mid-write leaves no folder that :func:`latest_checkpoint` would pick.
 """
@@ -69,6 +69,46 @@ def _read_rng(folder: Path, rank: int) -> dict[str, Any] | None:
             "numpy": mine["numpy"], "python": mine["python"]}
 
 
+def save_state_dict(prefix: Path, state: Any) -> None:
+    """Write a nested state (dicts, lists, numbers, tensors) as ``<prefix>.safetensors`` (the tensors)
+    plus ``<prefix>.json`` (the structure, tensors replaced by references)."""
+    tensors: dict[str, torch.Tensor] = {}
+
+    def encode(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            key = f"t{len(tensors)}"
+            tensors[key] = value.detach().cpu().contiguous()
+            return {"__tensor__": key}
+        if isinstance(value, dict):
+            return {"__dict__": [[encode(k), encode(v)] for k, v in value.items()]}
+        if isinstance(value, (list, tuple)):
+            return {"__list__": [encode(v) for v in value], "tuple": isinstance(value, tuple)}
+        if value is None or isinstance(value, (bool, int, float, str)):
+            return value
+        raise TypeError(f"cannot store {type(value).__name__} in a checkpoint state")
+
+    structure = encode(state)
+    save_file(tensors, f"{prefix}.safetensors")
+    write_json(Path(f"{prefix}.json"), structure)
+
+
+def load_state_dict(prefix: Path) -> Any:
+    """Read what :func:`save_state_dict` wrote."""
+    tensors = load_file(f"{prefix}.safetensors")
+
+    def decode(value: Any) -> Any:
+        if isinstance(value, dict):
+            if "__tensor__" in value:
+                return tensors[value["__tensor__"]]
+            if "__dict__" in value:
+                return {decode(k): decode(v) for k, v in value["__dict__"]}
+            items = [decode(v) for v in value["__list__"]]
+            return tuple(items) if value["tuple"] else items
+        return value
+
+    return decode(read_json(Path(f"{prefix}.json")))
+
+
 def checkpoint_dir(output: Path, step: int) -> Path:
     return Path(output) / CHECKPOINTS / f"step-{step:08d}"
 
@@ -93,8 +133,8 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
     """Write one checkpoint folder atomically. ``save_tokenizer(dir)`` writes the tokenizer files."""
     with atomic_directory(folder) as staging:
         save_model(model, str(staging / "model.safetensors"))
-        torch.save(optimizer.state_dict(), staging / "optimizer.pt")
-        torch.save(scheduler.state_dict(), staging / "scheduler.pt")
+        save_state_dict(staging / "optimizer", optimizer.state_dict())
+        save_state_dict(staging / "scheduler", scheduler.state_dict())
         _write_rng(staging, rng_states)
         save_tokenizer(staging / "tokenizer")
         write_json(staging / "trainer_state.json", trainer_state)
@@ -104,8 +144,8 @@ def load_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
                     scheduler: Any, rank: int) -> dict[str, Any]:
     """Restore model, optimizer, scheduler and this process's RNG; return the trainer state."""
     load_model(model, str(folder / "model.safetensors"), strict=True)
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True))
-    scheduler.load_state_dict(torch.load(folder / "scheduler.pt", map_location="cpu", weights_only=True))
+    optimizer.load_state_dict(load_state_dict(folder / "optimizer"))
+    scheduler.load_state_dict(load_state_dict(folder / "scheduler"))
     state = _read_rng(folder, rank)
     if state is not None:
         set_rng_state(state)

@@ -19,11 +19,15 @@ from mxt_sdk.metadata import CatalogMetadata
 from mxt_sdk.model import ENCODER_SLOTS, MXTModel
 from mxt_sdk.plugins import plugin_distribution
 from mxt_sdk.thresholds import Thresholds
-from mxt_sdk.storage import read_json, staged_update, write_json
+from mxt_sdk.storage import is_complete, read_json, staged_update, write_json
 
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, NORMALIZERS_FILE, THRESHOLDS_FILE, TOKENIZER_DIR = (
     "config.json", "model.safetensors", "metadata.json", "normalizers.json", "thresholds.json", "tokenizer")
+
+#: every entry a save may write; a re-save removes the ones it does not write this time
+MODEL_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, NORMALIZERS_FILE, THRESHOLDS_FILE,
+                         TOKENIZER_DIR, "canonicalizer"})
 
 
 @dataclass
@@ -61,7 +65,7 @@ def save_folder(directory: Path, saved: SavedModel) -> None:
     import transformers
 
     config, model, metadata, normalizers = saved.config, saved.model, saved.metadata, saved.normalizers
-    with staged_update(Path(directory)) as staging:
+    with staged_update(Path(directory), MODEL_FILES) as staging:
         write_json(staging / CONFIG_FILE, {
             "format_version": FORMAT_VERSION,
             "mxt_sdk_version": __version__,
@@ -117,6 +121,11 @@ def load_folder(directory: Path) -> SavedModel:
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
         raise ConfigError(f"{str(directory)!r} is not a saved mxt_sdk model: it has no {CONFIG_FILE}.")
+    if not is_complete(directory):
+        raise ConfigError(
+            f"{str(directory)!r} is an incomplete model folder (its .complete marker is missing: a save "
+            "was interrupted). Save the model again, or restore the folder from a copy."
+        )
     saved = read_json(config_path)
     if saved.get("format_version") != FORMAT_VERSION:
         raise ConfigError(f"{config_path} has format_version {saved.get('format_version')!r}; "

@@ -68,10 +68,11 @@ def atomic_directory(target: Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def staged_update(target: Path) -> Iterator[Path]:
+def staged_update(target: Path, owned: frozenset[str] = frozenset()) -> Iterator[Path]:
     """Yield a temporary folder; on success its entries replace the same-named entries of ``target``.
 
-    Unlike :func:`atomic_directory`, other entries of ``target`` (checkpoints, logs) are kept. The
+    Entries named in ``owned`` that the new content lacks are deleted (so no stale file of an older
+    save survives); other entries of ``target`` (checkpoints, logs) are kept. The
     ``.complete`` marker is removed before the first entry moves and written after the last, so a
     crash in between leaves a folder that :func:`is_complete` reports as unfinished.
     """
@@ -84,6 +85,13 @@ def staged_update(target: Path) -> Iterator[Path]:
         fsync_tree(staging)
         (target / COMPLETE_MARKER).unlink(missing_ok=True)
         _fsync_dir(target)
+        written = {entry.name for entry in staging.iterdir()}
+        for stale in owned - written:
+            path = target / stale
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
         for entry in staging.iterdir():
             destination = target / entry.name
             if destination.is_dir():

@@ -117,3 +117,42 @@ def test_unigram_tokenizer_is_trained_from_text_and_saved(tmp_path, products):
     before = extractor.extract(products, ["color"])
     extractor.save_pretrained(tmp_path / "model")
     assert Extractor.from_pretrained(tmp_path / "model").extract(products, ["color"]) == before
+
+
+def test_resaving_removes_files_of_the_previous_model_and_keeps_other_entries(tmp_path, products):
+    from mxt_sdk.metadata import CatalogMetadata
+
+    torch.manual_seed(4)
+    first = Extractor.from_config(tiny_config([]))
+    first.metadata = CatalogMetadata(values={"mug\tcolor": {"red": 3}})
+    first.save_pretrained(tmp_path / "model")
+    (tmp_path / "model" / "train.log").write_text("kept")
+    Extractor.from_config(tiny_config([])).save_pretrained(tmp_path / "model")
+    assert not (tmp_path / "model" / "metadata.json").exists()
+    assert (tmp_path / "model" / "train.log").read_text() == "kept"
+    assert Extractor.from_pretrained(tmp_path / "model").metadata is None
+
+
+def test_an_interrupted_save_is_refused_at_load(tmp_path):
+    from mxt_sdk.errors import ConfigError
+
+    Extractor.from_config(tiny_config([])).save_pretrained(tmp_path / "model")
+    (tmp_path / "model" / ".complete").unlink()
+    with pytest.raises(ConfigError, match="incomplete model folder"):
+        Extractor.from_pretrained(tmp_path / "model")
+
+
+def test_checkpoint_state_round_trips_without_pickle(tmp_path):
+    from mxt_sdk.checkpoints import load_state_dict, save_state_dict
+
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.randn(4, 3)).sum().backward()
+    optimizer.step()
+    save_state_dict(tmp_path / "optimizer", optimizer.state_dict())
+    restored = load_state_dict(tmp_path / "optimizer")
+    original = optimizer.state_dict()
+    assert restored["param_groups"] == original["param_groups"]
+    for index, state in original["state"].items():
+        assert all(torch.equal(state[k], restored["state"][index][k]) for k in state)
+    assert {p.suffix for p in tmp_path.iterdir()} == {".json", ".safetensors"}
