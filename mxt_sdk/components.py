@@ -13,7 +13,7 @@ ask for them *and* no ``saved`` state is passed (loading a saved model never dow
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -240,6 +240,11 @@ class Canonicalizer(Component, abc.ABC):
     @abc.abstractmethod
     def canonicalize(self, value: str, *, product_type: str, attribute: str) -> tuple[str, bool]:
         """Return ``(value_to_report, novel)``."""
+
+    def canonicalize_many(self, queries: Sequence[tuple[str, str, str]]) -> list[tuple[str, bool]]:
+        """:meth:`canonicalize` for many ``(value, product_type, attribute)`` at once (same results;
+        override to batch the work)."""
+        return [self.canonicalize(v, product_type=t, attribute=a) for v, t, a in queries]
 
     @abc.abstractmethod
     def save(self, directory: Path) -> None:

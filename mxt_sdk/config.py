@@ -81,6 +81,9 @@ class ExtractionConfig(_Section):
 
     batch_size: int = Field(default=32, ge=1)
     device: str = "cpu"
+    canonicalizer: ComponentSpec | None = Field(
+        default_factory=lambda: ComponentSpec(name="faiss"),
+        description="maps generations onto known values of their pair, flags the rest novel; null: off")
     image_root: str | None = None
     max_image_pixels: int = Field(default=50_000_000, ge=1)
 

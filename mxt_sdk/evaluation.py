@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-__all__ = ["match_key", "Scored", "threshold_sweep", "recall_at_precision", "prf", "PairMetrics", "pair_metrics",
+__all__ = ["match_key", "written_in", "Scored", "threshold_sweep", "recall_at_precision", "prf", "PairMetrics", "pair_metrics",
            "micro_macro"]
 
 _EDGE_PUNCTUATION = re.compile(r"^[\W_]+|[\W_]+$")
@@ -32,6 +32,12 @@ def match_key(value: str | None) -> str | None:
     text = unicodedata.normalize("NFKC", value).casefold()
     text = " ".join(text.split())
     return _EDGE_PUNCTUATION.sub("", text) or None
+
+
+def written_in(value: str, text: str) -> bool:
+    """Whether ``value`` occurs in ``text`` as whole words (case-insensitive, any whitespace)."""
+    pattern = r"(?<!\w)" + r"\s+".join(map(re.escape, value.split())) + r"(?!\w)"
+    return re.search(pattern, text, flags=re.IGNORECASE) is not None
 
 
 @dataclass(frozen=True)

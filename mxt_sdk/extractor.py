@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 
-from mxt_sdk.components import Normalizer
-from mxt_sdk.config import MXTConfig, TrainingConfig, load_config
+from mxt_sdk import registry
+from mxt_sdk.components import Canonicalizer, Normalizer
+from mxt_sdk.config import ComponentSpec, MXTConfig, TrainingConfig, load_config
 from mxt_sdk.errors import NotFittedError
 from mxt_sdk.inference import Engine, EngineSettings, make_requests
 from mxt_sdk.metadata import CatalogMetadata
@@ -32,12 +33,14 @@ class Extractor:
     """
 
     def __init__(self, config: MXTConfig, model: MXTModel, metadata: CatalogMetadata | None = None,
-                 normalizers: list[Normalizer] | None = None, thresholds: Thresholds | None = None):
+                 normalizers: list[Normalizer] | None = None, thresholds: Thresholds | None = None,
+                 canonicalizer: Canonicalizer | None = None):
         self.config = config
         self.model = model.eval()
         self.metadata = metadata
         self.normalizers = normalizers or []
         self.thresholds = thresholds or Thresholds()
+        self.canonicalizer = canonicalizer
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -54,12 +57,24 @@ class Extractor:
         """Load a folder written by :meth:`save_pretrained`. Never downloads anything."""
         saved = load_folder(Path(directory))
         return cls(saved.config, saved.model.to(device or saved.config.extraction.device), saved.metadata,
-                   saved.normalizers, saved.thresholds)
+                   saved.normalizers, saved.thresholds, saved.canonicalizer)
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write config, weights (safetensors), tokenizer and metadata to ``directory`` atomically."""
         save_folder(Path(directory), SavedModel(self.config, self.model, self.metadata, self.normalizers,
-                                                self.thresholds))
+                                                self.thresholds, self.canonicalizer))
+
+    def set_canonicalizer(self, name: str | None = "faiss", **options: Any) -> None:
+        """Use canonicalizer ``name`` with ``options`` (e.g. ``vocabulary_file="values.jsonl"``),
+        fitted on the training vocabulary (if any) plus whatever its options add; ``None`` turns
+        canonicalization off. Saved with :meth:`save_pretrained`."""
+        spec = None if name is None else ComponentSpec(name=name, options=options)
+        extraction = self.config.extraction.model_copy(update={"canonicalizer": spec})
+        self.config = self.config.model_copy(update={"extraction": extraction})
+        self.canonicalizer = None
+        if spec is not None:
+            self.canonicalizer = registry.create("canonicalizers", spec.name, spec.options)
+            self.canonicalizer.fit(self.metadata.values if self.metadata else {})
 
     @property
     def device(self) -> torch.device:
@@ -115,7 +130,7 @@ class Extractor:
                 "Call fit() first, or configure a byte-level or pretrained tokenizer."
             )
         settings = self._settings(batch_size, image_root, on_image_error)
-        engine = Engine(self.model.eval(), tokenizer, self.metadata, settings)
+        engine = Engine(self.model.eval(), tokenizer, self.metadata, settings, self.canonicalizer)
         yield from engine.run(make_requests(products, attributes, self.metadata))
 
     def evaluate(self, data: str | Path | Iterable[Product | dict[str, Any]], *, precision: float = 0.9,

@@ -7,7 +7,6 @@ why, and never stops the job.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,9 @@ from typing import Any
 import torch
 
 from mxt_sdk.batching import ImageLoader, pad_batch, truncate
+from mxt_sdk.components import Canonicalizer
 from mxt_sdk.errors import RecordError
+from mxt_sdk.evaluation import written_in
 from mxt_sdk.metadata import CatalogMetadata
 from mxt_sdk.model import ImageFeatures, ImagePixels, MXTModel
 from mxt_sdk.thresholds import Thresholds
@@ -94,17 +95,13 @@ def load_pixels(requests: Sequence[Request], loader: ImageLoader) -> ImagePixels
     return pixels
 
 
-def _in_text(value: str, text: str) -> bool:
-    pattern = r"(?<!\w)" + r"\s+".join(map(re.escape, value.split())) + r"(?!\w)"
-    return re.search(pattern, text, flags=re.IGNORECASE) is not None
-
-
 class Engine:
     """Runs extraction for one model; see the module docstring for the flow."""
 
     def __init__(self, model: MXTModel, tokenizer: Any, metadata: CatalogMetadata | None,
-                 settings: EngineSettings):
+                 settings: EngineSettings, canonicalizer: Canonicalizer | None = None):
         self.model, self.tokenizer, self.metadata, self.settings = model, tokenizer, metadata, settings
+        self.canonicalizer = canonicalizer
 
     def run(self, requests: Iterable[Request]) -> Iterator[Prediction]:
         """Predictions for ``requests`` in input order, a chunk of ``batch_size`` products at a time."""
@@ -132,10 +129,24 @@ class Engine:
             for attribute in request.attributes
         ]
         answers = self._answer(chunk, examples, features, device)
+        canonical = self._canonicalize(chunk, answers)
         for row, request in enumerate(chunk):
             for attribute in request.attributes:
                 yield self._prediction(request, attribute, answers.get((row, attribute)),
+                                       canonical.get((row, attribute)),
                                        bool(features is not None and features.has_image[row]))
+
+    def _canonicalize(self, chunk: list[Request], answers: dict[tuple[int, str], tuple[str, float]]
+                      ) -> dict[tuple[int, str], tuple[str, bool]]:
+        """Canonical value and novelty of each stated answer (one batched call per chunk)."""
+        if self.canonicalizer is None:
+            return {}
+        keys = [key for key, (raw, _) in answers.items() if self._value(raw) is not None]
+        queries = [(self._value(answers[key][0]), chunk[key[0]].product.product_type, key[1]) for key in keys]
+        return dict(zip(keys, self.canonicalizer.canonicalize_many(queries)))
+
+    def _value(self, raw: str) -> str | None:
+        return None if not raw or raw.casefold() == self.settings.none_answer.casefold() else raw
 
     def _answer(self, chunk: list[Request], examples: list[tuple[int, str]],
                 features: ImageFeatures | None, device: torch.device) -> dict[tuple[int, str], tuple[str, float]]:
@@ -161,7 +172,7 @@ class Engine:
         return answers
 
     def _prediction(self, request: Request, attribute: str, answer: tuple[str, float] | None,
-                    image_used: bool) -> Prediction:
+                    canonical: tuple[str, bool] | None, image_used: bool) -> Prediction:
         base = dict(product_id=request.product_id, attribute=attribute,
                     product_type=request.product.product_type if request.product else None)
         if request.error:
@@ -170,14 +181,16 @@ class Engine:
         if answer is None:
             return Prediction(**base, error=error or "not answered")
         raw, confidence = answer
-        value = None if raw.casefold() == self.settings.none_answer.casefold() or not raw else raw
-        known = (self.metadata.knows_value(request.product.product_type, attribute, value)
-                 if self.metadata and value is not None else None)
+        confidence = confidence if math.isfinite(confidence) else 0.0
+        value, novel = self._value(raw), False
+        if value is not None and canonical is not None:
+            value, novel = canonical
+        elif value is not None and self.metadata is not None:
+            novel = self.metadata.knows_value(request.product.product_type, attribute, value) is False
         return Prediction(
-            **base, value=value, raw_value=raw, confidence=confidence if math.isfinite(confidence) else 0.0,
+            **base, value=value, raw_value=raw, confidence=confidence,
             accepted=value is not None and self.settings.thresholds.accepts(
                 request.product.product_type, attribute, confidence),
-            novel=known is False,
-            in_text=value is not None and _in_text(value, request.product.text),
+            novel=novel, in_text=value is not None and written_in(value, request.product.text),
             image_used=image_used, error=error,
         )

@@ -24,9 +24,9 @@ class CatalogMetadata(BaseModel):
     max_answer_tokens: int | None = None
 
     def attributes_for(self, product_type: str) -> list[str]:
-        """Attributes seen in training for ``product_type``, in first-seen order."""
+        """Attributes seen in training for ``product_type``, sorted by name (stable across save/load)."""
         prefix = f"{product_type}\t"
-        return [key[len(prefix):] for key in self.values if key.startswith(prefix)]
+        return sorted(key[len(prefix):] for key in self.values if key.startswith(prefix))
 
     def knows_value(self, product_type: str, attribute: str, value: str) -> bool | None:
         """Whether ``value`` was seen for the pair (case-insensitive); None if the pair is unknown."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from mxt_sdk.components import Normalizer
 from mxt_sdk.evaluation import (Scored, group_by_pair, match_key, micro_macro, pair_metrics,
-                                threshold_sweep)
+                                threshold_sweep, written_in)
 from mxt_sdk.metadata import CatalogMetadata
 from mxt_sdk.plots import precision_recall_curve
 from mxt_sdk.storage import write_json
@@ -36,11 +36,6 @@ def _normalize(value: str | None, product_type: str, attribute: str,
     return value
 
 
-def _written_in(value: str, text: str) -> bool:
-    pattern = r"(?<!\w)" + r"\s+".join(map(re.escape, value.split())) + r"(?!\w)"
-    return re.search(pattern, text, flags=re.IGNORECASE) is not None
-
-
 def score(products: Sequence[Product], predictions: Sequence[Prediction], metadata: CatalogMetadata | None,
           normalizers: Sequence[Normalizer]) -> list[dict[str, Any]]:
     """One row per labelled (product, attribute), in order; ``predictions`` must follow the products'
@@ -60,8 +55,8 @@ def score(products: Sequence[Product], predictions: Sequence[Prediction], metada
                 "accepted": prediction.accepted, "gold": gold, "raw_gold": raw_gold,
                 "correct": value is not None and gold is not None and match_key(value) == match_key(gold),
                 "zero_shot": gold is not None and known is not True,
-                "value_absent": gold is not None and not (_written_in(gold, product.text)
-                                                          or _written_in(raw_gold, product.text)),
+                "value_absent": gold is not None and not (written_in(gold, product.text)
+                                                          or written_in(raw_gold, product.text)),
                 "has_image": product.image is not None, "image_used": prediction.image_used,
                 "image": product.image, "error": prediction.error,
             })

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from mxt_sdk import __version__, registry
-from mxt_sdk.components import Normalizer
+from mxt_sdk.components import Canonicalizer, Normalizer
 from mxt_sdk.config import MXTConfig
 from mxt_sdk.errors import ConfigError, PluginNotInstalledError
 from mxt_sdk.metadata import CatalogMetadata
@@ -24,10 +24,11 @@ from mxt_sdk.storage import is_complete, read_json, staged_update, write_json
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, NORMALIZERS_FILE, THRESHOLDS_FILE, TOKENIZER_DIR = (
     "config.json", "model.safetensors", "metadata.json", "normalizers.json", "thresholds.json", "tokenizer")
+CANONICALIZER_DIR = "canonicalizer"  # canonicalizers save into <model>/canonicalizer/ by convention
 
 #: every entry a save may write; a re-save removes the ones it does not write this time
 MODEL_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, NORMALIZERS_FILE, THRESHOLDS_FILE,
-                         TOKENIZER_DIR, "canonicalizer"})
+                         TOKENIZER_DIR, CANONICALIZER_DIR})
 
 
 @dataclass
@@ -39,6 +40,7 @@ class SavedModel:
     metadata: CatalogMetadata | None
     normalizers: list[Normalizer]
     thresholds: Thresholds
+    canonicalizer: Canonicalizer | None = None
 
 
 def _component_record(kind: str, name: str) -> dict[str, Any]:
@@ -54,6 +56,8 @@ def _used_components(config: MXTConfig) -> list[dict[str, Any]]:
     used += [_component_record("image_encoders", getattr(model, slot).name)
              for slot in ENCODER_SLOTS if getattr(model, slot) is not None]
     used += [_component_record("fusions", spec.name) for spec in model.fusions]
+    if config.extraction.canonicalizer is not None:
+        used.append(_component_record("canonicalizers", config.extraction.canonicalizer.name))
     return used
 
 
@@ -82,6 +86,8 @@ def save_folder(directory: Path, saved: SavedModel) -> None:
         if metadata is not None:
             write_json(staging / METADATA_FILE, metadata.model_dump(mode="json"))
         write_json(staging / THRESHOLDS_FILE, saved.thresholds.model_dump(mode="json"))
+        if saved.canonicalizer is not None:
+            saved.canonicalizer.save(staging)
         if normalizers:
             write_json(staging / NORMALIZERS_FILE, [
                 {"name": n.name, "options": n.options.model_dump(mode="json"), "state": n.get_state(),
@@ -139,7 +145,13 @@ def load_folder(directory: Path) -> SavedModel:
     metadata = None
     if (directory / METADATA_FILE).is_file():
         metadata = CatalogMetadata.model_validate(read_json(directory / METADATA_FILE))
+    canonicalizer = None
+    spec = config.extraction.canonicalizer
+    if spec is not None and (directory / CANONICALIZER_DIR).is_dir():
+        canonicalizer = registry.create("canonicalizers", spec.name, spec.options)
+        canonicalizer.load(directory)
     thresholds = Thresholds()
     if (directory / THRESHOLDS_FILE).is_file():
         thresholds = Thresholds.model_validate(read_json(directory / THRESHOLDS_FILE))
-    return SavedModel(config, model, metadata, _load_normalizers(directory / NORMALIZERS_FILE), thresholds)
+    return SavedModel(config, model, metadata, _load_normalizers(directory / NORMALIZERS_FILE), thresholds,
+                      canonicalizer)

@@ -302,6 +302,9 @@ class Trainer:
         self.extractor.model = unwrapped.eval()
         self.extractor.metadata = data["metadata"]
         self.extractor.normalizers = data["normalizers"]
+        spec = self.extractor.config.extraction.canonicalizer
+        if spec is not None:
+            self.extractor.set_canonicalizer(spec.name, **spec.options)
         if self.accelerator.is_main_process:
             self.extractor.save_pretrained(self.output)
             write_json(self.output / CLEANING_FILE, data["cleaning"])

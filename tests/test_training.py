@@ -146,3 +146,26 @@ def test_two_process_data_parallel_on_cpu(catalog, tmp_path):
     assert "num_processes=2" in (out / "train.log").read_text()
     loaded = Extractor.from_pretrained(out)
     assert loaded.metadata is not None
+
+
+def test_vocabulary_file_makes_near_misses_canonical_and_the_rest_novel(catalog, tmp_path):
+    torch.manual_seed(5)
+    extractor = Extractor.from_config(_config(eval_every=50))
+    extractor.fit(catalog["train"], output_dir=tmp_path / "m", max_steps=60)
+    products = [json.loads(line) for line in catalog["test"].read_text().splitlines()]
+    extractor.set_canonicalizer(None)
+    raw = [p for p in extractor.extract(products, image_root=catalog["train"].parent) if p.value]
+    assert raw, "the briefly trained model should answer something"
+    target = raw[0]
+    variant = target.value.upper() + "."  # a spelling variant of what the model generates
+    vocabulary = tmp_path / "vocabulary.jsonl"
+    vocabulary.write_text(json.dumps({"product_type": target.product_type, "attribute": target.attribute,
+                                      "value": variant}) + "\n")
+    extractor.set_canonicalizer("faiss", vocabulary_file=str(vocabulary), use_training_values=False)
+    again = extractor.extract(products, image_root=catalog["train"].parent)
+    same_pair = [p for p in again if (p.product_id, p.attribute) == (target.product_id, target.attribute)][0]
+    assert same_pair.value == variant and same_pair.novel is False and same_pair.raw_value == target.raw_value
+    others = [p for p in again if p.value and p.attribute != target.attribute]
+    assert others and all(p.novel for p in others)
+    extractor.save_pretrained(tmp_path / "saved")
+    assert Extractor.from_pretrained(tmp_path / "saved").extract(products, image_root=catalog["train"].parent) == again

@@ -1,0 +1,13 @@
+"""Built-in canonicalizer plugin ``faiss``: maps a generated value onto the nearest known value of its
+(product type, attribute) pair — character n-gram vectors searched with FAISS — or keeps it and flags
+it novel. Modules: :mod:`~mxt_faiss.canonicalizer` (the component), :mod:`~mxt_faiss.embedding`
+(the vectors), :mod:`~mxt_faiss.vocabulary` (vocabulary files), :mod:`~mxt_faiss.experiment`
+(the threshold / dimension experiment behind the defaults). See docs/canonicalizer.md."""
+from mxt_sdk import hookimpl
+
+from mxt_faiss.canonicalizer import FaissCanonicalizer
+
+
+@hookimpl
+def mxt_register_canonicalizers(register):
+    register(FaissCanonicalizer)
