@@ -62,6 +62,7 @@ class TrainingConfig(_Section):
     warmup_ratio: float = Field(default=0.1, ge=0, le=1)
     epochs: float = Field(default=20, gt=0)
     max_steps: int | None = Field(default=None, ge=1, description="overrides epochs when set")
+    max_train_seconds: float | None = Field(default=None, gt=0, description="stop (and save) after this much training time")
     batch_size: int = Field(default=16, ge=1, description="examples per step per process")
     gradient_accumulation_steps: int = Field(default=1, ge=1)
     max_grad_norm: float | None = Field(default=1.0, gt=0)
@@ -110,15 +111,24 @@ def _describe(exc: ValidationError) -> str:
     )
 
 
+def builtin_configs() -> dict[str, Path]:
+    """Configs shipped with the package, by name (``"tiny-cpu"``, ``"mxt-base"``)."""
+    folder = Path(__file__).parent / "configs"
+    return {path.stem: path for path in sorted(folder.glob("*.yaml"))}
+
+
 def load_config(source: str | Path | dict[str, Any] | MXTConfig) -> MXTConfig:
-    """An :class:`MXTConfig` from a YAML/JSON file path, a dict, or an existing config."""
+    """An :class:`MXTConfig` from a YAML/JSON file path, a built-in config name, a dict, or a config."""
     if isinstance(source, MXTConfig):
         return source
     where = "config"
     if isinstance(source, (str, Path)):
         path = Path(source)
+        if not path.is_file() and str(source) in builtin_configs():
+            path = builtin_configs()[str(source)]
         if not path.is_file():
-            raise ConfigError(f"Config file not found: {str(path)!r}.")
+            raise ConfigError(f"Config file not found: {str(path)!r}. Built-in configs: "
+                              f"{', '.join(sorted(builtin_configs()))}.")
         where = str(path)
         try:
             source = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

@@ -7,8 +7,10 @@ title and description built from templates with brands, materials and filler. By
 * ``material`` is only in the text; ``pattern``, ``sleeve_length`` and ``heel_height`` are only in
   the image (value-absent); ``color`` is in the text for about half of the products and always in
   the image;
-* the test split holds colours and materials never used in training (zero-shot values), always
-  written in the text so that a generative model can produce them.
+* the test split holds colours and materials never used as training labels of their (product
+  type, attribute) pair (zero-shot values): values training uses for other product types only
+  ("silk" t-shirts), new combinations of known words ("dark blue" when training saw "dark red" and
+  "blue"), and one new word ("teal"); they are always written in the text.
 
 :func:`write_catalog` writes ``train.jsonl`` / ``test.jsonl`` in the SDK's product format and the
 images beside them, so the catalog flows through the same readers as real data.
@@ -22,18 +24,38 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-TRAIN_COLORS = {
-    "red": (215, 35, 35), "blue": (35, 70, 205), "green": (35, 150, 65), "black": (25, 25, 25),
-    "yellow": (240, 205, 30), "pink": (240, 135, 185), "brown": (125, 75, 35), "grey": (130, 130, 130),
+BASE_COLORS = {
+    "red": (215, 35, 35), "blue": (35, 70, 205), "green": (35, 150, 65), "yellow": (240, 205, 30),
+    "pink": (240, 135, 185), "brown": (125, 75, 35), "grey": (130, 130, 130), "purple": (125, 45, 165),
 }
-HELD_OUT_COLORS = {"orange": (245, 130, 20), "purple": (125, 45, 165), "teal": (0, 128, 128)}
+SHADES = {"light": (255, 255, 255), "dark": (0, 0, 0)}
+
+
+def _shade(base: str, shade: str) -> tuple[int, int, int]:
+    return tuple(round(0.55 * c + 0.45 * t) for c, t in zip(BASE_COLORS[base], SHADES[shade]))
+
+
+_ALL_COLORS = {**BASE_COLORS, **{f"{s} {b}": _shade(b, s) for s in SHADES for b in BASE_COLORS}}
+# Zero-shot colours: new combinations of words that training uses, and one new word.
+HELD_OUT_COLORS = {name: _ALL_COLORS[name] for name in ("dark blue", "light green", "dark pink", "light brown")}
+HELD_OUT_COLORS["teal"] = (0, 128, 128)
+TRAIN_COLORS = {name: rgb for name, rgb in _ALL_COLORS.items() if name not in HELD_OUT_COLORS}
+_BASE_MATERIALS = {
+    "t-shirt": ["cotton", "polyester", "jersey", "linen"], "dress": ["cotton", "silk", "chiffon", "polyester"],
+    "shoe": ["leather", "suede", "canvas", "rubber"], "mug": ["ceramic", "porcelain", "stoneware", "glass"],
+    "backpack": ["nylon", "canvas", "polyester", "leather"],
+}
+_MODIFIERS = {"t-shirt": "organic", "dress": "recycled", "shoe": "faux", "mug": "glazed", "backpack": "recycled"}
+# Zero-shot materials: the modifier with a base it never goes with in training, or a new word.
+# Zero-shot per (product type, attribute): a value training uses for other product types only.
+TYPE_HELD_OUT_COLORS = {"t-shirt": "brown", "dress": "grey", "shoe": "pink", "mug": "purple", "backpack": "yellow"}
+HELD_OUT_MATERIALS = {"t-shirt": ["organic jersey", "silk"], "dress": ["recycled silk", "linen"],
+                      "shoe": ["faux suede", "nylon"], "mug": ["glazed porcelain", "rubber"],
+                      "backpack": ["recycled canvas", "suede"]}
 MATERIALS = {
-    "t-shirt": ["cotton", "polyester", "jersey"], "dress": ["cotton", "silk", "chiffon", "polyester"],
-    "shoe": ["leather", "suede", "canvas"], "mug": ["ceramic", "porcelain", "stoneware"],
-    "backpack": ["nylon", "canvas", "polyester"],
+    kind: [m for base in bases for m in (base, f"{_MODIFIERS[kind]} {base}") if m not in HELD_OUT_MATERIALS[kind]]
+    for kind, bases in _BASE_MATERIALS.items()
 }
-HELD_OUT_MATERIALS = {"t-shirt": ["bamboo"], "dress": ["linen"], "shoe": ["cork"], "mug": ["enamel"],
-                      "backpack": ["hemp"]}
 PATTERNS = ["plain", "striped", "dotted"]
 SLEEVES = ["short", "long", "sleeveless"]
 HEELS = ["flat", "low", "high"]
@@ -51,9 +73,13 @@ class SyntheticItem:
 
 
 def _attributes(kind: str, rng: random.Random, held_out: bool) -> dict[str, str]:
-    colors = HELD_OUT_COLORS if held_out and rng.random() < 0.5 else TRAIN_COLORS
+    own = TYPE_HELD_OUT_COLORS[kind]
+    if held_out and rng.random() < 0.5:
+        colors = [*HELD_OUT_COLORS, own]
+    else:
+        colors = [c for c in TRAIN_COLORS if c != own]
     materials = HELD_OUT_MATERIALS[kind] if held_out and rng.random() < 0.5 else MATERIALS[kind]
-    values = {"color": rng.choice(sorted(colors)), "material": rng.choice(materials)}
+    values = {"color": rng.choice(sorted(colors)), "material": rng.choice(sorted(materials))}
     if kind != "shoe":
         values["pattern"] = rng.choice(PATTERNS)
     if kind in ("t-shirt", "dress"):
@@ -126,10 +152,11 @@ def generate(count: int, seed: int = 0, held_out: bool = False) -> list[Syntheti
     for index in range(count):
         kind = kinds[index % len(kinds)]
         values = _attributes(kind, rng, held_out)
-        is_held_out = values["color"] in HELD_OUT_COLORS or values["material"] in HELD_OUT_MATERIALS[kind]
+        is_held_out = values["color"] in (*HELD_OUT_COLORS, TYPE_HELD_OUT_COLORS[kind]) \
+            or values["material"] in HELD_OUT_MATERIALS[kind]
         color_in_text = is_held_out or rng.random() < 0.5
         title, description = _text(kind, values, rng, color_in_text)
-        rgb = {**TRAIN_COLORS, **HELD_OUT_COLORS}[values["color"]]
+        rgb = {**_ALL_COLORS, **HELD_OUT_COLORS}[values["color"]]
         product = {"id": f"{'test' if held_out else 'train'}-{index:05d}", "product_type": kind,
                    "title": title, "description": description, "attributes": values}
         items.append(SyntheticItem(product, rgb))

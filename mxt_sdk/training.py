@@ -22,7 +22,6 @@ import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
 from mxt_sdk import checkpoints, registry
 from mxt_sdk.batching import ImageLoader, TrainingCollator, truncate
@@ -50,6 +49,14 @@ class TrainingResult:
     examples_per_second: float
     truncated_examples: int
     stopped_early: bool
+
+
+def linear_warmup_decay(progress: float, warmup_ratio: float) -> float:
+    """Learning-rate multiplier: linear warm-up over the first ``warmup_ratio`` of the run, then linear
+    decay to 0 at its end (transformers' linear schedule, driven by the fraction of the run done)."""
+    if warmup_ratio > 0 and progress < warmup_ratio:
+        return progress / warmup_ratio
+    return max(0.0, (1.0 - progress) / max(1.0 - warmup_ratio, 1e-9))
 
 
 def _attach_file_log(output: Path, is_main: bool) -> logging.Handler | None:
@@ -180,6 +187,10 @@ class Trainer:
         set_seed(config.seed)
         if config.freeze_image_encoders:
             self._freeze_encoders()
+        latest = checkpoints.latest_checkpoint(self.output)
+        generator = self.extractor.model.generator
+        if latest is not None and generator.needs_tokenizer_training and (latest / "tokenizer").is_dir():
+            generator.load_tokenizer(latest / "tokenizer")  # the tokenizer the checkpoint was trained with
         data = self._prepare(train, val)
         log.info("Processes: num_processes=%d (%s), device %s", accelerator.num_processes,
                  accelerator.distributed_type, accelerator.device)
@@ -196,12 +207,14 @@ class Trainer:
             val_loader = accelerator.prepare(val_loader)
         steps_per_epoch = max(1, math.ceil(len(train_loader) / config.gradient_accumulation_steps))
         total_steps = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
+        run_progress = {"value": 0.0}
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda _: linear_warmup_decay(run_progress["value"], config.warmup_ratio))
 
-        state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "best_val_loss": None, "best_step": None,
+        state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "train_seconds": 0.0, "best_val_loss": None,
+                 "best_step": None,
                  "first_val_loss": None, "last_val_loss": None, "evals_without_improvement": 0}
         resumed_from = None
-        latest = checkpoints.latest_checkpoint(self.output)
         if latest is not None:
             state = checkpoints.load_checkpoint(latest, accelerator.unwrap_model(model), optimizer, scheduler,
                                                 accelerator.process_index)
@@ -214,6 +227,7 @@ class Trainer:
         progress = tqdm(total=total_steps, initial=state["step"], desc="Training", unit="step",
                         disable=not accelerator.is_main_process, dynamic_ncols=True)
         examples_seen, started, running_loss, running_count = 0, time.perf_counter(), 0.0, 0
+        seconds_before = state["train_seconds"]
         stop = state["step"] >= total_steps
         while not stop:
             train_loader.set_epoch(state["epoch"])
@@ -235,8 +249,10 @@ class Trainer:
                     log.warning("Unreadable images (trained without them): %s", "; ".join(batch["image_errors"][:3]))
                 if not accelerator.sync_gradients:
                     continue
-                scheduler.step()
                 state["step"] += 1
+                state["train_seconds"] = seconds_before + time.perf_counter() - started
+                run_progress["value"] = self._progress(state, total_steps)
+                scheduler.step()
                 progress.update(1)
                 step = state["step"]
                 if step % config.log_every == 0 or step == total_steps:
@@ -246,8 +262,11 @@ class Trainer:
                     self._metrics(record)
                     progress.set_postfix(loss=f"{record['train_loss']:.4f}")
                     running_loss, running_count = 0.0, 0
-                if step % config.eval_every == 0 or step == total_steps:
-                    stop = self._evaluate(model, val_loader, state, unwrapped) or step >= total_steps
+                out_of_time = self._out_of_time(state)
+                if out_of_time:
+                    log.info("Time budget of %.0f s reached at step %d", config.max_train_seconds, step)
+                if step % config.eval_every == 0 or step == total_steps or out_of_time:
+                    stop = self._evaluate(model, val_loader, state, unwrapped) or step >= total_steps or out_of_time
                     self._checkpoint(unwrapped, optimizer, scheduler, state)
                 if stop or step >= total_steps:
                     stop = True
@@ -258,6 +277,22 @@ class Trainer:
         progress.close()
         elapsed = time.perf_counter() - started
         return self._finish(unwrapped, data, state, resumed_from, examples_seen / max(elapsed, 1e-9))
+
+    def _progress(self, state: dict[str, Any], total_steps: int) -> float:
+        """Fraction of the run done: by steps, or by the time budget when that is further along."""
+        done = state["step"] / total_steps
+        if self.config.max_train_seconds:
+            done = max(done, state["train_seconds"] / self.config.max_train_seconds)
+        return min(done, 1.0)
+
+    def _out_of_time(self, state: dict[str, Any]) -> bool:
+        """Whether the time budget (training time summed over resumed runs) is spent; all
+        processes decide together."""
+        if self.config.max_train_seconds is None:
+            return False
+        spent = torch.tensor(float(state["train_seconds"] >= self.config.max_train_seconds),
+                             device=self.accelerator.device)
+        return bool(self.accelerator.reduce(spent, reduction="sum") > 0)
 
     def _evaluate(self, model, val_loader, state: dict[str, Any], unwrapped) -> bool:
         """Validation loss, best-weights bookkeeping and early stopping; True means stop."""

@@ -9,7 +9,7 @@ import torch
 
 from conftest import tiny_config
 from mxt_sdk import Extractor, Prediction, Product, plugins
-from mxt_sdk.errors import NotFittedError, PluginNotInstalledError
+from mxt_sdk.errors import PluginNotInstalledError
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTRIBUTES = ["color", "material", "neckline"]
@@ -107,16 +107,28 @@ def test_loading_a_model_whose_plugin_is_missing_names_it(tmp_path, monkeypatch)
 def test_unigram_tokenizer_is_trained_from_text_and_saved(tmp_path, products):
     config = tiny_config([])
     config["model"]["generator"] = {"name": "t5", "options": {
-        "tokenizer": "unigram", "tokenizer_vocab_size": 120, "d_model": 32, "d_ff": 64,
+        "tokenizer": "unigram", "tokenizer_vocab_size": 400, "d_model": 32, "d_ff": 64,
         "num_layers": 1, "num_heads": 4}}
     extractor = Extractor.from_config(config)
-    with pytest.raises(NotFittedError, match="fit"):
-        extractor.extract(products, ["color"])
-    extractor.model.generator.train_tokenizer(iter([p.text for p in products] * 20))
-    assert len(extractor.model.generator.tokenizer) <= 120
+    generator = extractor.model.generator
+    assert generator.needs_tokenizer_training
+    assert len(extractor.extract(products, ["color"])) == len(products)  # bytes stand in until trained
+    generator.train_tokenizer(iter([p.text for p in products] * 20))
+    assert not generator.needs_tokenizer_training and len(generator.tokenizer) <= 400
     before = extractor.extract(products, ["color"])
     extractor.save_pretrained(tmp_path / "model")
-    assert Extractor.from_pretrained(tmp_path / "model").extract(products, ["color"]) == before
+    loaded = Extractor.from_pretrained(tmp_path / "model")
+    assert not loaded.model.generator.needs_tokenizer_training
+    assert loaded.extract(products, ["color"]) == before
+
+
+def test_unigram_vocabulary_must_hold_the_byte_stand_in():
+    from mxt_sdk.errors import ConfigError
+
+    config = tiny_config([])
+    config["model"]["generator"] = {"name": "t5", "options": {"tokenizer": "unigram", "tokenizer_vocab_size": 100}}
+    with pytest.raises(ConfigError, match="tokenizer_vocab_size=100 is too small"):
+        Extractor.from_config(config)
 
 
 def test_resaving_removes_files_of_the_previous_model_and_keeps_other_entries(tmp_path, products):

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 from pydantic import Field
-from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+from transformers import AutoTokenizer, ByT5Tokenizer, T5Config, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
 from mxt_sdk import ComponentOptions, Generator, GreedyOutput
@@ -21,7 +21,8 @@ class T5Options(ComponentOptions):
 
     ``tokenizer``: ``"auto"`` (the checkpoint's own; for random init a Unigram trained on the
     training text), ``"byte"`` (ByT5 bytes, nothing to train), ``"unigram"`` (trained on the
-    training text, ``tokenizer_vocab_size`` pieces), or a hub name / local folder of a tokenizer.
+    training text at the first fit, at most ``tokenizer_vocab_size`` pieces; until then the byte
+    tokenizer stands in), or a hub name / local folder of a tokenizer.
     """
 
     from_pretrained: str | None = None
@@ -68,7 +69,12 @@ class T5Generator(Generator):
         return "pretrained"
 
     def _vocab_size(self, options: T5Options) -> int:
-        if self._tokenizer is None:  # a Unigram tokenizer still to be trained: ids stay below this
+        if self._tokenizer_kind == "unigram":  # the trained tokenizer's ids will stay below this
+            if options.tokenizer_vocab_size < len(self._tokenizer):
+                raise ConfigError(
+                    f"t5: tokenizer_vocab_size={options.tokenizer_vocab_size} is too small; it must be at "
+                    f"least {len(self._tokenizer)} (the byte-level stand-in used until training)."
+                )
             return options.tokenizer_vocab_size
         return len(self._tokenizer)
 
@@ -87,10 +93,10 @@ class T5Generator(Generator):
         )
 
     def _initial_tokenizer(self, options: T5Options):
-        if self._tokenizer_kind == "byte":
+        if self._tokenizer_kind in ("byte", "unigram"):
+            # For "unigram" the byte-level tokenizer stands in until train_tokenizer() runs on the
+            # training text, so an untrained model can already be saved, loaded and run.
             return tokenizers.byte_tokenizer()
-        if self._tokenizer_kind == "unigram":
-            return None  # trained from the training text by train_tokenizer()
         return tokenizers.pretrained_tokenizer(
             options.from_pretrained if options.tokenizer == "auto" else options.tokenizer
         )
@@ -100,9 +106,15 @@ class T5Generator(Generator):
     def tokenizer(self):
         return self._tokenizer
 
+    @property
+    def needs_tokenizer_training(self) -> bool:
+        return self._tokenizer_kind == "unigram" and (
+            self._tokenizer is None or isinstance(self._tokenizer, ByT5Tokenizer))
+
     def train_tokenizer(self, texts: Iterator[str]) -> None:
-        if self._tokenizer_kind != "unigram":
-            raise ConfigError(f"t5: tokenizer {self.options.tokenizer!r} is not trained from data.")
+        if not self.needs_tokenizer_training:
+            raise ConfigError(f"t5: tokenizer {self.options.tokenizer!r} is not trained from data, or was "
+                              "trained already (the weights depend on it).")
         limit = self.model.config.vocab_size
         self._tokenizer = tokenizers.train_unigram_tokenizer(texts, min(limit, self.options.tokenizer_vocab_size))
 
@@ -137,11 +149,15 @@ class T5Generator(Generator):
                                 device=encoder_hidden.device)
         finished = torch.zeros(batch, dtype=torch.bool, device=encoder_hidden.device)
         cache, ids, logprobs = None, [], []
+        usable = len(self._tokenizer) if self._tokenizer is not None else config.vocab_size
         for _ in range(max_new_tokens):
             output = self.model(encoder_outputs=encoder_outputs, attention_mask=attention_mask,
                                 decoder_input_ids=next_input, past_key_values=cache, use_cache=True)
             cache = output.past_key_values
-            step_logprobs = torch.log_softmax(output.logits[:, -1].float(), dim=-1)
+            logits = output.logits[:, -1].float()
+            if usable < logits.size(-1):  # ids the tokenizer cannot decode are never generated
+                logits[:, usable:] = float("-inf")
+            step_logprobs = torch.log_softmax(logits, dim=-1)
             best_logprob, best_id = step_logprobs.max(dim=-1)
             best_id = best_id.masked_fill(finished, config.pad_token_id)
             best_logprob = best_logprob.masked_fill(finished, 0.0)
