@@ -88,6 +88,9 @@ class Trainer:
         model_config = self.extractor.config.model
         normalizers = [registry.create("normalizers", s.name, s.options) for s in self.config.normalizers]
         train, summary = clean_products(train, normalizers)
+        log.info("Label cleaning (%s): %d stated labels -> %d; details in %s",
+                 ", ".join(n.name for n in normalizers) or "none", summary["labels_before"],
+                 summary["labels_after"], CLEANING_FILE)
         val = apply_normalizers(val, normalizers) if val else None
         metadata = collect_metadata(train)
         generator = self.extractor.model.generator
