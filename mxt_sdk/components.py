@@ -203,7 +203,8 @@ class Generator(Component, torch.nn.Module, abc.ABC):
 # --------------------------------------------------------------------------- data components
 
 class Normalizer(Component, abc.ABC):
-    """Cleans attribute values (labels in training, generations at extraction).
+    """Cleans attribute values: training labels (fitted on them) and, in evaluation, gold and
+    predicted values before they are compared.
 
     ``__call__`` returns the normalized value, or ``None`` to drop it. Normalizers that learn from
     the corpus (merging near-duplicates, dropping rare values) override :meth:`fit`; their learned

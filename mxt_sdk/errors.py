@@ -50,8 +50,8 @@ class ConfigError(MXTError, ValueError):
 class RecordError(MXTError, ValueError):
     """One input record is invalid; names the record and the field."""
 
-    def __init__(self, record: str, field: str | None, reason: str):
-        self.record, self.field, self.reason = record, field, reason
+    def __init__(self, record: str, field: str | None, reason: str, record_id: str | None = None):
+        self.record, self.field, self.reason, self.record_id = record, field, reason, record_id
         where = f"{record}, field {field!r}" if field else record
         super().__init__(f"{where}: {reason}")
 

@@ -113,7 +113,11 @@ class PairMetrics:
     precision_at_p: float
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """JSON-safe: a threshold that accepts nothing (infinite) becomes None."""
+        data = asdict(self)
+        if data["threshold"] == float("inf"):
+            data["threshold"] = None
+        return data
 
 
 def pair_metrics(product_type: str, attribute: str, rows: Sequence[Scored], threshold: float,

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Sequence
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -16,13 +16,16 @@ from mxt_sdk.inference import Engine, EngineSettings, make_requests
 from mxt_sdk.metadata import CatalogMetadata
 from mxt_sdk.model import MXTModel
 from mxt_sdk.serialization import SavedModel, load_folder, save_folder
-from mxt_sdk.training import Trainer, TrainingResult
 from mxt_sdk.data import REJECTED_FILE, load_products
 from mxt_sdk.errors import DataFileError
 from mxt_sdk.evaluation import Scored, group_by_pair
 from mxt_sdk.reporting import build_report, score, write_report
 from mxt_sdk.thresholds import Thresholds, calibrate
 from mxt_sdk.types import Prediction, Product
+
+
+if TYPE_CHECKING:
+    from mxt_sdk.training import TrainingResult
 
 
 class Extractor:
@@ -84,7 +87,7 @@ class Extractor:
     def fit(self, train: str | Path | Iterable[Product | dict[str, Any]],
             val: str | Path | Iterable[Product | dict[str, Any]] | None = None, *,
             output_dir: str | Path | None = None, image_root: str | Path | None = None,
-            reader: str | None = None, **training_options: Any) -> TrainingResult:
+            reader: str | None = None, **training_options: Any) -> "TrainingResult":
         """Fine-tune on catalog labels (distant supervision) and save the model to ``output_dir``.
 
         ``train``/``val`` are data files (any registered reader format, ``reader`` to force one) or
@@ -93,11 +96,14 @@ class Extractor:
         last complete checkpoint. Bad records are skipped, counted in the log and written to
         ``rejected.jsonl``. Without ``output_dir`` a temporary folder holds the checkpoints.
         """
+        from mxt_sdk.training import Trainer  # accelerate is imported only when training
+
         settings = TrainingConfig.model_validate({**self.config.training.model_dump(), **training_options})
         self.config = self.config.model_copy(update={"training": settings})
         output = Path(output_dir) if output_dir is not None else Path(tempfile.mkdtemp(prefix="mxt-train-"))
         output.mkdir(parents=True, exist_ok=True)
         rejected = output / REJECTED_FILE
+        rejected.unlink(missing_ok=True)  # this run's rejections only (a resumed run reads the data again)
         train_products = load_products(train, "train", reader, rejected)
         val_products = load_products(val, "val", reader, rejected) if val is not None else None
         root = image_root if image_root is not None else self.config.extraction.image_root

@@ -54,7 +54,7 @@ class EngineSettings:
     stats: dict[str, int] = field(default_factory=lambda: {"truncated_inputs": 0})
 
 
-def make_requests(records: Iterable[Product | dict[str, Any]],
+def make_requests(records: Iterable[Product | dict[str, Any] | RecordError],
                   attributes: Sequence[str] | Callable[[Product], list[str]] | None,
                   metadata: CatalogMetadata | None) -> Iterator[Request]:
     """Validate each record and decide which attributes to ask of it: the given list, a function of
@@ -63,9 +63,12 @@ def make_requests(records: Iterable[Product | dict[str, Any]],
     for position, record in enumerate(records):
         where = f"record {position}"
         try:
+            if isinstance(record, RecordError):  # a reader's bad record: answered with error rows
+                raise record
             product = record if isinstance(record, Product) else product_from_record(record, where)
         except RecordError as exc:
-            raw_id = record.get("id") if isinstance(record, dict) else None
+            raw_id = record.get("id") if isinstance(record, dict) else exc.record_id
+            where = exc.record if isinstance(record, RecordError) else where
             asked = list(attributes) if isinstance(attributes, Sequence) else [ALL_ATTRIBUTES]
             yield Request(where, str(raw_id) if raw_id not in (None, "") else where, None,
                           asked, error=str(exc))

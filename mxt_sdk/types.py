@@ -132,7 +132,8 @@ def product_from_record(record: Any, where: str) -> Product:
         problems = describe_validation_error(exc, list(Product.model_fields))
         record_id = record.get("id")
         name = f"{where} (id {record_id!r})" if record_id not in (None, "") else where
+        known_id = str(record_id) if record_id not in (None, "") else None
         if len(problems) == 1:
-            raise RecordError(name, problems[0][0], problems[0][1]) from None
+            raise RecordError(name, problems[0][0], problems[0][1], known_id) from None
         reason = "; ".join(f"field {field!r} {why}" for field, why in problems)
-        raise RecordError(name, None, reason) from None
+        raise RecordError(name, None, reason, known_id) from None

@@ -10,8 +10,8 @@ from mxt_sdk.cli.common import setup_logging
 
 
 @click.command()
-@click.option("--config", "config_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Model/training YAML (e.g. configs/tiny-cpu.yaml).")
+@click.option("--config", "config_path", required=True,
+              help="Model/training YAML, or a built-in config name (tiny-cpu, mxt-base).")
 @click.option("--train", "train_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Training data in any registered reader format.")
 @click.option("--val", "val_path", type=click.Path(exists=True, dir_okay=False), help="Validation data.")
