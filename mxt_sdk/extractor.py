@@ -44,6 +44,7 @@ class Extractor:
         self.normalizers = normalizers or []
         self.thresholds = thresholds or Thresholds()
         self.canonicalizer = canonicalizer
+        self.last_run_stats: dict[str, int] = {}
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -136,6 +137,7 @@ class Extractor:
                 "Call fit() first, or configure a byte-level or pretrained tokenizer."
             )
         settings = self._settings(batch_size, image_root, on_image_error)
+        self.last_run_stats = settings.stats  # filled while the run streams (e.g. truncated_inputs)
         engine = Engine(self.model.eval(), tokenizer, self.metadata, settings, self.canonicalizer)
         yield from engine.run(make_requests(products, attributes, self.metadata))
 

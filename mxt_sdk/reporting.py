@@ -45,7 +45,9 @@ def score(products: Sequence[Product], predictions: Sequence[Prediction], metada
         for attribute, raw_gold in product.attributes.items():
             prediction = predictions[position]
             position += 1
-            assert prediction.product_id == product.id and prediction.attribute == attribute
+            if (prediction.product_id, prediction.attribute) != (product.id, attribute):
+                raise ValueError(f"predictions are out of step with the labelled products at {product.id!r} "
+                                 f"/ {attribute!r}; ask them in the products' attribute order")
             gold = _normalize(raw_gold, product.product_type, attribute, normalizers)
             value = _normalize(prediction.value, product.product_type, attribute, normalizers)
             known = metadata.knows_value(product.product_type, attribute, gold) if metadata and gold else None

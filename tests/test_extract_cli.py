@@ -78,6 +78,7 @@ def test_bad_records_and_images_become_error_rows_and_good_ones_are_unchanged(mo
     assert "long" not in errors  # over-long text is truncated, not an error
     summary = json.loads(result.output[result.output.index("{"):])
     assert summary["rows"] == len(rows) and summary["errors"] == len([r for r in rows if r["error"]])
+    assert summary["truncated_inputs"] == 2  # the over-long record, once per attribute
 
     assert _run("--model", model_dir, "--input", clean, "--output", tmp_path / "clean-out.jsonl",
                 "--attributes", "color,material", "--images", image_dir, "--batch-size", "3").exit_code == 0

@@ -54,7 +54,8 @@ def extract(model_dir, input_path, output, attributes, batch_size, device, image
             errors += prediction.error is not None
             progress.update(1)
     seconds = time.perf_counter() - started
-    summary = {"rows": rows, "errors": errors, "answered": rows - errors, "seconds": round(seconds, 2),
+    summary = {"rows": rows, "errors": errors, "answered": rows - errors,
+               "truncated_inputs": extractor.last_run_stats.get("truncated_inputs", 0), "seconds": round(seconds, 2),
                "rows_per_second": round(rows / seconds, 2) if seconds else None, "output": str(output)}
     click.echo(json.dumps(summary, indent=2))
     if rows and rows == errors:
