@@ -78,7 +78,8 @@ class Extractor:
         self.canonicalizer = None
         if spec is not None:
             self.canonicalizer = registry.create("canonicalizers", spec.name, spec.options)
-            self.canonicalizer.fit(self.metadata.values if self.metadata else {})
+            known = self.metadata.values if self.metadata else {}
+            self.canonicalizer.fit({tuple(key.split("\t", 1)): values for key, values in known.items()})
 
     @property
     def device(self) -> torch.device:
@@ -174,7 +175,9 @@ class Extractor:
         labelled = [p for p in products if p.attributes]
         if not labelled:
             raise DataFileError("No product in the evaluation data has attribute values to compare with.")
-        root = image_root if image_root is not None else (Path(data).parent if isinstance(data, (str, Path)) else None)
+        root = image_root if image_root is not None else self.config.extraction.image_root
+        if root is None and isinstance(data, (str, Path)):
+            root = Path(data).parent  # relative image paths are relative to the data file, as in fit()
         predictions = list(self.iter_extract(labelled, lambda product: list(product.attributes),
                                              image_root=root, batch_size=batch_size))
         return labelled, score(labelled, predictions, self.metadata, self.normalizers)

@@ -168,3 +168,12 @@ def test_checkpoint_state_round_trips_without_pickle(tmp_path):
     for index, state in original["state"].items():
         assert all(torch.equal(state[k], restored["state"][index][k]) for k in state)
     assert {p.suffix for p in tmp_path.iterdir()} == {".json", ".safetensors"}
+
+
+def test_a_trained_tokenizer_cannot_replace_a_pretrained_checkpoints_own():
+    from mxt_sdk.errors import ConfigError
+
+    config = tiny_config([])
+    config["model"]["generator"] = {"name": "t5", "options": {"from_pretrained": "t5-small", "tokenizer": "unigram"}}
+    with pytest.raises(ConfigError, match="checkpoint's own"):
+        Extractor.from_config(config)

@@ -62,6 +62,11 @@ class T5Generator(Generator):
     # ----------------------------------------------------------------- construction
     @staticmethod
     def _resolve_tokenizer_kind(options: T5Options) -> str:
+        if options.from_pretrained and options.tokenizer in ("byte", "unigram"):
+            raise ConfigError(
+                f"t5: tokenizer {options.tokenizer!r} with from_pretrained={options.from_pretrained!r} would "
+                "make the pretrained embeddings meaningless; use tokenizer 'auto' (the checkpoint's own)."
+            )
         if options.tokenizer == "auto":
             return "pretrained" if options.from_pretrained else "unigram"
         if options.tokenizer in ("byte", "unigram"):
