@@ -30,15 +30,22 @@ class _Upper(Normalizer):
         return value.upper()
 
 
-def _normalizer_plugin(cls):
-    plugin = types.SimpleNamespace()
+def _plugin_registering(hook: str, cls):
+    """A plugin object whose registration hook ``hook`` registers ``cls``."""
 
-    @hookimpl
-    def mxt_register_normalizers(register):
+    def register_classes(register):
         register(cls)
 
-    plugin.mxt_register_normalizers = mxt_register_normalizers
-    return plugin
+    register_classes.__name__ = hook
+    return types.SimpleNamespace(**{hook: hookimpl(register_classes)})
+
+
+def _normalizer_plugin(cls):
+    return _plugin_registering("mxt_register_normalizers", cls)
+
+
+def _fusion_plugin(cls):
+    return _plugin_registering("mxt_register_fusions", cls)
 
 
 def test_built_in_plugins_arrive_through_entry_points():
@@ -73,17 +80,6 @@ def test_duplicate_name_error_names_both_plugins():
     with pytest.raises(DuplicateComponentError) as info:
         registry.list_normalizers()
     assert "first-plugin" in str(info.value) and "second-plugin" in str(info.value)
-
-
-def _fusion_plugin(cls):
-    plugin = types.SimpleNamespace()
-
-    @hookimpl
-    def mxt_register_fusions(register):
-        register(cls)
-
-    plugin.mxt_register_fusions = mxt_register_fusions
-    return plugin
 
 
 def test_registering_a_class_of_the_wrong_kind_is_an_error():
