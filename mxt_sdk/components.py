@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from mxt_sdk.errors import ConfigError, RecordError
+from mxt_sdk.errors import ConfigError, RecordError, describe_validation_errors
 from mxt_sdk.types import Product
 
 __all__ = [
@@ -57,9 +57,7 @@ class Component:
             return cls.Options.model_validate(dict(options or {}))
         except ValidationError as exc:
             allowed = ", ".join(cls.Options.model_fields) or "(none)"
-            reasons = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors()
-            )
+            reasons = describe_validation_errors(exc, top_level="options")
             raise ConfigError(
                 f"Invalid options for {cls.name!r}: {reasons}. Allowed options: {allowed}."
             ) from None

@@ -10,7 +10,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from mxt_sdk.errors import ConfigError
+from mxt_sdk.errors import ConfigError, describe_validation_errors
 
 __all__ = ["ComponentSpec", "ModelConfig", "TrainingConfig", "ExtractionConfig", "MXTConfig", "load_config"]
 
@@ -104,13 +104,6 @@ class MXTConfig(_Section):
         return value
 
 
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {str(e['msg']).removeprefix('Value error, ')}"
-        for e in exc.errors()
-    )
-
-
 def builtin_configs() -> dict[str, Path]:
     """Configs shipped with the package, by name (``"tiny-cpu"``, ``"mxt-base"``)."""
     folder = Path(__file__).parent / "configs"
@@ -139,4 +132,4 @@ def load_config(source: str | Path | dict[str, Any] | MXTConfig) -> MXTConfig:
     try:
         return MXTConfig.model_validate(source)
     except ValidationError as exc:
-        raise ConfigError(f"Invalid {where}: {_describe(exc)}") from None
+        raise ConfigError(f"Invalid {where}: {describe_validation_errors(exc)}") from None

@@ -8,6 +8,14 @@ import difflib
 from collections.abc import Iterable
 
 
+def describe_validation_errors(exc, top_level: str = "(top level)") -> str:
+    """A pydantic ``ValidationError`` as ``"field.path: reason; ..."`` in one line."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or top_level}: {str(e['msg']).removeprefix('Value error, ')}"
+        for e in exc.errors()
+    )
+
+
 class MXTError(Exception):
     """Base class of every error mxt_sdk raises on purpose."""
 
