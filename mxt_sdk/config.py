@@ -87,6 +87,9 @@ class ExtractionConfig(_Section):
         description="maps generations onto known values of their pair, flags the rest novel; null: off")
     image_root: str | None = None
     max_image_pixels: int = Field(default=50_000_000, ge=1)
+    dtype: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        default="auto", description="numeric mode of extraction (see mxt_sdk.numerics); auto: bf16 on "
+                                    "CUDA, fp32 on CPU")
 
 
 class MXTConfig(_Section):

@@ -15,6 +15,7 @@ from mxt_sdk.errors import NotFittedError
 from mxt_sdk.inference import Engine, EngineSettings, make_requests
 from mxt_sdk.metadata import CatalogMetadata
 from mxt_sdk.model import MXTModel
+from mxt_sdk.numerics import inference_model, resolve_dtype
 from mxt_sdk.serialization import SavedModel, load_folder, save_folder
 from mxt_sdk.data import REJECTED_FILE, load_products
 from mxt_sdk.errors import DataFileError
@@ -45,6 +46,7 @@ class Extractor:
         self.thresholds = thresholds or Thresholds()
         self.canonicalizer = canonicalizer
         self.last_run_stats: dict[str, int] = {}
+        self._inference_models: dict[str, MXTModel] = {}  # per dtype; cleared when weights change
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -111,6 +113,7 @@ class Extractor:
         root = image_root if image_root is not None else self.config.extraction.image_root
         if root is None and isinstance(train, (str, Path)):
             root = Path(train).parent  # relative image paths are relative to the data file
+        self._inference_models.clear()  # an int8 copy made from the old weights would be stale
         result = Trainer(self, settings, output, Path(root) if root is not None else None).fit(
             train_products, val_products)
         self.model.eval()
@@ -119,8 +122,8 @@ class Extractor:
     # ----------------------------------------------------------------- extraction
     def iter_extract(self, products: Iterable[Product | dict[str, Any]],
                      attributes: Sequence[str] | Callable[[Product], list[str]] | None = None, *,
-                     batch_size: int | None = None,
-                     image_root: str | Path | None = None, on_image_error: str = "error") -> Iterator[Prediction]:
+                     batch_size: int | None = None, image_root: str | Path | None = None,
+                     on_image_error: str = "error", dtype: str | None = None) -> Iterator[Prediction]:
         """Stream predictions, one per requested (product, attribute), in input order.
 
         ``attributes=None`` asks each product for the attributes training saw for its product type;
@@ -128,6 +131,8 @@ class Extractor:
         ``image_root`` is where relative image paths are resolved (and which they may not escape).
         ``on_image_error``: ``"error"`` (rows of a product whose image cannot be read carry the error
         and no value) or ``"text_only"`` (answer from the text, keep the error as a note).
+        ``dtype``: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"int8"`` (default: the config's
+        ``extraction.dtype``; see :mod:`mxt_sdk.numerics`).
         """
         if on_image_error not in ("error", "text_only"):
             raise ValueError(f"on_image_error must be 'error' or 'text_only', not {on_image_error!r}")
@@ -137,9 +142,10 @@ class Extractor:
                 "This model has no tokenizer yet: its generator trains one from the training text. "
                 "Call fit() first, or configure a byte-level or pretrained tokenizer."
             )
-        settings = self._settings(batch_size, image_root, on_image_error)
+        settings = self._settings(batch_size, image_root, on_image_error, dtype)
         self.last_run_stats = settings.stats  # filled while the run streams (e.g. truncated_inputs)
-        engine = Engine(self.model.eval(), tokenizer, self.metadata, settings, self.canonicalizer)
+        engine = Engine(self._inference_model(settings.dtype), tokenizer, self.metadata, settings,
+                        self.canonicalizer)
         yield from engine.run(make_requests(products, attributes, self.metadata))
 
     def evaluate(self, data: str | Path | Iterable[Product | dict[str, Any]], *, precision: float = 0.9,
@@ -187,8 +193,14 @@ class Extractor:
         """All predictions of :meth:`iter_extract` as a list."""
         return list(self.iter_extract(products, attributes, **options))
 
+    def _inference_model(self, dtype: str) -> MXTModel:
+        """The module that runs extraction at a resolved ``dtype`` (built once, then reused)."""
+        if dtype not in self._inference_models:
+            self._inference_models[dtype] = inference_model(self.model.eval(), dtype)
+        return self._inference_models[dtype].eval()
+
     def _settings(self, batch_size: int | None, image_root: str | Path | None,
-                  on_image_error: str) -> EngineSettings:
+                  on_image_error: str, dtype: str | None = None) -> EngineSettings:
         model_config, extraction = self.config.model, self.config.extraction
         longest = self.metadata.max_answer_tokens if self.metadata else None
         max_new_tokens = (longest + model_config.answer_margin_tokens) if longest else model_config.max_answer_tokens
@@ -198,4 +210,5 @@ class Extractor:
             max_input_tokens=model_config.max_input_tokens, none_answer=model_config.none_answer,
             thresholds=self.thresholds, image_root=Path(root) if root is not None else None,
             max_image_pixels=extraction.max_image_pixels, on_image_error=on_image_error,
+            dtype=resolve_dtype(dtype or extraction.dtype, self.device),
         )

@@ -20,6 +20,7 @@ from mxt_sdk.errors import RecordError
 from mxt_sdk.evaluation import written_in
 from mxt_sdk.metadata import CatalogMetadata
 from mxt_sdk.model import ImageFeatures, ImagePixels, MXTModel
+from mxt_sdk.numerics import autocast, channels_last_pixels
 from mxt_sdk.thresholds import Thresholds
 from mxt_sdk.prompt import build_prompt
 from mxt_sdk.types import Prediction, Product, product_from_record
@@ -51,6 +52,7 @@ class EngineSettings:
     image_root: Path | None
     max_image_pixels: int
     on_image_error: str = "error"
+    dtype: str = "fp32"  #: a resolved mode of :mod:`mxt_sdk.numerics`
     stats: dict[str, int] = field(default_factory=lambda: {"truncated_inputs": 0})
 
 
@@ -124,14 +126,16 @@ class Engine:
         if self.model.uses_images:
             loader = ImageLoader(self.model.preprocessing(), self.settings.image_root,
                                  self.settings.max_image_pixels)
-            pixels = load_pixels(chunk, loader).to(device)
-            features = self.model.encode_images(pixels)
+            pixels = channels_last_pixels(load_pixels(chunk, loader).to(device))
+            with autocast(self.settings.dtype, device):
+                features = self.model.encode_images(pixels)
         examples = [
             (row, attribute) for row, request in enumerate(chunk)
             if request.error is None and not (request.image_error and self.settings.on_image_error == "error")
             for attribute in request.attributes
         ]
-        answers = self._answer(chunk, examples, features, device)
+        with autocast(self.settings.dtype, device):
+            answers = self._answer(chunk, examples, features, device)
         canonical = self._canonicalize(chunk, answers)
         for row, request in enumerate(chunk):
             for attribute in request.attributes:

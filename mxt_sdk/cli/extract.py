@@ -24,10 +24,13 @@ from mxt_sdk.cli.common import setup_logging
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Where to run the model.")
 @click.option("--images", "image_root", type=click.Path(exists=True, file_okay=False),
               help="Folder relative image paths resolve under (default: the input file's folder).")
+@click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "int8"]),
+              help="Numeric mode (default: the model config's extraction.dtype, i.e. auto: bf16 on CUDA, "
+                   "fp32 on CPU). bf16 and int8 are faster and may change a few answers; see docs/extraction.md.")
 @click.option("--reader", help="Force a reader instead of detecting the format.")
 @click.option("--on-image-error", type=click.Choice(["error", "text_only"]), default="error", show_default=True,
               help="For a product whose image cannot be read: error rows, or answer from the text.")
-def extract(model_dir, input_path, output, attributes, batch_size, device, image_root, reader,
+def extract(model_dir, input_path, output, attributes, batch_size, device, image_root, dtype, reader,
             on_image_error) -> None:
     """Extract attribute values for every product of INPUT into OUTPUT.
 
@@ -48,7 +51,7 @@ def extract(model_dir, input_path, output, attributes, batch_size, device, image
     Path(output).parent.mkdir(parents=True, exist_ok=True)
     with open(output, "w", encoding="utf-8") as handle, tqdm(unit="row", desc="Extracting") as progress:
         for prediction in extractor.iter_extract(records, asked, batch_size=batch_size, image_root=root,
-                                                 on_image_error=on_image_error):
+                                                 on_image_error=on_image_error, dtype=dtype):
             handle.write(json.dumps(prediction.model_dump(), ensure_ascii=False) + "\n")
             rows += 1
             errors += prediction.error is not None

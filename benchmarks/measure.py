@@ -1,0 +1,77 @@
+"""Measuring tools shared by the benchmarks: machine description, peak memory of a phase, matmul peak."""
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import threading
+import time
+from typing import Any
+
+import torch
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, core count, memory and library versions of this machine."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    try:
+        import transformers
+        import timm
+
+        info.update(transformers=transformers.__version__, timm=timm.__version__)
+    except ImportError:
+        pass
+    return info
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", encoding="utf-8") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux: the process-wide high-water mark is the best we have
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class PeakMemory:
+    """Highest resident set size of this process while the ``with`` block runs (sampled every 5 ms)."""
+
+    def __init__(self, interval: float = 0.005):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_bytes())
+            time.sleep(self.interval)
+
+    def __enter__(self) -> "PeakMemory":
+        self.peak = _rss_bytes()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+    @property
+    def gib(self) -> float:
+        return self.peak / 2**30
+
+
+def matmul_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, repeats: int = 5) -> float:
+    """Measured GFLOP/s of a square matmul on this machine's CPU (the practical compute ceiling)."""
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b  # warm-up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9

@@ -1,0 +1,283 @@
+"""Extraction speed: the SDK engine against two ways of running the same model with plain Hugging Face.
+
+Run from the repository root (not a test; about 10 minutes on 2 CPU cores)::
+
+    python benchmarks/speed.py --output benchmarks/results/speed.json
+
+Side by side in one process, on P products x K attributes (images of varied sizes, texts of varied
+lengths) and one random-init model of the t5-small shape (d_model 512, 6+6 layers, 8 heads) with
+resnet152@224 (MAG) and xception@299 (cross-attention):
+
+- **B0** naive loop: per (product, attribute) decode and encode the image, then HF ``generate`` at
+  batch size 1, fp32;
+- **B1** careful HF user: batches of 32 pairs in input order, dynamic padding, images decoded and
+  encoded per pair in the batch, batched HF ``generate``, fp32;
+- **S** ``Extractor.extract`` in fp32, bf16 and int8.
+
+All runs use the same weights, prompts, truncation and ``max_new_tokens``, so answers can be compared
+token for token. Then the fast modes' agreement with fp32 is measured on a *trained* model (tiny-cpu
+trained inside the benchmark on the synthetic catalog), where answers are not argmax ties of noise.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+from transformers.modeling_outputs import BaseModelOutput  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import PeakMemory, machine, matmul_gflops  # noqa: E402
+
+from mxt_sdk import Extractor, Product  # noqa: E402
+from mxt_sdk.batching import ImageLoader, pad_batch, truncate  # noqa: E402
+from mxt_sdk.prompt import build_prompt  # noqa: E402
+
+ATTRIBUTES = ["color", "material", "pattern", "sleeve length", "neckline", "fit", "closure", "style",
+              "heel height", "care instructions"]
+WORDS = ("soft cotton blend shirt with a relaxed fit, ribbed crew neckline and short sleeves; machine wash cold, "
+         "tumble dry low. made of organic jersey knit fabric in navy blue, striped pattern, button closure, "
+         "classic casual style for everyday wear, lightweight and breathable, pairs with jeans or chinos").split()
+MODEL = {
+    "generator": {"name": "t5", "options": {
+        "tokenizer": "unigram", "tokenizer_vocab_size": 32128, "d_model": 512, "d_ff": 2048,
+        "num_layers": 6, "num_heads": 8, "dropout_rate": 0.0}},
+    "global_encoder": {"name": "resnet152", "options": {"image_size": 224}},
+    "regional_encoder": {"name": "xception", "options": {"image_size": 299}},
+    "fusions": [{"name": "mag", "options": {"dropout": 0.0}}, {"name": "xattn", "options": {"dropout": 0.0}}],
+    "max_input_tokens": 512,
+}
+
+
+# ----------------------------------------------------------------------------- data
+def write_products(folder: Path, count: int, seed: int) -> list[Product]:
+    """``count`` products with a JPEG or PNG of a random size (150-1600 px a side) and 5-300 words of text."""
+    rng = random.Random(seed)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    products = []
+    for index in range(count):
+        size = (rng.randint(150, 1600), rng.randint(150, 1600))
+        image = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
+        draw = ImageDraw.Draw(image)
+        for _ in range(6):
+            x, y = rng.randrange(size[0]), rng.randrange(size[1])
+            draw.rectangle((x, y, x + rng.randrange(20, 400), y + rng.randrange(20, 400)),
+                           fill=tuple(rng.randrange(256) for _ in range(3)))
+        name = f"images/p{index}.{'jpg' if index % 2 else 'png'}"
+        image.save(folder / name)
+        words = [rng.choice(WORDS) for _ in range(rng.randint(5, 300))]
+        products.append(Product(id=f"p{index}", product_type=rng.choice(["shirt", "dress", "shoe"]),
+                                title=" ".join(words[:8]), description=" ".join(words[8:]) or None, image=name))
+    return products
+
+
+# ----------------------------------------------------------------------------- baselines
+class HFBaseline:
+    """The same model driven the way a Hugging Face user would: ``T5ForConditionalGeneration.generate``
+    on the fused encoder states, images decoded and encoded for every (product, attribute) pair."""
+
+    def __init__(self, extractor: Extractor, image_root: Path, max_new_tokens: int):
+        self.model = copy.deepcopy(extractor.model).eval()  # plain NCHW fp32, untouched by the engine
+        self.tokenizer = extractor.model.generator.tokenizer
+        self.loader = ImageLoader(self.model.preprocessing(), image_root, extractor.config.extraction.max_image_pixels)
+        self.limit = extractor.config.model.max_input_tokens
+        self.max_new_tokens = max_new_tokens
+        vocab = self.model.generator.model.config.vocab_size
+        # the SDK never emits ids its tokenizer cannot decode; an HF user suppresses them likewise
+        self.suppress = list(range(len(self.tokenizer), vocab))
+
+    @torch.inference_mode()
+    def answer(self, pairs: list[tuple[Product, str]]) -> list[str]:
+        """Answers for ``pairs`` processed together as one batch."""
+        pixels, _ = self.loader.load([product.image for product, _ in pairs])
+        features = self.model.encode_images(pixels)
+        encoded = [truncate(ids, self.limit) for ids in
+                   self.tokenizer([build_prompt(a, p) for p, a in pairs])["input_ids"]]
+        input_ids, mask = pad_batch(encoded, self.tokenizer.pad_token_id)
+        hidden, mask = self.model.encode_text(input_ids, mask, features)
+        output = self.model.generator.model.generate(
+            encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=mask,
+            max_new_tokens=self.max_new_tokens, do_sample=False, num_beams=1, suppress_tokens=self.suppress)
+        return [" ".join(t.split()) for t in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
+
+    def run(self, pairs: list[tuple[Product, str]], batch_size: int) -> list[str]:
+        answers = []
+        for start in range(0, len(pairs), batch_size):
+            answers += self.answer(pairs[start:start + batch_size])
+        return answers
+
+
+def run_sdk(extractor: Extractor, products: list[Product], dtype: str, image_root: Path, batch_size: int) -> list[str]:
+    predictions = extractor.extract(products, ATTRIBUTES[:K], dtype=dtype, image_root=image_root,
+                                    batch_size=batch_size)
+    errors = [p.error for p in predictions if p.error]
+    if errors:
+        raise RuntimeError(f"extraction failed: {errors[:3]}")
+    return [p.raw_value or "" for p in predictions]
+
+
+def timed(label: str, function, samples: int) -> tuple[Any, dict[str, float]]:
+    with PeakMemory() as memory:
+        started = time.perf_counter()
+        result = function()
+        seconds = time.perf_counter() - started
+    print(f"  {label:<12} {samples / seconds:8.2f} samples/s  ({seconds:.1f} s, peak RSS {memory.gib:.2f} GiB)",
+          flush=True)
+    return result, {"seconds": seconds, "samples_per_second": samples / seconds, "peak_rss_gib": memory.gib}
+
+
+def agreement(a: list[str], b: list[str]) -> float:
+    return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+
+
+# ----------------------------------------------------------------------------- phases
+def speed(products: list[Product], root: Path, batch_size: int, max_new_tokens: int) -> dict[str, Any]:
+    print(f"Building the t5-small-shape model (resnet152@224 + xception@299) ...", flush=True)
+    torch.manual_seed(0)
+    extractor = Extractor.from_config({"model": MODEL, "extraction": {"canonicalizer": None}})
+    extractor.config.model.max_answer_tokens = max_new_tokens  # no training metadata: this bounds generation
+    extractor.config.model.answer_margin_tokens = 0
+    extractor.model.generator.train_tokenizer(iter([build_prompt(a, p) for p in products for a in ATTRIBUTES]))
+    with torch.no_grad():  # random init favours the special ids (pad/EOS/unk): make answers non-empty
+        extractor.model.generator.model.get_input_embeddings().weight[:3] *= SPECIAL_TOKEN_SCALE
+    baseline = HFBaseline(extractor, root, max_new_tokens)
+    pairs = [(p, a) for p in products for a in ATTRIBUTES[:K]]
+    n = len(pairs)
+    print(f"{len(products)} products x {K} attributes = {n} samples; max_new_tokens={max_new_tokens}, "
+          f"tokenizer {len(extractor.model.generator.tokenizer)} pieces", flush=True)
+
+    warm = products[:2]  # one-off costs (allocators, oneDNN kernels, int8 copy) stay out of the timings
+    baseline.answer([(warm[0], ATTRIBUTES[0])])
+    baseline.run([(p, a) for p in warm for a in ATTRIBUTES[:K]], batch_size)
+    for dtype in ("fp32", "bf16", "int8"):
+        run_sdk(extractor, warm, dtype, root, batch_size)
+
+    results: dict[str, Any] = {"samples": n, "products": len(products), "attributes": K}
+    answers: dict[str, list[str]] = {}
+    print("Timings (side by side, same process):", flush=True)
+    answers["S-fp32"], results["S-fp32"] = timed("S fp32", lambda: run_sdk(extractor, products, "fp32", root, batch_size), n)
+    answers["S-bf16"], results["S-bf16"] = timed("S bf16", lambda: run_sdk(extractor, products, "bf16", root, batch_size), n)
+    answers["S-int8"], results["S-int8"] = timed("S int8", lambda: run_sdk(extractor, products, "int8", root, batch_size), n)
+    answers["B1"], results["B1"] = timed("B1 batched", lambda: baseline.run(pairs, batch_size), n)
+    answers["B0"], results["B0"] = timed("B0 naive", lambda: baseline.run(pairs, 1), n)
+
+    with FlopCounterMode(display=False) as counter:
+        run_sdk(extractor, products, "fp32", root, batch_size)
+    flops = counter.get_total_flops()
+    results["S-fp32"]["gflops_per_second"] = flops / results["S-fp32"]["seconds"] / 1e9
+    results["flops_per_sample"] = flops / n
+    for name in ("S-bf16", "S-int8"):
+        results[name]["gflops_per_second"] = flops / results[name]["seconds"] / 1e9
+    results["agreement"] = {"S-fp32 vs B0": agreement(answers["S-fp32"], answers["B0"]),
+                            "S-fp32 vs B1": agreement(answers["S-fp32"], answers["B1"]),
+                            "B1 vs B0": agreement(answers["B1"], answers["B0"]),
+                            "S-bf16 vs S-fp32 (random weights)": agreement(answers["S-bf16"], answers["S-fp32"]),
+                            "S-int8 vs S-fp32 (random weights)": agreement(answers["S-int8"], answers["S-fp32"])}
+    results["answers"] = {"empty": sum(not a for a in answers["B0"]) / n,
+                          "mean_words": sum(len(a.split()) for a in answers["B0"]) / n,
+                          "examples": answers["B0"][:5]}
+    results["differences S-fp32 vs B0"] = [
+        {"pair": f"{p.id}/{a}", "S": s, "B0": b}
+        for (p, a), s, b in zip(pairs, answers["S-fp32"], answers["B0"]) if s != b][:10]
+    return results
+
+
+def trained_agreement(folder: Path, steps: int, seed: int) -> dict[str, Any]:
+    """Train tiny-cpu for ``steps`` on the synthetic catalog; agreement of bf16/int8 answers with fp32."""
+    from mxt_sdk.synthetic import write_catalog
+
+    print(f"Training tiny-cpu for {steps} steps on the synthetic catalog (for the agreement check) ...", flush=True)
+    paths = write_catalog(folder / "catalog", train_size=1500, test_size=300, seed=seed)
+    torch.manual_seed(seed)
+    extractor = Extractor.from_config("tiny-cpu")
+    extractor.fit(paths["train"], output_dir=folder / "tiny", max_steps=steps, eval_every=10**6, seed=seed)
+    from mxt_sdk.data import load_products
+
+    test = [p for p in load_products(paths["test"], "test") if p.attributes]
+    values = {}
+    for dtype in ("fp32", "bf16", "int8"):
+        predictions = extractor.extract(test, lambda p: list(p.attributes), dtype=dtype,
+                                        image_root=paths["test"].parent)
+        values[dtype] = [p.value or "" for p in predictions]
+    gold = [v for p in test for v in p.attributes.values()]
+    accuracy = {d: sum(v.casefold() == (g or "").casefold() for v, g in zip(values[d], gold)) / len(gold)
+                for d in values}
+    return {"train_steps": steps, "samples": len(gold), "accuracy": accuracy,
+            "bf16 vs fp32": agreement(values["bf16"], values["fp32"]),
+            "int8 vs fp32": agreement(values["int8"], values["fp32"])}
+
+
+def report(results: dict[str, Any]) -> str:
+    s, b0, b1 = results["speed"], results["speed"]["B0"], results["speed"]["B1"]
+    fastest = max(("S-bf16", "S-int8"), key=lambda m: s[m]["samples_per_second"])
+    lines = [f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, torch "
+             f"{results['machine']['torch']}",
+             f"matmul 2048^3: fp32 {results['matmul_gflops']['fp32']:.0f} GFLOP/s, "
+             f"bf16 {results['matmul_gflops']['bf16']:.0f} GFLOP/s", "",
+             f"{'run':<8} {'samples/s':>10} {'vs B0':>7} {'vs B1':>7} {'GFLOP/s':>8} {'peak GiB':>9}"]
+    for name in ("B0", "B1", "S-fp32", "S-bf16", "S-int8"):
+        row = s[name]
+        gflops = f"{row['gflops_per_second']:8.1f}" if "gflops_per_second" in row else f"{'':>8}"
+        lines.append(f"{name:<8} {row['samples_per_second']:10.2f} "
+                     f"{row['samples_per_second'] / b0['samples_per_second']:6.1f}x "
+                     f"{row['samples_per_second'] / b1['samples_per_second']:6.1f}x {gflops} {row['peak_rss_gib']:9.2f}")
+    lines += ["", f"fastest CPU mode: {fastest}",
+              f"answers (B0): {s['answers']['empty']:.0%} empty, {s['answers']['mean_words']:.1f} words on average, "
+              f"e.g. {s['answers']['examples'][:3]}", "agreement:"]
+    lines += [f"  {k}: {v:.1%}" for k, v in s["agreement"].items()]
+    if "trained" in results:
+        t = results["trained"]
+        lines += [f"  trained tiny-cpu ({t['train_steps']} steps, {t['samples']} answers): "
+                  f"bf16 vs fp32 {t['bf16 vs fp32']:.1%}, int8 vs fp32 {t['int8 vs fp32']:.1%}; accuracy "
+                  + ", ".join(f"{k} {v:.1%}" for k, v in t["accuracy"].items())]
+    return "\n".join(lines)
+
+
+K = 10
+SPECIAL_TOKEN_SCALE = 0.2
+
+
+def main() -> None:
+    global K
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--products", type=int, default=24)
+    parser.add_argument("--attributes", type=int, default=10, choices=range(1, len(ATTRIBUTES) + 1))
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-new-tokens", type=int, default=8)
+    parser.add_argument("--train-steps", type=int, default=300, help="0 skips the trained-model agreement")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, help="write the results as JSON here")
+    args = parser.parse_args()
+    K = args.attributes
+    results: dict[str, Any] = {"command": " ".join(sys.argv), "machine": machine(),
+                               "matmul_gflops": {"fp32": matmul_gflops(torch.float32),
+                                                 "bf16": matmul_gflops(torch.bfloat16)}}
+    with tempfile.TemporaryDirectory(prefix="mxt-speed-") as tmp:
+        folder = Path(tmp)
+        products = write_products(folder / "data", args.products, args.seed)
+        results["speed"] = speed(products, folder / "data", args.batch_size, args.max_new_tokens)
+        if args.train_steps:
+            results["trained"] = trained_agreement(folder, args.train_steps, args.seed)
+    text = report(results)
+    print("\n" + text)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(results, indent=2), encoding="utf-8")
+        args.output.with_suffix(".txt").write_text(text + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
