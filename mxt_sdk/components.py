@@ -111,7 +111,8 @@ class Fusion(Component, torch.nn.Module, abc.ABC):
     image features it consumes: the ``"global"`` vector ``[B, image_dim]`` or the ``"regional"`` map
     ``[B, R, image_dim]``. For rows whose ``has_image`` is False the image must contribute nothing
     (the documented no-image fallback: their image features are zeros and must not leak in). A
-    fusion may add positions; it then returns the extended attention mask.
+    fusion may add positions *in front of* the text (never after it, so text token ``n`` moves to
+    ``n`` plus the number added); it then returns the extended attention mask.
     """
 
     stage: ClassVar[Literal["embeddings", "encoder_output"]]
@@ -146,6 +147,10 @@ class Generator(Component, torch.nn.Module, abc.ABC):
     ``embed -> (fusions at "embeddings") -> encode -> (fusions at "encoder_output") -> loss / greedy``.
     The generator owns its tokenizer (a ``transformers`` tokenizer). When it has none yet
     (:attr:`needs_tokenizer_training`), :meth:`train_tokenizer` builds one from training text.
+
+    :meth:`loss` and :meth:`greedy` also get the ``input_ids [B, N]`` the hidden states came from
+    (extractive heads point into them). Fusions may have put positions in front of the text, so
+    ``encoder_hidden`` can be longer than ``N``: :meth:`text_offset` says by how much.
     """
 
     d_model: int
@@ -177,13 +182,24 @@ class Generator(Component, torch.nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def loss(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
-             labels: torch.Tensor) -> torch.Tensor:
-        """Mean token-level negative log-likelihood of ``labels [B, T]`` (-100 = ignored)."""
+             labels: torch.Tensor, *, input_ids: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood of the answers ``labels [B, T]`` (-100 = ignored), given the
+        fused encoder side and the ``input_ids [B, N]`` it was computed from."""
 
     @abc.abstractmethod
     def greedy(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
-               max_new_tokens: int) -> GreedyOutput:
-        """Greedy decoding of at most ``max_new_tokens`` tokens per row."""
+               max_new_tokens: int, *, input_ids: torch.Tensor) -> GreedyOutput:
+        """Greedy answers of at most ``max_new_tokens`` tokens (EOS included) per row."""
+
+    @staticmethod
+    def text_offset(encoder_hidden: torch.Tensor, input_ids: torch.Tensor) -> int:
+        """How many positions fusions put in front of the text: input token ``n`` is at
+        ``encoder_hidden[:, n + offset]`` (and so is its ``attention_mask`` entry)."""
+        offset = encoder_hidden.size(1) - input_ids.size(1)
+        if offset < 0:
+            raise ValueError(f"encoder_hidden has {encoder_hidden.size(1)} positions, fewer than the "
+                             f"{input_ids.size(1)} input tokens: a fusion dropped positions")
+        return offset
 
     @abc.abstractmethod
     def export_state(self) -> dict[str, Any]:

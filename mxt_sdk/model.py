@@ -160,16 +160,16 @@ class MXTModel(torch.nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
                 images: ImagePixels | ImageFeatures | None = None,
                 image_index: torch.Tensor | None = None) -> torch.Tensor:
-        """Token-level NLL of ``labels`` (-100 ignored). See :meth:`image_features` for the images."""
+        """The generator's loss on ``labels`` (-100 ignored). See :meth:`image_features` for the images."""
         hidden, mask = self.encode_text(input_ids, attention_mask, self.image_features(images, image_index))
-        return self.generator.loss(hidden, mask, labels)
+        return self.generator.loss(hidden, mask, labels, input_ids=input_ids)
 
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  images: ImagePixels | ImageFeatures | None, max_new_tokens: int,
                  image_index: torch.Tensor | None = None) -> GreedyOutput:
         """Greedy answers with per-token log-probabilities."""
         hidden, mask = self.encode_text(input_ids, attention_mask, self.image_features(images, image_index))
-        return self.generator.greedy(hidden, mask, max_new_tokens)
+        return self.generator.greedy(hidden, mask, max_new_tokens, input_ids=input_ids)
 
     def export_states(self) -> dict[str, Any]:
         """JSON-able state of each component slot, for :class:`MXTModel` ``saved=``."""

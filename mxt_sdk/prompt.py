@@ -9,9 +9,11 @@ from __future__ import annotations
 from mxt_sdk.types import Product
 
 SEPARATOR = " | "
+#: the words that open the question and the context (extractive generators find the context by the latter)
+QUESTION_MARKER, CONTEXT_MARKER = "question:", "context:"
 
 
 def build_prompt(attribute: str, product: Product) -> str:
     """The input text for asking ``attribute`` of ``product``."""
     context = [product.product_type, product.title, product.description or "", *product.bullets]
-    return f"question: {attribute} context: " + SEPARATOR.join(part for part in context if part)
+    return f"{QUESTION_MARKER} {attribute} {CONTEXT_MARKER} " + SEPARATOR.join(part for part in context if part)

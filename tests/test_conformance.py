@@ -133,7 +133,7 @@ def test_generator_conformance(name, tmp_path):
     assert embeddings.shape == (*batch["input_ids"].shape, generator.d_model)
     encoded = generator.encode(embeddings, batch["attention_mask"])
     assert encoded.shape == embeddings.shape
-    loss = generator.loss(encoded, batch["attention_mask"], labels)
+    loss = generator.loss(encoded, batch["attention_mask"], labels, input_ids=batch["input_ids"])
     assert loss.dim() == 0 and torch.isfinite(loss)
     loss.backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in generator.parameters())
@@ -141,7 +141,8 @@ def test_generator_conformance(name, tmp_path):
     generator.eval()
     with torch.no_grad():
         hidden = generator.encode(generator.embed(batch["input_ids"]), batch["attention_mask"])
-        out = generator.greedy(hidden, batch["attention_mask"], max_new_tokens=5)
+        out = generator.greedy(hidden, batch["attention_mask"], max_new_tokens=5,
+                                 input_ids=batch["input_ids"])
     assert out.token_ids.shape == out.token_logprobs.shape and out.token_ids.shape[0] == 2
     assert out.token_ids.shape[1] <= 5 and (out.token_logprobs <= 0).all()
 
@@ -153,6 +154,7 @@ def test_generator_conformance(name, tmp_path):
     assert rebuilt.tokenizer(TEXTS)["input_ids"] == tokenizer(TEXTS)["input_ids"]
     with torch.no_grad():
         hidden2 = rebuilt.encode(rebuilt.embed(batch["input_ids"]), batch["attention_mask"])
-        again = rebuilt.greedy(hidden2, batch["attention_mask"], max_new_tokens=5)
+        again = rebuilt.greedy(hidden2, batch["attention_mask"], max_new_tokens=5,
+                                input_ids=batch["input_ids"])
     assert torch.equal(again.token_ids, out.token_ids)
     assert torch.allclose(again.token_logprobs, out.token_logprobs)

@@ -14,7 +14,7 @@ from mxt_sdk.errors import DuplicateComponentError, PluginError, UnknownComponen
 BUILT_INS = {
     "image_encoders": {"timm", "resnet152", "xception"},
     "fusions": {"mag", "xattn", "concat"},
-    "generators": {"t5"},
+    "generators": {"t5", "span", "classify"},
 }
 
 
@@ -129,7 +129,7 @@ def test_misspelled_hook_is_caught():
 
 
 def test_disable_env_blocks_entry_point_plugins(monkeypatch):
-    monkeypatch.setenv("MXT_DISABLE_PLUGINS", "fusions, t5")
+    monkeypatch.setenv("MXT_DISABLE_PLUGINS", "fusions, t5, baselines")
     plugins.reset()
     assert registry.list_fusions() == []
     assert registry.list_generators() == []
@@ -149,7 +149,7 @@ def test_cli_plugins_json_lists_all_six_kinds():
 def test_cli_plugins_table_and_installed_console_script():
     result = CliRunner().invoke(main, ["plugins"])
     assert result.exit_code == 0 and "xattn" in result.output and "cross_attention" in result.output
-    env = {**os.environ, "MXT_DISABLE_PLUGINS": "t5"}
+    env = {**os.environ, "MXT_DISABLE_PLUGINS": "t5,baselines"}
     script = os.path.join(os.path.dirname(sys.executable), "mxt")
     completed = subprocess.run([script, "plugins", "--json"], capture_output=True, text=True, env=env,
                                check=True)

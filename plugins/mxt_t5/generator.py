@@ -1,13 +1,17 @@
-"""The ``t5`` generator: T5 split into embed / encode / decode so fusions can plug in between."""
+"""The ``t5`` generator: T5 split into embed / encode / decode so fusions can plug in between.
+
+:class:`T5Backbone` holds what every T5-based generator shares (options, tokenizer handling, the
+embedding and encoder stack); the baselines of ``mxt_baselines`` build on it with an encoder only.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
-from transformers import AutoTokenizer, ByT5Tokenizer, T5Config, T5ForConditionalGeneration
+from transformers import AutoTokenizer, ByT5Tokenizer, PreTrainedModel, T5Config, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
 from mxt_sdk import ComponentOptions, Generator, GreedyOutput
@@ -37,12 +41,16 @@ class T5Options(ComponentOptions):
     dropout_rate: float = Field(default=0.1, ge=0.0, lt=1.0)
 
 
-class T5Generator(Generator):
-    """``T5ForConditionalGeneration`` with a greedy decoder that reports per-token log-probs."""
+class T5Backbone(Generator):
+    """A T5 model of class :attr:`model_class` built from :class:`T5Options`, with its tokenizer.
 
-    name = "t5"
+    Subclasses add the head (``loss`` / ``greedy``); the encoder stack is ``self.model.encoder``
+    whatever the class (``T5ForConditionalGeneration`` or the encoder-only ``T5EncoderModel``).
+    """
+
     Options = T5Options
     example_options = {"tokenizer": "byte", "d_model": 32, "d_ff": 64, "num_layers": 2, "num_heads": 4}
+    model_class: ClassVar[type[PreTrainedModel]] = T5ForConditionalGeneration
 
     def __init__(self, options: T5Options, *, saved: Mapping[str, Any] | None = None):
         super().__init__(options, saved=saved)
@@ -50,21 +58,21 @@ class T5Generator(Generator):
         # A saved model brings its tokenizer files (load_tokenizer); nothing is fetched here then.
         self._tokenizer = None if saved is not None else self._initial_tokenizer(options)
         if saved is not None:
-            self.model = T5ForConditionalGeneration(T5Config.from_dict(saved["t5_config"]))
+            self.model = self.model_class(T5Config.from_dict(saved["t5_config"]))
         elif options.from_pretrained:
-            self.model = T5ForConditionalGeneration.from_pretrained(options.from_pretrained)
+            self.model = self.model_class.from_pretrained(options.from_pretrained)
         else:
-            self.model = T5ForConditionalGeneration(self._size_config(options))
+            self.model = self.model_class(self._size_config(options))
         if self._tokenizer is not None and len(self._tokenizer) > self.model.config.vocab_size:
             self.model.resize_token_embeddings(len(self._tokenizer))
         self.d_model = self.model.config.d_model
 
     # ----------------------------------------------------------------- construction
-    @staticmethod
-    def _resolve_tokenizer_kind(options: T5Options) -> str:
+    @classmethod
+    def _resolve_tokenizer_kind(cls, options: T5Options) -> str:
         if options.from_pretrained and options.tokenizer in ("byte", "unigram"):
             raise ConfigError(
-                f"t5: tokenizer {options.tokenizer!r} with from_pretrained={options.from_pretrained!r} would "
+                f"{cls.name}: tokenizer {options.tokenizer!r} with from_pretrained={options.from_pretrained!r} would "
                 "make the pretrained embeddings meaningless; use tokenizer 'auto' (the checkpoint's own)."
             )
         if options.tokenizer == "auto":
@@ -77,7 +85,7 @@ class T5Generator(Generator):
         if self._tokenizer_kind == "unigram":  # the trained tokenizer's ids will stay below this
             if options.tokenizer_vocab_size < len(self._tokenizer):
                 raise ConfigError(
-                    f"t5: tokenizer_vocab_size={options.tokenizer_vocab_size} is too small; it must be at "
+                    f"{self.name}: tokenizer_vocab_size={options.tokenizer_vocab_size} is too small; it must be at "
                     f"least {len(self._tokenizer)} (the byte-level stand-in used until training)."
                 )
             return options.tokenizer_vocab_size
@@ -86,7 +94,7 @@ class T5Generator(Generator):
     def _size_config(self, options: T5Options) -> T5Config:
         if options.d_model % options.num_heads and options.d_kv is None:
             raise ConfigError(
-                f"t5: d_model={options.d_model} is not divisible by num_heads={options.num_heads}; "
+                f"{self.name}: d_model={options.d_model} is not divisible by num_heads={options.num_heads}; "
                 "change one of them or set d_kv."
             )
         return T5Config(
@@ -118,7 +126,7 @@ class T5Generator(Generator):
 
     def train_tokenizer(self, texts: Iterator[str]) -> None:
         if not self.needs_tokenizer_training:
-            raise ConfigError(f"t5: tokenizer {self.options.tokenizer!r} is not trained from data, or was "
+            raise ConfigError(f"{self.name}: tokenizer {self.options.tokenizer!r} is not trained from data, or was "
                               "trained already (the weights depend on it).")
         limit = self.model.config.vocab_size
         self._tokenizer = tokenizers.train_unigram_tokenizer(texts, min(limit, self.options.tokenizer_vocab_size))
@@ -139,14 +147,23 @@ class T5Generator(Generator):
     def encode(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model.encoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
 
+
+class T5Generator(T5Backbone):
+    """``T5ForConditionalGeneration`` with a greedy decoder that reports per-token log-probs.
+
+    The decoder reads the encoder side only, so ``input_ids`` of :meth:`loss` / :meth:`greedy` is unused.
+    """
+
+    name = "t5"
+
     def loss(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
-             labels: torch.Tensor) -> torch.Tensor:
+             labels: torch.Tensor, *, input_ids: torch.Tensor | None = None) -> torch.Tensor:
         output = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
                             attention_mask=attention_mask, labels=labels)
         return output.loss
 
     def greedy(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
-               max_new_tokens: int) -> GreedyOutput:
+               max_new_tokens: int, *, input_ids: torch.Tensor | None = None) -> GreedyOutput:
         config = self.model.config
         batch = encoder_hidden.size(0)
         encoder_outputs = BaseModelOutput(last_hidden_state=encoder_hidden)
