@@ -7,12 +7,11 @@ zero-shot values), and writes a report. Everything goes under one output folder.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mxt_sdk.config import load_config
+from mxt_sdk.ablation import AblationData, train_and_evaluate, variant_config
 from mxt_sdk.synthetic import IMAGE_ONLY, write_catalog
 
 
@@ -28,27 +27,6 @@ class DemoSettings:
     @classmethod
     def quick(cls) -> "DemoSettings":
         return cls(train_products=300, test_products=60, seconds=40.0)
-
-
-def _variant(fusions: bool) -> dict[str, Any]:
-    config = load_config("tiny-cpu").model_dump()
-    if not fusions:
-        model = config["model"]
-        model.update(global_encoder=None, regional_encoder=None, fusions=[])
-    return config
-
-
-def _train(name: str, fusions: bool, paths: dict[str, Path], output: Path, seconds: float, seed: int):
-    import torch
-
-    from mxt_sdk import Extractor
-
-    torch.manual_seed(seed)
-    extractor = Extractor.from_config(_variant(fusions))
-    started = time.perf_counter()
-    result = extractor.fit(paths["train"], output_dir=output / name, max_train_seconds=seconds,
-                           max_steps=100_000, eval_every=100_000, seed=seed)
-    return extractor, result, time.perf_counter() - started
 
 
 def _summary(settings: DemoSettings, output: Path, runs: dict[str, dict[str, Any]]) -> str:
@@ -91,16 +69,17 @@ def run_demo(output: str | Path, settings: DemoSettings | None = None) -> dict[s
     settings = settings or DemoSettings()
     output = Path(output)
     paths = write_catalog(output / "data", settings.train_products, settings.test_products, settings.seed)
+    data = AblationData(train=paths["train"], test=paths["test"])
     # MXT gets two thirds of the budget: its steps also encode images.
-    budgets = {"mxt": (True, settings.seconds * 2 / 3), "text-only": (False, settings.seconds / 3)}
+    budgets = {"mxt": settings.seconds * 2 / 3, "text-only": settings.seconds / 3}
     runs: dict[str, dict[str, Any]] = {}
-    for name, (fusions, seconds) in budgets.items():
-        extractor, result, spent = _train(name, fusions, paths, output, seconds, settings.seed)
+    for name, seconds in budgets.items():
         folder = output / ("evaluation" if name == "mxt" else f"evaluation-{name}")
-        report = extractor.evaluate(paths["test"], precision=0.9, output=folder / "report.json")
+        run = train_and_evaluate(variant_config(name, "tiny-cpu"), data, output / name, folder / "report.json",
+                                 seconds=seconds, seed=settings.seed)
         rows = [json.loads(line) for line in (folder / "report.predictions.jsonl").read_text().splitlines()]
         sample = [r for r in rows if r["attribute"] in IMAGE_ONLY][:4] + [r for r in rows if r["zero_shot"]][:4]
-        runs[name] = {"report": report, "steps": result.steps, "seconds": spent, "sample": sample}
+        runs[name] = {"report": run.report, "steps": run.steps, "seconds": run.train_seconds, "sample": sample}
     summary = _summary(settings, output, runs)
     (output / "report.md").write_text(summary, encoding="utf-8")
     return {"summary": summary, "reports": {name: run["report"] for name, run in runs.items()}}

@@ -29,9 +29,11 @@ def main() -> None:
     mxt extract     predict attribute values for a product file (JSONL out)
     mxt evaluate    score a model on labelled data (recall@P, F1, slices)
     mxt calibrate   set per-pair confidence thresholds for a target precision
+    mxt ablate      train model variants on the same data and budget, compare them
     """
 
 
+from mxt_sdk.cli import ablate as _ablate  # noqa: E402
 from mxt_sdk.cli import plugins as _plugins  # noqa: E402
 from mxt_sdk.cli import demo as _demo  # noqa: E402
 from mxt_sdk.cli import evaluate as _evaluate  # noqa: E402
@@ -44,3 +46,4 @@ main.add_command(_train.train)
 main.add_command(_evaluate.evaluate)
 main.add_command(_extract.extract)
 main.add_command(_evaluate.calibrate)
+main.add_command(_ablate.ablate)

@@ -1,0 +1,368 @@
+"""Quality benchmark: the ablation table of ``mxt ablate`` with the tiny CPU config on four data sets.
+
+Run from the repository root (not a test; about 25 minutes on 2 CPU cores by default)::
+
+    python benchmarks/quality.py --output quality-results            # --minutes N to change the total
+
+Data sets, prepared under ``<output>/data/`` (nothing is copied into the repository):
+
+* ``synthetic``: :func:`mxt_sdk.synthetic.write_catalog`; ``pattern``, ``sleeve_length`` and
+  ``heel_height`` are drawn in the picture only, and the test split holds zero-shot values;
+* ``implicitave``: the ImplicitAVE evaluation set that ships with product photos (``eval_dev.tsv`` +
+  ``images/``), split into train and test by a seeded hash of the product id (the released training
+  files have no images); its values are almost never written in the title;
+* ``oa-mine`` and ``ae-110k``: the ExtractGPT releases (titles only), the full training file and a
+  seeded sample of the test file.
+
+Each data set is one ``python -m mxt_sdk.cli ablate ...`` run (the exact commands are written to the
+results), every variant with the same seed and training seconds. Runs go in ``--lanes`` parallel
+lanes (default 2, one per core, each run with ``--threads`` torch threads, default cores / lanes): the
+tiny model gains next to nothing from a second thread, so two single-threaded runs side by side do
+twice the work. Data sets are dealt to lanes by their weight x variants (``synthetic``, where the
+image matters most, weighs 3, the others 1). Each lane has the whole ``--minutes``: training seconds
+per variant = weight x unit, the unit sharing what remains after the estimated fixed costs (model
+set-up, evaluating the test rows); the estimate is rescaled by what each finished run actually cost.
+Results: ``<output>/results.md`` and ``results.json`` (commands, machine, budgets, seeds, tables,
+checks), every variant's model and report under ``<output>/<data set>/``, and one log per data set.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import random
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from measure import machine  # noqa: E402  (benchmarks/measure.py, beside this file)
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+IMAGE_VARIANTS = ["mxt", "no-mag", "no-xattn", "text-only", "per-type", "span", "classify"]
+REFERENCE = "text-only"
+# Fixed-cost model, in seconds on the 2-core development machine with tiny-cpu (rescaled while running):
+# starting the command, setting up one model (tokenizer, caches, saving), evaluating one test row.
+PROCESS_START, FIT_OVERHEAD, SECONDS_PER_ROW = 8.0, 4.0, 1 / 30
+MIN_SECONDS = 5.0
+NO_IMAGES = ("no images in this data: its image layers would receive none (MAG shifts nothing, cross-attention "
+             "adds nothing), so it is the text model with idle layers; `text-only` stands for MXT here")
+
+
+@dataclass
+class Prepared:
+    """One data set ready for ``mxt ablate``."""
+
+    name: str
+    train: Path
+    test: Path
+    images: Path | None
+    variants: list[str]
+    weight: float
+    source: str
+    omitted: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def _count(path: Path) -> dict[str, int]:
+    from mxt_sdk.data import load_products
+
+    products = load_products(path, "count")
+    return {"products": len(products), "rows": sum(len(p.attributes) for p in products),
+            "product_types": len({p.product_type for p in products}),
+            "with_image": sum(p.image is not None for p in products)}
+
+
+def _write_products(path: Path, products) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for product in products:
+            handle.write(json.dumps(product.model_dump(mode="json", exclude_none=True), ensure_ascii=False) + "\n")
+
+
+def prepare_synthetic(folder: Path, args) -> Prepared:
+    from mxt_sdk.synthetic import write_catalog
+
+    paths = write_catalog(folder, args.synthetic_train, args.synthetic_test, args.seed)
+    return Prepared("synthetic", paths["train"], paths["test"], None, IMAGE_VARIANTS, 3.0,
+                    f"mxt_sdk.synthetic.write_catalog(train_size={args.synthetic_train}, "
+                    f"test_size={args.synthetic_test}, seed={args.seed})")
+
+
+def prepare_implicitave(folder: Path, args) -> Prepared:
+    from mxt_sdk import Product
+    from mxt_sdk.data import read_products
+
+    root = args.data / "implicitave"
+    items = list(read_products(root / "eval_dev.tsv", "implicitave", images="always"))
+    products = [item for item in items if isinstance(item, Product)]
+
+    def in_test(product) -> bool:
+        digest = hashlib.sha1(f"{args.seed}:{product.id}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2**32 < args.implicitave_test_share
+
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_products(folder / "train.jsonl", [p for p in products if not in_test(p)])
+    _write_products(folder / "test.jsonl", [p for p in products if in_test(p)])
+    prepared = Prepared("implicitave", folder / "train.jsonl", folder / "test.jsonl", root,
+                        [v for v in IMAGE_VARIANTS if v != "per-type"], 1.0,
+                        f"{root / 'eval_dev.tsv'} (reader implicitave, {len(items) - len(products)} bad records "
+                        f"skipped) split by sha1('{args.seed}:<id>') into "
+                        f"{1 - args.implicitave_test_share:.0%} train / {args.implicitave_test_share:.0%} test")
+    train = _count(prepared.train)
+    prepared.omitted["per-type"] = (
+        f"{train['product_types']} product types with {train['products'] / train['product_types']:.0f} training "
+        "products each on average: one model per type would be dozens of models trained for a second each")
+    return prepared
+
+
+def prepare_extractgpt(name: str, folder: Path, args) -> Prepared:
+    source = args.data / "extractgpt" / name
+    lines = (source / "test.jsonl").read_text(encoding="utf-8").splitlines()
+    keep = sorted(random.Random(args.seed).sample(range(len(lines)), min(args.extractgpt_test, len(lines))))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "test.jsonl").write_text("".join(lines[i] + "\n" for i in keep), encoding="utf-8")
+    return Prepared(name, source / "train.jsonl", folder / "test.jsonl", None,
+                    ["text-only", "per-type", "span", "classify"], 1.0,
+                    f"{source / 'train.jsonl'} (all) and {len(keep)} of the {len(lines)} products of "
+                    f"{source / 'test.jsonl'}, sampled with random.Random({args.seed})",
+                    omitted={v: NO_IMAGES for v in ("mxt", "no-mag", "no-xattn")})
+
+
+PREPARE = {"synthetic": prepare_synthetic, "implicitave": prepare_implicitave,
+           "oa-mine": lambda folder, args: prepare_extractgpt("oa-mine", folder, args),
+           "ae-110k": lambda folder, args: prepare_extractgpt("ae-110k", folder, args)}
+
+
+# --------------------------------------------------------------------------- the time plan
+def fixed_cost(data: Prepared) -> float:
+    """Estimated seconds of one ablation run that are not training (before rescaling)."""
+    per_variant = FIT_OVERHEAD + data.counts["rows"] * SECONDS_PER_ROW
+    extra_models = (data.counts["train_types"] - 1) * FIT_OVERHEAD if "per-type" in data.variants else 0.0
+    return PROCESS_START + len(data.variants) * per_variant + extra_models
+
+
+def deal_lanes(datasets: list[Prepared], lanes: int) -> list[list[Prepared]]:
+    """Largest weight x variants first, each to the lane with the least so far; order kept within a lane."""
+    loads, dealt = [0.0] * lanes, {}
+    for data in sorted(datasets, key=lambda d: -d.weight * len(d.variants)):
+        lane = loads.index(min(loads))
+        loads[lane] += data.weight * len(data.variants)
+        dealt[data.name] = lane
+    return [[d for d in datasets if dealt[d.name] == lane] for lane in range(lanes) if lane in dealt.values()]
+
+
+class Planner:
+    """Shares one lane's remaining time among its remaining data sets (see the module docstring)."""
+
+    def __init__(self, total_seconds: float, started: float):
+        self.total, self.started, self.scale = total_seconds, started, 1.0
+
+    def seconds_per_variant(self, remaining: list[Prepared]) -> dict[str, float]:
+        left = self.total - (time.perf_counter() - self.started)
+        fixed = sum(fixed_cost(d) for d in remaining) * self.scale
+        unit = max(left - fixed, 0.0) / sum(d.weight * len(d.variants) for d in remaining)
+        return {d.name: max(MIN_SECONDS, round(d.weight * unit)) for d in remaining}
+
+    def learn(self, data: Prepared, wall: float, seconds: float) -> None:
+        """Rescale the fixed-cost estimate by what this data set's run cost beyond training."""
+        self.scale = max(wall - seconds * len(data.variants), 1.0) / fixed_cost(data)
+
+
+# --------------------------------------------------------------------------- running
+def ablate_command(data: Prepared, seconds: float, args) -> list[str]:
+    command = [sys.executable, "-m", "mxt_sdk.cli", "ablate", "--config", str(args.config),
+               "--train", str(data.train), "--test", str(data.test), "--variants", ",".join(data.variants),
+               "--reference", REFERENCE, "--seconds-per-variant", f"{seconds:g}",
+               "--output", str(args.output / data.name), "--seed", str(args.seed)]
+    return command + (["--images", str(data.images)] if data.images else [])
+
+
+def run_dataset(data: Prepared, seconds: float, args) -> dict[str, Any]:
+    command = ablate_command(data, seconds, args)
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
+    print(f"[{data.name}] {len(data.variants)} variants x {seconds:g} s: OMP_NUM_THREADS={args.threads} "
+          f"{shlex.join(command)}", flush=True)
+    started = time.perf_counter()
+    with open(args.output / f"{data.name}.log", "w", encoding="utf-8") as log:
+        completed = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPOSITORY, env=env)
+    wall = time.perf_counter() - started
+    output = args.output / data.name
+    result: dict[str, Any] = {"command": f"OMP_NUM_THREADS={args.threads} {shlex.join(command)}",
+                              "seconds_per_variant": seconds, "wall_seconds": round(wall, 1),
+                              "exit_status": completed.returncode, "variants": data.variants,
+                              "omitted": data.omitted, "source": data.source, "counts": data.counts,
+                              "log": f"{data.name}.log"}
+    if (output / "ablation.json").is_file():
+        result["ablation"] = json.loads((output / "ablation.json").read_text(encoding="utf-8"))
+    if (output / "ablation.md").is_file():
+        result["table_markdown"] = (output / "ablation.md").read_text(encoding="utf-8")
+    print(f"[{data.name}] done in {wall:.0f} s, exit status {completed.returncode}", flush=True)
+    return result
+
+
+def run_lane(lane: list[Prepared], planner: Planner, args, results: dict[str, dict[str, Any]]) -> None:
+    for index, data in enumerate(lane):
+        seconds = args.seconds_per_variant or planner.seconds_per_variant(lane[index:])[data.name]
+        results[data.name] = run_dataset(data, seconds, args)
+        planner.learn(data, results[data.name]["wall_seconds"], seconds)
+
+
+# --------------------------------------------------------------------------- checks and report
+def _table_values(result: dict[str, Any], variant: str) -> dict[str, Any] | None:
+    return (result.get("ablation") or {}).get("table", {}).get("variants", {}).get(variant)
+
+
+def checks(results: dict[str, dict[str, Any]], args) -> list[str]:
+    """What the benchmark is meant to show, each line as measured (no verdict is hidden)."""
+    lines = []
+    for name in ("synthetic", "implicitave"):
+        mxt, text = _table_values(results.get(name, {}), "mxt"), _table_values(results.get(name, {}), "text-only")
+        if mxt and text:
+            m, t = mxt["value_absent"], text["value_absent"]
+            lines.append(f"- {name}, value-absent accuracy (gold value not written in the text, n={m['support']}): "
+                         f"mxt {m['accuracy']:.3f} vs text-only {t['accuracy']:.3f} "
+                         f"({100 * (m['accuracy'] - t['accuracy']):+.1f} pp)")
+    ablation = results.get("synthetic", {}).get("ablation")
+    for variant in ("mxt", "text-only"):
+        entry = (ablation or {}).get("variants", {}).get(variant, {})
+        if entry.get("report"):
+            accuracy = json.loads((args.output / "synthetic" / entry["report"]).read_text())[
+                "value_absent_accuracy_by_attribute"]
+            lines.append(f"- synthetic, value-absent accuracy of the image-only attributes, {variant}: " + ", ".join(
+                f"{a} {accuracy.get(a, 0):.2f}" for a in ("pattern", "sleeve_length", "heel_height")))
+    for name, result in results.items():
+        cells, examples = [], []
+        for variant in result["variants"]:
+            values = _table_values(result, variant)
+            if values:
+                cells.append(f"{variant} {values['zero_shot']['correct']}/{values['zero_shot']['support']}")
+                examples += [f"{variant}: {e['value']}" for e in values["zero_shot"]["examples"][:2]]
+        if cells:
+            lines.append(f"- {name}, zero-shot gold values generated correctly: {', '.join(cells)}"
+                         + (f" (e.g. {'; '.join(examples[:6])})" if examples else ""))
+    lines.append("- By construction `classify` answers only with values seen as training labels (it cannot produce a "
+                 "zero-shot value) and `span` only with words of the text (it cannot produce a value-absent one).")
+    return lines
+
+
+def _section(name: str, result: dict[str, Any]) -> list[str]:
+    lines = ["", f"## {name}", "", f"Data: {result['source']}. Test: {result['counts']['products']} products, "
+             f"{result['counts']['rows']} rows. Training: {result['counts']['train_products']} products.", "",
+             f"Budget: {result['seconds_per_variant']:g} s of training per variant. The run took "
+             f"{result['wall_seconds']:.0f} s (exit status {result['exit_status']}, log `{result['log']}`).", "",
+             f"```\n{result['command']}\n```"]
+    if result["omitted"]:
+        lines += ["", "Variants not run:", *[f"- {v}: {why}" for v, why in result["omitted"].items()]]
+    table = result.get("table_markdown") or "No table: see the log.\n"
+    body = table.split("## Definitions")[0].split("\n", 1)[-1]  # drop the title and the definitions
+    return lines + ["", body.replace("\n## ", "\n### ").strip()]
+
+
+def markdown(summary: dict[str, Any], results: dict[str, dict[str, Any]], check_lines: list[str]) -> str:
+    info = summary["machine"]
+    lanes = "; ".join(f"lane {i + 1}: {', '.join(lane)}" for i, lane in enumerate(summary["lanes"]))
+    lines = ["# Quality benchmark: the ablation table with tiny-cpu", "",
+             f"Command: `{summary['command']}`", "",
+             f"Machine: {info.get('cpu')}, {info.get('cores')} cores, torch {info.get('torch')}, Python "
+             f"{info.get('python')}. Runs side by side in {len(summary['lanes'])} lanes ({lanes}), "
+             f"{summary['threads']} torch thread(s) each. Seed {summary['seed']} for every variant. Budget "
+             f"{summary['minutes']:g} min; the benchmark took {summary['total_seconds'] / 60:.1f} min.", "",
+             "## Checks", "", *check_lines]
+    for name, result in results.items():
+        lines += _section(name, result)
+    lines += ["", "## Definitions", "", "See docs/evaluation.md, section Ablations, and `table.definitions` in each "
+              "ablation.json."]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, required=True, help="folder for data, runs and results")
+    parser.add_argument("--minutes", type=float, default=25.0, help="total time budget (default 25)")
+    parser.add_argument("--seconds-per-variant", type=float,
+                        help="fixed training seconds per variant on every data set, instead of the plan")
+    parser.add_argument("--plan-only", action="store_true", help="prepare the data, print the plan and stop")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", default="tiny-cpu", help="base config of every run (default tiny-cpu)")
+    parser.add_argument("--data", type=Path, default=REPOSITORY.parent / "shared" / "data",
+                        help="the public data folder (default ../shared/data)")
+    parser.add_argument("--datasets", default=",".join(PREPARE), help=f"comma-separated subset of {', '.join(PREPARE)}")
+    parser.add_argument("--lanes", type=int, default=2, help="runs side by side (default 2)")
+    parser.add_argument("--threads", type=int, help="torch threads per run (default: cores / lanes, at least 1)")
+    parser.add_argument("--synthetic-train", type=int, default=1000)
+    parser.add_argument("--synthetic-test", type=int, default=150)
+    parser.add_argument("--implicitave-test-share", type=float, default=0.25)
+    parser.add_argument("--extractgpt-test", type=int, default=120, help="test products sampled per ExtractGPT set")
+    args = parser.parse_args(argv)
+    args.names = [n.strip() for n in args.datasets.split(",") if n.strip()]
+    unknown = sorted(set(args.names) - set(PREPARE))
+    if unknown:
+        parser.error(f"unknown data set(s) {', '.join(unknown)}; choose from {', '.join(PREPARE)}")
+    if (args.output / "results.json").exists():
+        parser.error(f"{args.output} already holds results; choose a new --output")
+    args.output, args.data = args.output.resolve(), args.data.resolve()
+    args.lanes = max(1, args.lanes)
+    args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.lanes)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.perf_counter()
+    prepared = []
+    for name in args.names:
+        data = PREPARE[name](args.output / "data" / name, args)
+        train = _count(data.train)
+        data.counts = {**_count(data.test), "train_products": train["products"], "train_types": train["product_types"]}
+        prepared.append(data)
+    lanes = deal_lanes(prepared, args.lanes)
+    planners = [Planner(args.minutes * 60, started) for _ in lanes]
+    print(f"Plan: {len(lanes)} lane(s) of {args.minutes:g} min, {args.threads} torch thread(s) per run; "
+          "training seconds per variant" + (" fixed by --seconds-per-variant" if args.seconds_per_variant
+                                            else " (fixed costs estimated, rescaled as runs finish)") + ":")
+    for lane, planner in zip(lanes, planners):
+        plan = planner.seconds_per_variant(lane)
+        for data in lane:
+            seconds = args.seconds_per_variant or plan[data.name]
+            print(f"  lane {lanes.index(lane) + 1}: {data.name:<12} {len(data.variants)} variants x {seconds:g} s "
+                  f"(fixed costs ~{fixed_cost(data):.0f} s; {data.counts['train_products']} training products, "
+                  f"{data.counts['rows']} test rows)")
+            if seconds <= MIN_SECONDS and not args.seconds_per_variant:
+                print(f"  warning: the fixed costs leave at most {MIN_SECONDS:g} s per variant; the run will take "
+                      "longer than --minutes")
+    if args.plan_only:
+        return 0
+
+    results: dict[str, dict[str, Any]] = {}
+    workers = [threading.Thread(target=run_lane, args=(lane, planner, args, results))
+               for lane, planner in zip(lanes, planners)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    results = {name: results[name] for name in args.names if name in results}
+
+    summary = {"command": shlex.join(["python", *sys.argv]) if argv is None else shlex.join(argv),
+               "machine": machine(), "seed": args.seed, "minutes": args.minutes, "config": str(args.config),
+               "lanes": [[d.name for d in lane] for lane in lanes], "threads": args.threads,
+               "total_seconds": round(time.perf_counter() - started, 1), "reference": REFERENCE}
+    check_lines = checks(results, args)
+    datasets = {name: {k: v for k, v in r.items() if k != "table_markdown"} for name, r in results.items()}
+    (args.output / "results.json").write_text(json.dumps({**summary, "checks": check_lines, "datasets": datasets},
+                                                         indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (args.output / "results.md").write_text(markdown(summary, results, check_lines), encoding="utf-8")
+    print("\n".join(["", "Checks:", *check_lines, "", f"Results: {args.output / 'results.md'} and "
+                     f"results.json ({summary['total_seconds'] / 60:.1f} min)"]))
+    return 0 if results and all(r["exit_status"] == 0 for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

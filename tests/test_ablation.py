@@ -1,0 +1,219 @@
+"""The ablation runner: variant configs, a tiny end-to-end run whose table matches the reports, failures
+recorded without losing the other variants, one model per product type, and `mxt ablate`."""
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from conftest import tiny_config
+from mxt_sdk import registry
+from mxt_sdk.ablation import VARIANTS, AblationData, Variant, run_ablation, variant_config
+from mxt_sdk.ablation_table import TOP_K
+from mxt_sdk.cli import main
+from mxt_sdk.errors import ConfigError, UnknownComponentError
+from mxt_sdk.model import MXTModel
+from mxt_sdk.synthetic import write_catalog
+
+BASE = tiny_config(["mag", "xattn"])
+BASELINES = ("span", "classify")
+
+
+def _fusions(config) -> list[str]:
+    return [f.name for f in config.model.fusions]
+
+
+# --------------------------------------------------------------------------- variant configs
+def test_no_mag_replaces_mag_by_concat_and_keeps_the_rest():
+    config = variant_config("no-mag", BASE)
+    assert _fusions(config) == ["concat", "xattn"]
+    assert config.model.global_encoder is not None and config.model.regional_encoder is not None
+    assert MXTModel(config.model).uses_images
+
+
+def test_no_xattn_drops_cross_attention_and_the_regional_encoder():
+    config = variant_config("no-xattn", BASE)
+    assert _fusions(config) == ["mag"] and config.model.regional_encoder is None
+    assert set(MXTModel(config.model).encoders) == {"global"}
+
+
+def test_text_only_builds_a_model_without_encoders():
+    config = variant_config("text-only", BASE)
+    model = MXTModel(config.model)
+    assert not model.uses_images and len(model.encoders) == 0 and _fusions(config) == []
+
+
+def test_mxt_and_per_type_keep_the_config_as_given():
+    base = variant_config("mxt", BASE)
+    assert variant_config("per-type", BASE) == base and _fusions(base) == ["mag", "xattn"]
+    assert VARIANTS["per-type"].per_type and not VARIANTS["mxt"].per_type
+
+
+def test_variant_that_does_not_apply_and_unknown_variant_are_clear_errors():
+    with pytest.raises(ConfigError, match="'mag'.*its fusions: xattn"):
+        variant_config("no-mag", tiny_config(["xattn"]))
+    with pytest.raises(ConfigError, match="Did you mean 'no-mag'.*Available variants: mxt, no-mag"):
+        variant_config("no_mag", BASE)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_baseline_variant_swaps_the_generator_or_names_the_available_ones(name):
+    if name not in registry.list_generators():
+        with pytest.raises(UnknownComponentError, match=f"'{name}'.*Available generators: .*t5"):
+            variant_config(name, BASE)
+        return
+    config = variant_config(name, BASE)
+    assert config.model.generator.name == name
+    assert config.model.generator.options == variant_config("mxt", BASE).model.generator.options
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_baseline_variant_builds_a_model(name):
+    if name not in registry.list_generators():
+        pytest.skip(f"generator {name!r} is not registered (plugin mxt_baselines not installed)")
+    assert MXTModel(variant_config(name, BASE).model).generator is not None
+
+
+# --------------------------------------------------------------------------- a tiny run
+def _broken(config):
+    config["model"]["fusions"] = [{"name": "no-such-fusion", "options": {}}]
+    return config
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("catalog")
+    paths = write_catalog(folder, train_size=30, test_size=10, seed=0, image_size=64)
+    # per-type: training holds two product types; the test also has types without a model
+    kept = [line for line in paths["train"].read_text().splitlines()
+            if json.loads(line)["product_type"] in ("mug", "shoe")]
+    paths["train_two_types"] = folder / "train-two-types.jsonl"
+    paths["train_two_types"].write_text("\n".join(kept) + "\n")
+    return paths
+
+
+@pytest.fixture(scope="module")
+def ablation(catalog, tmp_path_factory):
+    output = tmp_path_factory.mktemp("ablation")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(VARIANTS, "broken", Variant("broken", "a variant whose model cannot be built", _broken))
+        result = run_ablation(BASE, AblationData(catalog["train"], catalog["test"]), output,
+                              variants=["mxt", "broken", "text-only"], reference="text-only", seconds=1.0,
+                              seed=3, progress=False)
+    return output, result
+
+
+def _report(output: Path, result, name):
+    return json.loads((output / result["variants"][name]["report"]).read_text())
+
+
+def _top_k_recall(report, k):
+    """Recomputed from the report alone: attributes by stated support, recall weighted by stated."""
+    support, recalled = {}, {}
+    for pair in report["pairs"]:
+        support[pair["attribute"]] = support.get(pair["attribute"], 0) + pair["stated"]
+        recalled[pair["attribute"]] = recalled.get(pair["attribute"], 0) + pair["recall_at_p"] * pair["stated"]
+    top = sorted((a for a in support if support[a]), key=lambda a: (-support[a], a))[:k]
+    return sum(recalled[a] / support[a] for a in top) / len(top)
+
+
+def test_ablation_writes_each_variant_and_the_table(ablation):
+    output, result = ablation
+    assert (output / "ablation.json").is_file() and (output / "ablation.md").is_file()
+    assert json.loads((output / "ablation.json").read_text())["settings"]["seed"] == 3
+    for name in ("mxt", "text-only"):
+        entry = result["variants"][name]
+        assert entry["status"] == "ok" and entry["steps"] >= 1
+        assert (output / name / "model" / "model.safetensors").is_file()
+        assert (output / name / "report.predictions.jsonl").is_file()
+    table = (output / "ablation.md").read_text()
+    assert table == result["markdown"]
+    improvement_rows = [line for line in table.split("## Absolute numbers")[0].splitlines() if line.startswith("| ")]
+    assert improvement_rows[0] == "| variant | top-5 | top-10 (all 5) | top-15 (all 5) |"  # 5 attributes
+    assert [row.split(" | ")[0] for row in improvement_rows[1:]] == ["| mxt", "| broken", "| text-only"]
+    assert improvement_rows[3] == "| text-only | reference | reference | reference |"
+
+
+def test_table_numbers_equal_the_reports(ablation):
+    output, result = ablation
+    table = result["table"]
+    reference = _report(output, result, "text-only")
+    for name in ("mxt", "text-only"):
+        report, values = _report(output, result, name), table["variants"][name]
+        assert values["micro_f1"] == report["micro"]["f1"]
+        assert values["value_absent"]["accuracy"] == report["slices"]["value_absent"]["accuracy"]
+        assert values["value_absent"]["support"] == report["slices"]["value_absent"]["support"] > 0
+        assert (values["zero_shot"]["correct"], values["zero_shot"]["support"]) == \
+            (report["slices"]["zero_shot"]["correct"], report["slices"]["zero_shot"]["support"])
+        for k in TOP_K:
+            mine = _top_k_recall(report, k)
+            assert values["top_k"][str(k)]["recall_at_p"] == pytest.approx(mine)
+            assert values["improvement"][str(k)]["points"] == pytest.approx(100 * (mine - _top_k_recall(reference, k)))
+    assert [a["attribute"] for a in table["attributes"]][:2] == ["color", "material"]  # 10 products each
+
+
+def test_failing_variant_is_recorded_and_the_others_still_run(ablation):
+    output, result = ablation
+    broken = result["variants"]["broken"]
+    assert broken["status"] == "failed" and "no-such-fusion" in broken["error"]
+    assert "broken" not in result["table"]["variants"]
+    assert "| broken | failed | failed | failed |" in result["markdown"]
+    assert result["variants"]["text-only"]["status"] == "ok"  # ran after the failure
+
+
+def test_runner_refuses_bad_requests_before_training(catalog, tmp_path):
+    data = AblationData(catalog["train"], catalog["test"])
+    with pytest.raises(ConfigError, match="Available variants"):
+        run_ablation(BASE, data, tmp_path / "a", variants=["mxt", "nope"], reference="mxt")
+    with pytest.raises(ConfigError, match="reference variant 'text-only' is not among"):
+        run_ablation(BASE, data, tmp_path / "b", variants=["mxt"])
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "ablation.json").write_text("{}")
+    with pytest.raises(ConfigError, match="already holds an ablation"):
+        run_ablation(BASE, data, tmp_path / "c", variants=["mxt"], reference="mxt")
+
+
+def test_per_type_trains_one_model_per_type_and_accounts_for_every_row(catalog, tmp_path):
+    result = run_ablation(tiny_config([]), AblationData(catalog["train_two_types"], catalog["test"]), tmp_path,
+                          variants=["per-type"], reference="per-type", seconds=1.0, progress=False)
+    entry = result["variants"]["per-type"]
+    assert entry["status"] == "ok", entry.get("error")
+    assert set(entry["parts"]) == {"mug", "shoe"}
+    assert sum(p["budget_seconds"] for p in entry["parts"].values()) == pytest.approx(1.0)
+    assert entry["steps"] == sum(p["steps"] for p in entry["parts"].values())
+    assert all((tmp_path / "per-type" / "model" / p["folder"] / "model.safetensors").is_file()
+               for p in entry["parts"].values())
+    report = json.loads((tmp_path / "per-type" / "report.json").read_text())
+    test = [json.loads(line) for line in catalog["test"].read_text().splitlines()]
+    rows = [json.loads(line) for line in (tmp_path / "per-type" / "report.predictions.jsonl").read_text().splitlines()]
+    assert report["rows"] == len(rows) == sum(len(p["attributes"]) for p in test)
+    assert [(r["product_id"], r["attribute"]) for r in rows] == [(p["id"], a) for p in test for a in p["attributes"]]
+    without_model = [r for r in rows if r["product_type"] not in ("mug", "shoe")]
+    assert without_model and all(r["error"] and r["value"] is None for r in without_model)
+    assert report["errors"] == len(without_model)
+    assert any("no model" in note for note in entry["notes"])
+
+
+# --------------------------------------------------------------------------- the command
+def test_cli_help_lists_the_options_and_variants():
+    result = CliRunner().invoke(main, ["ablate", "--help"])
+    assert result.exit_code == 0
+    for text in ("--config", "--train", "--test", "--val", "--variants", "--reference", "--seconds-per-variant",
+                 "--output", "--seed", "--images", *VARIANTS):
+        assert text in result.output
+    assert "ablate" in CliRunner().invoke(main, ["--help"]).output
+
+
+def test_cli_runs_a_tiny_ablation(catalog, tmp_path):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config([])))
+    args = ["ablate", "--config", config, "--train", catalog["train"], "--test", catalog["test"],
+            "--variants", "text-only", "--seconds-per-variant", "1", "--output", tmp_path / "out", "--seed", "1"]
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    assert "| text-only | reference | reference | reference |" in result.output
+    assert (tmp_path / "out" / "ablation.md").is_file() and (tmp_path / "out" / "text-only" / "report.json").is_file()
+    bad = CliRunner().invoke(main, [str(a) for a in args[:-4]] + ["--variants", "mxt,nope", "--output",
+                                                                   str(tmp_path / "bad")])
+    assert bad.exit_code != 0 and "No ablation variant named 'nope'" in bad.output
