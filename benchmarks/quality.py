@@ -239,17 +239,21 @@ def checks(results: dict[str, dict[str, Any]], args) -> list[str]:
             lines.append(f"- synthetic, value-absent accuracy of the image-only attributes, {variant}: " + ", ".join(
                 f"{a} {accuracy.get(a, 0):.2f}" for a in ("pattern", "sleeve_length", "heel_height")))
     for name, result in results.items():
-        cells, examples = [], []
+        cells, new_cells, examples = [], [], []
         for variant in result["variants"]:
             values = _table_values(result, variant)
             if values:
                 cells.append(f"{variant} {values['zero_shot']['correct']}/{values['zero_shot']['support']}")
+                new = values.get("new_value", {"correct": 0, "support": 0})
+                new_cells.append(f"{variant} {new['correct']}/{new['support']}")
                 examples += [f"{variant}: {e['value']}" for e in values["zero_shot"]["examples"][:2]]
         if cells:
-            lines.append(f"- {name}, zero-shot gold values generated correctly: {', '.join(cells)}"
-                         + (f" (e.g. {'; '.join(examples[:6])})" if examples else ""))
-    lines.append("- By construction `classify` answers only with values seen as training labels (it cannot produce a "
-                 "zero-shot value) and `span` only with words of the text (it cannot produce a value-absent one).")
+            lines.append(f"- {name}, zero-shot gold values (never seen for their pair) generated correctly: "
+                         f"{', '.join(cells)}" + (f" (e.g. {'; '.join(examples[:6])})" if examples else ""))
+            lines.append(f"- {name}, of which new values (never seen for any pair): {', '.join(new_cells)}")
+    lines.append("- By construction `classify` answers only with values seen as training labels (it cannot get a "
+                 "new value right; a zero-shot one only when another pair had it) and `span` only with words of "
+                 "the text (it cannot get a value-absent one right).")
     return lines
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import random
 import sys
@@ -48,9 +49,10 @@ from mxt_sdk.prompt import build_prompt  # noqa: E402
 
 ATTRIBUTES = ["color", "material", "pattern", "sleeve length", "neckline", "fit", "closure", "style",
               "heel height", "care instructions"]
-WORDS = ("soft cotton blend shirt with a relaxed fit, ribbed crew neckline and short sleeves; machine wash cold, "
-         "tumble dry low. made of organic jersey knit fabric in navy blue, striped pattern, button closure, "
-         "classic casual style for everyday wear, lightweight and breathable, pairs with jeans or chinos").split()
+PRODUCT_WORDS = ("soft cotton blend shirt with a relaxed fit, ribbed crew neckline and short sleeves; machine wash "
+                 "cold, tumble dry low. made of organic jersey knit fabric in navy blue, striped pattern, button "
+                 "closure, classic casual style for everyday wear, lightweight and breathable").split()
+SYLLABLES = "ka lo mi ne ru sa to ve bi da fe go hu ji ko lu ma no pe qu ri se ti um va we xo ya zu".split()
 MODEL = {
     "generator": {"name": "t5", "options": {
         "tokenizer": "unigram", "tokenizer_vocab_size": 32128, "d_model": 512, "d_ff": 2048,
@@ -63,9 +65,34 @@ MODEL = {
 
 
 # ----------------------------------------------------------------------------- data
-def write_products(folder: Path, count: int, seed: int) -> list[Product]:
-    """``count`` products with a JPEG or PNG of a random size (150-1600 px a side) and 5-300 words of text."""
+def vocabulary(rng: random.Random, size: int = 600) -> tuple[list[str], list[float]]:
+    """Made-up words, then product words, with Zipf weights: text that the trained tokenizer cuts into
+    about 1.8 pieces per word, close to T5's rate on real catalog text. (With a handful of English
+    words as the most frequent ones, the Unigram trainer of ``tokenizers`` falls back to single
+    characters on a corpus this small, which would make every prompt three times too long.)"""
+    made_up = ["".join(rng.choice(SYLLABLES) for _ in range(rng.randint(1, 3))) for _ in range(size)]
+    words = made_up + PRODUCT_WORDS
+    return words, [1.0 / rank for rank in range(1, len(words) + 1)]
+
+
+def text_length(rng: random.Random, shortest: int = 5, longest: int = 300) -> int:
+    """A word count, log-uniform between ``shortest`` and ``longest``."""
+    return round(math.exp(rng.uniform(math.log(shortest), math.log(longest))))
+
+
+def tokenizer_corpus(products: list[Product], extra: int = 3000, seed: int = 1) -> list[str]:
+    """The prompts plus more text of the same kind: a tokenizer is trained on a whole catalog."""
     rng = random.Random(seed)
+    words, weights = vocabulary(random.Random(0))
+    more = [" ".join(rng.choices(words, weights, k=text_length(rng, longest=120))) for _ in range(extra)]
+    return [build_prompt(a, p) for p in products for a in ATTRIBUTES] + more
+
+
+def write_products(folder: Path, count: int, seed: int, longest_words: int) -> list[Product]:
+    """``count`` products with a JPEG or PNG of a random size (150-1600 px a side) and 5 to
+    ``longest_words`` words of text, log-uniformly distributed (most texts short, a long tail)."""
+    rng = random.Random(seed)
+    words_of, weights = vocabulary(random.Random(0))  # the same words whatever the seed
     (folder / "images").mkdir(parents=True, exist_ok=True)
     products = []
     for index in range(count):
@@ -78,7 +105,7 @@ def write_products(folder: Path, count: int, seed: int) -> list[Product]:
                            fill=tuple(rng.randrange(256) for _ in range(3)))
         name = f"images/p{index}.{'jpg' if index % 2 else 'png'}"
         image.save(folder / name)
-        words = [rng.choice(WORDS) for _ in range(rng.randint(5, 300))]
+        words = rng.choices(words_of, weights, k=text_length(rng, longest=longest_words))
         products.append(Product(id=f"p{index}", product_type=rng.choice(["shirt", "dress", "shoe"]),
                                 title=" ".join(words[:8]), description=" ".join(words[8:]) or None, image=name))
     return products
@@ -150,14 +177,16 @@ def speed(products: list[Product], root: Path, batch_size: int, max_new_tokens: 
     extractor = Extractor.from_config({"model": MODEL, "extraction": {"canonicalizer": None}})
     extractor.config.model.max_answer_tokens = max_new_tokens  # no training metadata: this bounds generation
     extractor.config.model.answer_margin_tokens = 0
-    extractor.model.generator.train_tokenizer(iter([build_prompt(a, p) for p in products for a in ATTRIBUTES]))
+    extractor.model.generator.train_tokenizer(tokenizer_corpus(products))
     with torch.no_grad():  # random init favours the special ids (pad/EOS/unk): make answers non-empty
         extractor.model.generator.model.get_input_embeddings().weight[:3] *= SPECIAL_TOKEN_SCALE
     baseline = HFBaseline(extractor, root, max_new_tokens)
     pairs = [(p, a) for p in products for a in ATTRIBUTES[:K]]
     n = len(pairs)
+    tokens = [len(ids) for ids in baseline.tokenizer([build_prompt(a, p) for p, a in pairs])["input_ids"]]
     print(f"{len(products)} products x {K} attributes = {n} samples; max_new_tokens={max_new_tokens}, "
-          f"tokenizer {len(extractor.model.generator.tokenizer)} pieces", flush=True)
+          f"tokenizer {len(baseline.tokenizer)} pieces, prompts {min(tokens)}-{max(tokens)} tokens "
+          f"(mean {sum(tokens) / n:.0f})", flush=True)
 
     warm = products[:2]  # one-off costs (allocators, oneDNN kernels, int8 copy) stay out of the timings
     baseline.answer([(warm[0], ATTRIBUTES[0])])
@@ -165,7 +194,8 @@ def speed(products: list[Product], root: Path, batch_size: int, max_new_tokens: 
     for dtype in ("fp32", "bf16", "int8"):
         run_sdk(extractor, warm, dtype, root, batch_size)
 
-    results: dict[str, Any] = {"samples": n, "products": len(products), "attributes": K}
+    results: dict[str, Any] = {"samples": n, "products": len(products), "attributes": K,
+                               "prompt_tokens": {"min": min(tokens), "mean": sum(tokens) / n, "max": max(tokens)}}
     answers: dict[str, list[str]] = {}
     print("Timings (side by side, same process):", flush=True)
     answers["S-fp32"], results["S-fp32"] = timed("S fp32", lambda: run_sdk(extractor, products, "fp32", root, batch_size), n)
@@ -257,6 +287,9 @@ def main() -> None:
     parser.add_argument("--attributes", type=int, default=10, choices=range(1, len(ATTRIBUTES) + 1))
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-new-tokens", type=int, default=8)
+    parser.add_argument("--longest-words", type=int, default=120,
+                        help="product texts have 5 to this many words, log-uniform (public sets: median "
+                             "15-23 words, at most 43)")
     parser.add_argument("--train-steps", type=int, default=300, help="0 skips the trained-model agreement")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
@@ -267,7 +300,7 @@ def main() -> None:
                                                  "bf16": matmul_gflops(torch.bfloat16)}}
     with tempfile.TemporaryDirectory(prefix="mxt-speed-") as tmp:
         folder = Path(tmp)
-        products = write_products(folder / "data", args.products, args.seed)
+        products = write_products(folder / "data", args.products, args.seed, args.longest_words)
         results["speed"] = speed(products, folder / "data", args.batch_size, args.max_new_tokens)
         if args.train_steps:
             results["trained"] = trained_agreement(folder, args.train_steps, args.seed)
