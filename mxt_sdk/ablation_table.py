@@ -38,6 +38,7 @@ DEFINITIONS = {
     "micro_f1": "report micro.f1 at the model's thresholds (0.5 unless calibrated)",
     "value_absent_accuracy": "report slices.value_absent.accuracy (gold value not written in the text)",
     "zero_shot": "report slices.zero_shot: gold values never seen for their pair in training, correct / support",
+    "new_value": "report slices.new_value: gold values never seen for any pair in training, correct / support",
 }
 
 
@@ -74,6 +75,7 @@ def variant_metrics(report: dict[str, Any], ranking: Sequence[str], top_k: Seque
                         if chosen else 0.0}
     stated = sum(p["stated"] for p in report["pairs"])
     zero, absent = report["slices"]["zero_shot"], report["slices"]["value_absent"]
+    new = report["slices"].get("new_value", {"correct": 0, "support": 0})  # reports written before the slice
     return {
         "top_k": tops,
         "micro_recall_at_p": sum(p["recall_at_p"] * p["stated"] for p in report["pairs"]) / stated if stated else 0.0,
@@ -81,6 +83,7 @@ def variant_metrics(report: dict[str, Any], ranking: Sequence[str], top_k: Seque
         "value_absent": {k: absent[k] for k in ("accuracy", "correct", "support")},
         "zero_shot": {"correct": zero["correct"], "support": zero["support"],
                       "examples": zero["correct_examples"][:5]},
+        "new_value": {"correct": new["correct"], "support": new["support"]},
         "errors": report["errors"], "rows": report["rows"],
     }
 
@@ -158,16 +161,17 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "## Absolute numbers", "",
               "| variant | " + " | ".join(f"recall@{p}P top-{k}" for k in ks) +
               f" | micro recall@{p}P | micro F1 | value-absent accuracy (n) | zero-shot correct / support "
-              "| steps | train s | status |", "|---" * (len(ks) + 8) + "|"]
+              "| new-value correct / support | steps | train s | status |", "|---" * (len(ks) + 9) + "|"]
     for name in names:
         entry, values = result["variants"][name], table["variants"].get(name)
         if values is None:
-            lines.append(f"| {name} | " + " | ".join(["-"] * (len(ks) + 6)) + f" | failed: {entry.get('error', '?')} |")
+            lines.append(f"| {name} | " + " | ".join(["-"] * (len(ks) + 7)) + f" | failed: {entry.get('error', '?')} |")
             continue
-        absent, zero = values["value_absent"], values["zero_shot"]
+        absent, zero, new = values["value_absent"], values["zero_shot"], values["new_value"]
         lines.append(f"| {name} | " + " | ".join(f"{values['top_k'][str(k)]['recall_at_p']:.3f}" for k in ks) +
                      f" | {values['micro_recall_at_p']:.3f} | {values['micro_f1']:.3f} | "
                      f"{absent['accuracy']:.3f} ({absent['support']}) | {zero['correct']} / {zero['support']} | "
+                     f"{new['correct']} / {new['support']} | "
                      f"{entry['steps']} | {entry['train_seconds']:.0f} | ok |")
     lines += ["", "## Attributes by test support", ""]
     lines += [f"{i}. {a['attribute']} (support {a['support']}, {a['pairs']} pairs)"

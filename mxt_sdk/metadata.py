@@ -33,6 +33,14 @@ class CatalogMetadata(BaseModel):
         vocabulary = self._folded_values.get(pair_key(product_type, attribute))
         return None if vocabulary is None else value.casefold() in vocabulary
 
+    def knows_value_anywhere(self, value: str) -> bool:
+        """Whether ``value`` was seen in training for any pair (case-insensitive)."""
+        return value.casefold() in self._all_folded_values
+
+    @cached_property
+    def _all_folded_values(self) -> frozenset[str]:
+        return frozenset().union(*self._folded_values.values())
+
     @cached_property
     def _folded_values(self) -> dict[str, frozenset[str]]:
         return {key: frozenset(v.casefold() for v in counts) for key, counts in self.values.items()}

@@ -24,7 +24,7 @@ from mxt_sdk.types import Prediction, Product
 MATCHING_RULE = ("normalized exact match: gold and predicted values pass through the model's fitted "
                  "normalizers (a normalizer that would drop a value leaves it unchanged), then NFKC, "
                  "case folding, whitespace collapsing and stripping of surrounding punctuation")
-SLICES = ("zero_shot", "value_absent", "with_image", "without_image")
+SLICES = ("zero_shot", "new_value", "value_absent", "with_image", "without_image")
 
 
 def _normalize(value: str | None, product_type: str, attribute: str,
@@ -57,6 +57,7 @@ def score(products: Sequence[Product], predictions: Sequence[Prediction], metada
                 "accepted": prediction.accepted, "gold": gold, "raw_gold": raw_gold,
                 "correct": value is not None and gold is not None and match_key(value) == match_key(gold),
                 "zero_shot": gold is not None and known is not True,
+                "new_value": gold is not None and not (metadata and metadata.knows_value_anywhere(gold)),
                 "value_absent": gold is not None and not (written_in(gold, product.text)
                                                           or written_in(raw_gold, product.text)),
                 "has_image": product.image is not None, "image_used": prediction.image_used,
@@ -85,6 +86,7 @@ def build_report(rows: list[dict[str, Any]], thresholds: Thresholds, precision: 
                     for (pt, attr), pair_rows in by_pair.items()), key=lambda m: (-m.support, m.product_type, m.attribute))
     slices = {
         "zero_shot": _slice([r for r in rows if r["zero_shot"]], thresholds),
+        "new_value": _slice([r for r in rows if r["new_value"]], thresholds),
         "value_absent": _slice([r for r in rows if r["value_absent"]], thresholds),
         "with_image": _slice([r for r in rows if r["has_image"]], thresholds),
         "without_image": _slice([r for r in rows if not r["has_image"]], thresholds),

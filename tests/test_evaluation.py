@@ -70,6 +70,13 @@ def test_report_numbers_equal_a_recomputation_from_the_predictions_file(tmp_path
     zero_shot = [r for r in rows if r["zero_shot"]]
     assert report["slices"]["zero_shot"]["support"] == len(zero_shot)
     assert report["slices"]["zero_shot"]["correct"] == sum(r["correct"] for r in zero_shot)
+    new = [r for r in rows if r["new_value"]]
+    assert (report["slices"]["new_value"]["support"], report["slices"]["new_value"]["correct"]) == \
+        (len(new), sum(r["correct"] for r in new))
+    assert all(r["zero_shot"] for r in new)
+    seen_anywhere = {v.casefold() for counts in extractor.metadata.values.values() for v in counts}
+    assert [r["new_value"] for r in rows] == [r["gold"] is not None and r["gold"].casefold() not in seen_anywhere
+                                              for r in rows]
     absent = [r for r in rows if r["value_absent"]]
     assert {r["attribute"] for r in absent} >= {"pattern"}
     assert all(r["attribute"] != "material" for r in absent)
