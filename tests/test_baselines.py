@@ -109,6 +109,23 @@ def test_span_targets_the_answer_in_the_context_and_the_null_slot_otherwise():
     assert targets.tolist() == [[start, start + 2], [0, 0], [0, 0]]
 
 
+def test_span_finds_a_label_spelled_with_other_case_than_the_text():
+    from mxt_baselines.tokens import find_text_span
+    from mxt_t5.tokenizers import train_unigram_tokenizer
+
+    generator = _generator("span")
+    prompt = "question: color context: backpack | Kestrel Light Pink Backpack"
+    input_ids, _, labels = _batch(generator, [prompt, prompt], ["light pink", "dark pink"])
+    targets = generator._targets(labels, input_ids, generator._context_bounds(input_ids))
+    start = prompt.index("Light")  # byte tokens: position = character index
+    assert targets.tolist() == [[start, start + len("light pink") - 1], [0, 0]]
+    # the same with word pieces, where "light" alone and "Light" in the text have different ids
+    words = train_unigram_tokenizer(iter(["Kestrel Light Pink Backpack light pink"] * 20 + ["a b c"]), 200)
+    pieces = words.convert_ids_to_tokens(words(prompt)["input_ids"])
+    span = find_text_span(pieces, "light pink", 0, len(pieces))
+    assert span is not None and words.convert_tokens_to_string(pieces[span[0]:span[1] + 1]).strip() == "Light Pink"
+
+
 def test_span_reads_text_positions_after_those_a_fusion_put_in_front():
     torch.manual_seed(0)
     generator = _generator("span").eval()

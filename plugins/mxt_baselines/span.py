@@ -21,7 +21,7 @@ from mxt_sdk.prompt import CONTEXT_MARKER
 from mxt_t5.generator import T5Options
 
 from mxt_baselines.encoder import EncoderOnly
-from mxt_baselines.tokens import answer_sequences, answers_output, find_subsequence
+from mxt_baselines.tokens import answer_sequences, answers_output, find_subsequence, find_text_span
 
 NULL = 0  #: the text position whose start/end scores stand for "no span"
 
@@ -30,7 +30,8 @@ class SpanGenerator(EncoderOnly):
     """T5 encoder + start/end pointers into the context part of the input.
 
     Training target: the first occurrence of the label's ids (EOS, padding and -100 dropped) as a
-    run of context tokens; a label not found there (the none answer included, unless the context
+    run of context tokens, else of the label's text up to case (catalog labels are often lower-case
+    where the title capitalises); a label not found there (the none answer included, unless the context
     happens to contain that very word) targets the null slot. Loss: NLL of the start plus NLL of
     the end position, each a mean over the batch. ``greedy`` returns the span's input ids + EOS
     with ``log p_start + log p_end`` on the first token, so the confidence is the span's probability.
@@ -76,7 +77,14 @@ class SpanGenerator(EncoderOnly):
         for ids, answer, (start, stop) in zip(input_ids.tolist(), answer_sequences(labels, self.eos_id, self.pad_id),
                                               bounds):
             found = find_subsequence(ids, answer, start, stop)
-            targets.append((found, found + len(answer) - 1) if found >= 0 else (NULL, NULL))
+            if found >= 0:
+                targets.append((found, found + len(answer) - 1))
+                continue
+            span = None
+            if answer and self.tokenizer is not None:  # same words, other spelling: match the text
+                span = find_text_span(self.tokenizer.convert_ids_to_tokens(ids), self.tokenizer.decode(
+                    list(answer), skip_special_tokens=True), start, stop)
+            targets.append(span or (NULL, NULL))
         return torch.tensor(targets, dtype=torch.long, device=input_ids.device)
 
     # ----------------------------------------------------------------- Generator contract

@@ -35,6 +35,31 @@ def find_subsequence(sequence: Sequence[int], pattern: Sequence[int], start: int
     return -1
 
 
+def find_text_span(pieces: Sequence[str], answer: str, start: int, stop: int) -> tuple[int, int] | None:
+    """First token span ``(i, j)`` (inclusive) in ``[start, stop)`` whose text equals ``answer`` up to
+    case and word-boundary marks (``▁``), starting and ending on token boundaries; None if none.
+
+    Catalog labels are often spelled differently from the text ("light pink" for "Light Pink"), and
+    their token ids then differ even though the words are the same.
+    """
+    target = " ".join(answer.casefold().split())
+    if not target:
+        return None
+    text, owner, starts = "", [], set()
+    for position in range(start, stop):
+        piece = pieces[position].replace("\u2581", " ").casefold()
+        starts.add(len(text) + (len(piece) - len(piece.lstrip(" "))))
+        text += piece
+        owner += [position] * len(piece)
+    ends = {index + 1 for index in range(len(owner)) if index + 1 == len(owner) or owner[index + 1] != owner[index]}
+    found = text.find(target)
+    while found >= 0:
+        if found in starts and found + len(target) in ends:
+            return owner[found], owner[found + len(target) - 1]
+        found = text.find(target, found + 1)
+    return None
+
+
 def answers_output(answers: Sequence[Sequence[int]], logprobs: torch.Tensor, eos_id: int, pad_id: int
                    ) -> GreedyOutput:
     """Answers as generated ids (each followed by EOS, then padding) with the whole answer's
