@@ -8,7 +8,7 @@ import yaml
 from click.testing import CliRunner
 
 from conftest import tiny_config
-from mxt_sdk import registry
+from mxt_sdk import plugins, registry
 from mxt_sdk.ablation import VARIANTS, AblationData, Variant, run_ablation, variant_config
 from mxt_sdk.ablation_table import TOP_K
 from mxt_sdk.cli import main
@@ -58,20 +58,23 @@ def test_variant_that_does_not_apply_and_unknown_variant_are_clear_errors():
 
 
 @pytest.mark.parametrize("name", BASELINES)
-def test_baseline_variant_swaps_the_generator_or_names_the_available_ones(name):
-    if name not in registry.list_generators():
-        with pytest.raises(UnknownComponentError, match=f"'{name}'.*Available generators: .*t5"):
-            variant_config(name, BASE)
-        return
+def test_baseline_variant_names_the_available_generators_when_its_plugin_is_off(name, monkeypatch):
+    monkeypatch.setenv("MXT_DISABLE_PLUGINS", "baselines")
+    plugins.reset()
+    with pytest.raises(UnknownComponentError, match=f"'{name}'.*Available generators: .*t5"):
+        variant_config(name, BASE)
+
+
+@pytest.mark.parametrize("name", BASELINES)
+def test_baseline_variant_swaps_the_generator(name):
     config = variant_config(name, BASE)
     assert config.model.generator.name == name
     assert config.model.generator.options == variant_config("mxt", BASE).model.generator.options
 
 
 @pytest.mark.parametrize("name", BASELINES)
-def test_baseline_variant_builds_a_model(name):
-    if name not in registry.list_generators():
-        pytest.skip(f"generator {name!r} is not registered (plugin mxt_baselines not installed)")
+def test_baseline_variant_builds_a_model(name):  # the baselines are built-in: never skipped
+    assert name in registry.list_generators()
     assert MXTModel(variant_config(name, BASE).model).generator is not None
 
 
