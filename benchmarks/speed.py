@@ -147,9 +147,9 @@ class HFBaseline:
         return answers
 
 
-def run_sdk(extractor: Extractor, products: list[Product], dtype: str, image_root: Path, batch_size: int) -> list[str]:
-    predictions = extractor.extract(products, ATTRIBUTES[:K], dtype=dtype, image_root=image_root,
-                                    batch_size=batch_size)
+def run_sdk(extractor: Extractor, products: list[Product], attributes: list[str], dtype: str, image_root: Path,
+            batch_size: int) -> list[str]:
+    predictions = extractor.extract(products, attributes, dtype=dtype, image_root=image_root, batch_size=batch_size)
     errors = [p.error for p in predictions if p.error]
     if errors:
         raise RuntimeError(f"extraction failed: {errors[:3]}")
@@ -171,7 +171,8 @@ def agreement(a: list[str], b: list[str]) -> float:
 
 
 # ----------------------------------------------------------------------------- phases
-def speed(products: list[Product], root: Path, batch_size: int, max_new_tokens: int) -> dict[str, Any]:
+def speed(products: list[Product], attributes: list[str], root: Path, batch_size: int,
+          max_new_tokens: int) -> dict[str, Any]:
     print(f"Building the t5-small-shape model (resnet152@224 + xception@299) ...", flush=True)
     torch.manual_seed(0)
     extractor = Extractor.from_config({"model": MODEL, "extraction": {"canonicalizer": None}})
@@ -181,31 +182,31 @@ def speed(products: list[Product], root: Path, batch_size: int, max_new_tokens: 
     with torch.no_grad():  # random init favours the special ids (pad/EOS/unk): make answers non-empty
         extractor.model.generator.model.get_input_embeddings().weight[:3] *= SPECIAL_TOKEN_SCALE
     baseline = HFBaseline(extractor, root, max_new_tokens)
-    pairs = [(p, a) for p in products for a in ATTRIBUTES[:K]]
+    pairs = [(p, a) for p in products for a in attributes]
     n = len(pairs)
     tokens = [len(ids) for ids in baseline.tokenizer([build_prompt(a, p) for p, a in pairs])["input_ids"]]
-    print(f"{len(products)} products x {K} attributes = {n} samples; max_new_tokens={max_new_tokens}, "
+    print(f"{len(products)} products x {len(attributes)} attributes = {n} samples; max_new_tokens={max_new_tokens}, "
           f"tokenizer {len(baseline.tokenizer)} pieces, prompts {min(tokens)}-{max(tokens)} tokens "
           f"(mean {sum(tokens) / n:.0f})", flush=True)
 
     warm = products[:2]  # one-off costs (allocators, oneDNN kernels, int8 copy) stay out of the timings
     baseline.answer([(warm[0], ATTRIBUTES[0])])
-    baseline.run([(p, a) for p in warm for a in ATTRIBUTES[:K]], batch_size)
-    for dtype in ("fp32", "bf16", "int8"):
-        run_sdk(extractor, warm, dtype, root, batch_size)
+    baseline.run([(p, a) for p in warm for a in attributes], batch_size)
+    for dtype in DTYPES:
+        run_sdk(extractor, warm, attributes, dtype, root, batch_size)
 
-    results: dict[str, Any] = {"samples": n, "products": len(products), "attributes": K,
+    results: dict[str, Any] = {"samples": n, "products": len(products), "attributes": len(attributes),
                                "prompt_tokens": {"min": min(tokens), "mean": sum(tokens) / n, "max": max(tokens)}}
     answers: dict[str, list[str]] = {}
     print("Timings (side by side, same process):", flush=True)
-    answers["S-fp32"], results["S-fp32"] = timed("S fp32", lambda: run_sdk(extractor, products, "fp32", root, batch_size), n)
-    answers["S-bf16"], results["S-bf16"] = timed("S bf16", lambda: run_sdk(extractor, products, "bf16", root, batch_size), n)
-    answers["S-int8"], results["S-int8"] = timed("S int8", lambda: run_sdk(extractor, products, "int8", root, batch_size), n)
+    for dtype in DTYPES:
+        answers[f"S-{dtype}"], results[f"S-{dtype}"] = timed(
+            f"S {dtype}", lambda dtype=dtype: run_sdk(extractor, products, attributes, dtype, root, batch_size), n)
     answers["B1"], results["B1"] = timed("B1 batched", lambda: baseline.run(pairs, batch_size), n)
     answers["B0"], results["B0"] = timed("B0 naive", lambda: baseline.run(pairs, 1), n)
 
     with FlopCounterMode(display=False) as counter:
-        run_sdk(extractor, products, "fp32", root, batch_size)
+        run_sdk(extractor, products, attributes, "fp32", root, batch_size)
     flops = counter.get_total_flops()
     results["S-fp32"]["gflops_per_second"] = flops / results["S-fp32"]["seconds"] / 1e9
     results["flops_per_sample"] = flops / n
@@ -238,7 +239,7 @@ def trained_agreement(folder: Path, steps: int, seed: int) -> dict[str, Any]:
 
     test = [p for p in load_products(paths["test"], "test") if p.attributes]
     values = {}
-    for dtype in ("fp32", "bf16", "int8"):
+    for dtype in DTYPES:
         predictions = extractor.extract(test, lambda p: list(p.attributes), dtype=dtype,
                                         image_root=paths["test"].parent)
         values[dtype] = [p.value or "" for p in predictions]
@@ -276,12 +277,11 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-K = 10
 SPECIAL_TOKEN_SCALE = 0.2
+DTYPES = ("fp32", "bf16", "int8")
 
 
 def main() -> None:
-    global K
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--products", type=int, default=24)
     parser.add_argument("--attributes", type=int, default=10, choices=range(1, len(ATTRIBUTES) + 1))
@@ -294,14 +294,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
-    K = args.attributes
     results: dict[str, Any] = {"command": " ".join(sys.argv), "machine": machine(),
                                "matmul_gflops": {"fp32": matmul_gflops(torch.float32),
                                                  "bf16": matmul_gflops(torch.bfloat16)}}
     with tempfile.TemporaryDirectory(prefix="mxt-speed-") as tmp:
         folder = Path(tmp)
         products = write_products(folder / "data", args.products, args.seed, args.longest_words)
-        results["speed"] = speed(products, folder / "data", args.batch_size, args.max_new_tokens)
+        results["speed"] = speed(products, ATTRIBUTES[:args.attributes], folder / "data", args.batch_size,
+                                 args.max_new_tokens)
         if args.train_steps:
             results["trained"] = trained_agreement(folder, args.train_steps, args.seed)
     text = report(results)

@@ -107,6 +107,8 @@ class Engine:
                  settings: EngineSettings, canonicalizer: Canonicalizer | None = None):
         self.model, self.tokenizer, self.metadata, self.settings = model, tokenizer, metadata, settings
         self.canonicalizer = canonicalizer
+        self.images = ImageLoader(model.preprocessing(), settings.image_root,
+                                  settings.max_image_pixels) if model.uses_images else None
 
     def run(self, requests: Iterable[Request]) -> Iterator[Prediction]:
         """Predictions for ``requests`` in input order, a chunk of ``batch_size`` products at a time."""
@@ -123,10 +125,8 @@ class Engine:
     def _run_chunk(self, chunk: list[Request]) -> Iterator[Prediction]:
         device = next(self.model.parameters()).device
         features = None
-        if self.model.uses_images:
-            loader = ImageLoader(self.model.preprocessing(), self.settings.image_root,
-                                 self.settings.max_image_pixels)
-            pixels = channels_last_pixels(load_pixels(chunk, loader).to(device))
+        if self.images is not None:
+            pixels = channels_last_pixels(load_pixels(chunk, self.images).to(device))
             with autocast(self.settings.dtype, device):
                 features = self.model.encode_images(pixels)
         examples = [
