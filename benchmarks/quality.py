@@ -6,7 +6,7 @@ Run from the repository root (not a test; about 25 minutes on 2 CPU cores by def
 
 Data sets, prepared under ``<output>/data/`` (nothing is copied into the repository):
 
-* ``synthetic``: :func:`mxt_sdk.synthetic.write_catalog`; ``pattern``, ``sleeve_length`` and
+* ``synthetic``: :func:`mxt_sdk.experiments.synthetic.write_catalog`; ``pattern``, ``sleeve_length`` and
   ``heel_height`` are drawn in the picture only, and the test split holds zero-shot values;
 * ``implicitave``: the ImplicitAVE evaluation set that ships with product photos (``eval_dev.tsv`` +
   ``images/``), split into train and test by a seeded hash of the product id (the released training
@@ -73,7 +73,7 @@ class Prepared:
 
 
 def _count(path: Path) -> dict[str, int]:
-    from mxt_sdk.data import load_products
+    from mxt_sdk.data.readers import load_products
 
     products = load_products(path, "count")
     return {"products": len(products), "rows": sum(len(p.attributes) for p in products),
@@ -88,17 +88,17 @@ def _write_products(path: Path, products) -> None:
 
 
 def prepare_synthetic(folder: Path, args) -> Prepared:
-    from mxt_sdk.synthetic import write_catalog
+    from mxt_sdk.experiments.synthetic import write_catalog
 
     paths = write_catalog(folder, args.synthetic_train, args.synthetic_test, args.seed)
     return Prepared("synthetic", paths["train"], paths["test"], None, IMAGE_VARIANTS, 3.0,
-                    f"mxt_sdk.synthetic.write_catalog(train_size={args.synthetic_train}, "
+                    f"mxt_sdk.experiments.synthetic.write_catalog(train_size={args.synthetic_train}, "
                     f"test_size={args.synthetic_test}, seed={args.seed})")
 
 
 def prepare_implicitave(folder: Path, args) -> Prepared:
     from mxt_sdk import Product
-    from mxt_sdk.data import read_products
+    from mxt_sdk.data.readers import read_products
 
     root = args.data / "implicitave"
     items = list(read_products(root / "eval_dev.tsv", "implicitave", images="always"))

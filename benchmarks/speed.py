@@ -44,8 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure import PeakMemory, machine, matmul_gflops  # noqa: E402
 
 from mxt_sdk import Extractor, Product  # noqa: E402
-from mxt_sdk.batching import ImageLoader, pad_batch, truncate  # noqa: E402
-from mxt_sdk.prompt import build_prompt  # noqa: E402
+from mxt_sdk.images.batching import ImageLoader, pad_batch, truncate  # noqa: E402
+from mxt_sdk.data.prompt import build_prompt  # noqa: E402
 
 ATTRIBUTES = ["color", "material", "pattern", "sleeve length", "neckline", "fit", "closure", "style",
               "heel height", "care instructions"]
@@ -228,14 +228,14 @@ def speed(products: list[Product], attributes: list[str], root: Path, batch_size
 
 def trained_agreement(folder: Path, steps: int, seed: int) -> dict[str, Any]:
     """Train tiny-cpu for ``steps`` on the synthetic catalog; agreement of bf16/int8 answers with fp32."""
-    from mxt_sdk.synthetic import write_catalog
+    from mxt_sdk.experiments.synthetic import write_catalog
 
     print(f"Training tiny-cpu for {steps} steps on the synthetic catalog (for the agreement check) ...", flush=True)
     paths = write_catalog(folder / "catalog", train_size=1500, test_size=300, seed=seed)
     torch.manual_seed(seed)
     extractor = Extractor.from_config("tiny-cpu")
     extractor.fit(paths["train"], output_dir=folder / "tiny", max_steps=steps, eval_every=10**6, seed=seed)
-    from mxt_sdk.data import load_products
+    from mxt_sdk.data.readers import load_products
 
     test = [p for p in load_products(paths["test"], "test") if p.attributes]
     values = {}

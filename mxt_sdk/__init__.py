@@ -1,14 +1,7 @@
 """mxt_sdk: multimodal generative product attribute-value extraction (MXT) with plugins."""
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("mxt-sdk")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+source"
-
-from mxt_sdk.hookspecs import hookimpl
-from mxt_sdk.types import Prediction, Product
-from mxt_sdk.components import (
+from mxt_sdk._version import __version__
+from mxt_sdk.extractor import Extractor
+from mxt_sdk.plugins.components import (
     Canonicalizer,
     ComponentOptions,
     Fusion,
@@ -19,7 +12,8 @@ from mxt_sdk.components import (
     Normalizer,
     Reader,
 )
-from mxt_sdk.extractor import Extractor
+from mxt_sdk.plugins.hookspecs import hookimpl
+from mxt_sdk.types import Prediction, Product
 
 __all__ = [
     "__version__", "Extractor", "Product", "Prediction", "hookimpl", "ComponentOptions",

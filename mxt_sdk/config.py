@@ -88,7 +88,7 @@ class ExtractionConfig(_Section):
     image_root: str | None = None
     max_image_pixels: int = Field(default=50_000_000, ge=1)
     dtype: Literal["auto", "fp32", "bf16", "int8"] = Field(
-        default="auto", description="numeric mode of extraction (see mxt_sdk.numerics); auto: bf16 on "
+        default="auto", description="numeric mode of extraction (see mxt_sdk.model.numerics); auto: bf16 on "
                                     "CUDA, fp32 on CPU")
 
 

@@ -1,32 +1,28 @@
 """``Extractor``: the one class users import. Build or load a model, extract values, save it."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
 import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from mxt_sdk import registry
-from mxt_sdk.components import Canonicalizer, Normalizer
 from mxt_sdk.config import ComponentSpec, MXTConfig, TrainingConfig, load_config
-from mxt_sdk.errors import NotFittedError
-from mxt_sdk.inference import Engine, EngineSettings, make_requests
-from mxt_sdk.metadata import CatalogMetadata
-from mxt_sdk.model import MXTModel
-from mxt_sdk.numerics import inference_model, resolve_dtype
-from mxt_sdk.serialization import SavedModel, load_folder, save_folder
-from mxt_sdk.data import REJECTED_FILE, load_products
-from mxt_sdk.errors import DataFileError
-from mxt_sdk.evaluation import Scored, group_by_pair
-from mxt_sdk.reporting import build_report, score, write_report
-from mxt_sdk.thresholds import Thresholds, calibrate
+from mxt_sdk.data.metadata import CatalogMetadata
+from mxt_sdk.data.readers import REJECTED_FILE, load_products
+from mxt_sdk.errors import DataFileError, NotFittedError
+from mxt_sdk.evaluation.metrics import Scored, group_by_pair
+from mxt_sdk.evaluation.report import build_report, score, write_report
+from mxt_sdk.evaluation.thresholds import Thresholds, calibrate
+from mxt_sdk.inference.engine import Engine, EngineSettings, make_requests
+from mxt_sdk.model.folder import SavedModel, load_folder, save_folder
+from mxt_sdk.model.mxt import MXTModel
+from mxt_sdk.model.numerics import inference_model, resolve_dtype
+from mxt_sdk.plugins import manager
+from mxt_sdk.plugins.components import Canonicalizer, Normalizer
+from mxt_sdk.training.trainer import Trainer, TrainingResult
 from mxt_sdk.types import Prediction, Product
-
-
-if TYPE_CHECKING:
-    from mxt_sdk.training import TrainingResult
 
 
 class Extractor:
@@ -79,7 +75,7 @@ class Extractor:
         self.config = self.config.model_copy(update={"extraction": extraction})
         self.canonicalizer = None
         if spec is not None:
-            self.canonicalizer = registry.create("canonicalizers", spec.name, spec.options)
+            self.canonicalizer = manager.create("canonicalizers", spec.name, spec.options)
             known = self.metadata.values if self.metadata else {}
             self.canonicalizer.fit({tuple(key.split("\t", 1)): values for key, values in known.items()})
 
@@ -91,7 +87,7 @@ class Extractor:
     def fit(self, train: str | Path | Iterable[Product | dict[str, Any]],
             val: str | Path | Iterable[Product | dict[str, Any]] | None = None, *,
             output_dir: str | Path | None = None, image_root: str | Path | None = None,
-            reader: str | None = None, **training_options: Any) -> "TrainingResult":
+            reader: str | None = None, **training_options: Any) -> TrainingResult:
         """Fine-tune on catalog labels (distant supervision) and save the model to ``output_dir``.
 
         ``train``/``val`` are data files (any registered reader format, ``reader`` to force one) or
@@ -100,8 +96,6 @@ class Extractor:
         last complete checkpoint. Bad records are skipped, counted in the log and written to
         ``rejected.jsonl``. Without ``output_dir`` a temporary folder holds the checkpoints.
         """
-        from mxt_sdk.training import Trainer  # accelerate is imported only when training
-
         settings = TrainingConfig.model_validate({**self.config.training.model_dump(), **training_options})
         self.config = self.config.model_copy(update={"training": settings})
         output = Path(output_dir) if output_dir is not None else Path(tempfile.mkdtemp(prefix="mxt-train-"))
@@ -132,7 +126,7 @@ class Extractor:
         ``on_image_error``: ``"error"`` (rows of a product whose image cannot be read carry the error
         and no value) or ``"text_only"`` (answer from the text, keep the error as a note).
         ``dtype``: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"int8"`` (default: the config's
-        ``extraction.dtype``; see :mod:`mxt_sdk.numerics`).
+        ``extraction.dtype``; see :mod:`mxt_sdk.model.numerics`).
         """
         if on_image_error not in ("error", "text_only"):
             raise ValueError(f"on_image_error must be 'error' or 'text_only', not {on_image_error!r}")
@@ -154,7 +148,7 @@ class Extractor:
         """Score the model on labelled products (their ``attributes`` are the gold values).
 
         Returns the report (per-pair P/R/F1 at the stored thresholds, recall@``precision``, micro and
-        macro averages, zero-shot / value-absent / image slices; see :mod:`mxt_sdk.evaluation`). With
+        macro averages, zero-shot / value-absent / image slices; see :mod:`mxt_sdk.evaluation.metrics`). With
         ``output`` (a ``.json`` path) also writes the predictions file, a Markdown summary and
         precision-recall plots beside it.
         """

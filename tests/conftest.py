@@ -17,12 +17,12 @@ torch.set_num_threads(2)
 @pytest.fixture(autouse=True)
 def _fresh_plugins(monkeypatch):
     """Every test starts from the installed plugins with nothing blocked, and leaves no trace."""
-    from mxt_sdk import plugins
+    from mxt_sdk.plugins import manager
 
     monkeypatch.delenv("MXT_DISABLE_PLUGINS", raising=False)
-    plugins.reset()
+    manager.reset()
     yield
-    plugins.reset()
+    manager.reset()
 
 
 TINY_T5 = {"name": "t5", "options": {"tokenizer": "byte", "d_model": 32, "d_ff": 64, "num_layers": 2,

@@ -8,13 +8,13 @@ import yaml
 from click.testing import CliRunner
 
 from conftest import tiny_config
-from mxt_sdk import plugins, registry
-from mxt_sdk.ablation import VARIANTS, AblationData, Variant, run_ablation, variant_config
-from mxt_sdk.ablation_table import TOP_K
 from mxt_sdk.cli import main
 from mxt_sdk.errors import ConfigError, UnknownComponentError
-from mxt_sdk.model import MXTModel
-from mxt_sdk.synthetic import write_catalog
+from mxt_sdk.experiments.ablation import VARIANTS, AblationData, Variant, run_ablation, variant_config
+from mxt_sdk.experiments.ablation_table import TOP_K
+from mxt_sdk.experiments.synthetic import write_catalog
+from mxt_sdk.model.mxt import MXTModel
+from mxt_sdk.plugins import manager
 
 BASE = tiny_config(["mag", "xattn"])
 BASELINES = ("span", "classify")
@@ -60,7 +60,7 @@ def test_variant_that_does_not_apply_and_unknown_variant_are_clear_errors():
 @pytest.mark.parametrize("name", BASELINES)
 def test_baseline_variant_names_the_available_generators_when_its_plugin_is_off(name, monkeypatch):
     monkeypatch.setenv("MXT_DISABLE_PLUGINS", "baselines")
-    plugins.reset()
+    manager.reset()
     with pytest.raises(UnknownComponentError, match=f"'{name}'.*Available generators: .*t5"):
         variant_config(name, BASE)
 
@@ -74,7 +74,7 @@ def test_baseline_variant_swaps_the_generator(name):
 
 @pytest.mark.parametrize("name", BASELINES)
 def test_baseline_variant_builds_a_model(name):  # the baselines are built-in: never skipped
-    assert name in registry.list_generators()
+    assert name in manager.list_generators()
     assert MXTModel(variant_config(name, BASE).model).generator is not None
 
 

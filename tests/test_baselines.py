@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from conftest import TINY_T5, tiny_config
-from mxt_sdk import Extractor, Product, registry
-from mxt_sdk.prompt import build_prompt
+from mxt_sdk import Extractor, Product
+from mxt_sdk.data.prompt import build_prompt
+from mxt_sdk.plugins import manager
 
 TINY = TINY_T5["options"]
 COLORS = ["red", "blue", "green", "black", "white", "pink"]
@@ -89,7 +90,7 @@ def test_span_learns_to_extract_values_written_in_the_text_even_unseen_ones(span
 
 
 def _generator(name: str, **options):
-    cls = registry.get_component("generators", name).cls
+    cls = manager.get_component("generators", name).cls
     return cls(cls.parse_options({**TINY, **options}))
 
 

@@ -9,9 +9,10 @@ import sys
 
 import pytest
 
-from mxt_sdk import Canonicalizer, registry
+from mxt_sdk import Canonicalizer
+from mxt_sdk.data.metadata import CatalogMetadata
 from mxt_sdk.errors import ConfigError, DataFileNotFoundError, NotFittedError
-from mxt_sdk.metadata import CatalogMetadata
+from mxt_sdk.plugins import manager
 
 from mxt_faiss.vocabulary import VocabularyFileError
 
@@ -34,7 +35,7 @@ QUERIES = [
 
 
 def make(**options):
-    return registry.create("canonicalizers", "faiss", options)
+    return manager.create("canonicalizers", "faiss", options)
 
 
 @pytest.fixture
@@ -293,9 +294,9 @@ def test_vectors_do_not_depend_on_the_process(tmp_path):
 
 # --------------------------------------------------------------------------- options and registry
 def test_registry_creates_it_with_validated_options():
-    canon = registry.create("canonicalizers", "faiss", {"similarity_threshold": 0.9, "dim": 512})
+    canon = manager.create("canonicalizers", "faiss", {"similarity_threshold": 0.9, "dim": 512})
     assert isinstance(canon, Canonicalizer) and canon.options.similarity_threshold == 0.9
-    assert "faiss" in registry.list_canonicalizers()
+    assert "faiss" in manager.list_canonicalizers()
     with pytest.raises(ConfigError, match="similarity_threshold"):
         make(similarity_threshold=1.5)
     with pytest.raises(ConfigError, match="ngram_max"):
@@ -313,10 +314,10 @@ CONTRACT_VOCABULARY = {
 }
 
 
-@pytest.mark.parametrize("name", [info.name for info in registry.list_components("canonicalizers")])
+@pytest.mark.parametrize("name", [info.name for info in manager.list_components("canonicalizers")])
 def test_canonicalizer_conformance(name, tmp_path):
     """Every registered canonicalizer, built from its ``example_options``, honours the contract."""
-    cls = registry.get_component("canonicalizers", name).cls
+    cls = manager.get_component("canonicalizers", name).cls
     canon = cls(cls.parse_options(cls.example_options))
     canon.fit(CONTRACT_VOCABULARY)
     queries = [(value, pt, attr) for (pt, attr), values in CONTRACT_VOCABULARY.items() for value in values]
@@ -337,4 +338,4 @@ def test_canonicalizer_conformance(name, tmp_path):
 
 
 def test_canonicalizer_conformance_covers_faiss():
-    assert "faiss" in [info.name for info in registry.list_components("canonicalizers")]
+    assert "faiss" in [info.name for info in manager.list_components("canonicalizers")]

@@ -9,16 +9,16 @@ import torch
 from PIL import Image
 from safetensors.torch import load_model, save_model
 
-from mxt_sdk import registry
-from mxt_sdk.images import Preprocessing, to_pixels
+from mxt_sdk.images.io import Preprocessing, to_pixels
+from mxt_sdk.plugins import manager
 
 
 def _names(kind):
-    return [info.name for info in registry.list_components(kind)]
+    return [info.name for info in manager.list_components(kind)]
 
 
 def _build(kind, name, **build_args):
-    cls = registry.get_component(kind, name).cls
+    cls = manager.get_component(kind, name).cls
     return cls, cls(cls.parse_options(cls.example_options), **build_args)
 
 

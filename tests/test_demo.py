@@ -5,6 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # trains two models in a subprocess
+
 
 def test_quick_demo_runs_end_to_end(tmp_path):
     script = Path(sys.executable).with_name("mxt")

@@ -13,8 +13,8 @@ import pluggy
 import pytest
 import yaml
 
-from mxt_sdk import hookspecs, plugins, registry
 from mxt_sdk.config import load_config
+from mxt_sdk.plugins import hookspecs, manager
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -85,9 +85,9 @@ def _anchors(path: Path) -> set[str]:
 
 # ----------------------------------------------------------------------------- hooks
 def _hookspec_functions() -> dict[str, object]:
-    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
     return {name: getattr(hookspecs, name) for name in dir(hookspecs)
-            if name.startswith("mxt_") and manager.parse_hookspec_opts(hookspecs, name) is not None}
+            if name.startswith("mxt_") and pm.parse_hookspec_opts(hookspecs, name) is not None}
 
 
 class _Source:
@@ -132,18 +132,18 @@ def test_every_hook_has_a_section_with_its_exact_signature(name):
 def test_hooks_page_has_no_section_for_a_hook_that_does_not_exist():
     sections = _sections(HOOKS_PAGE.read_text(encoding="utf-8"), level=2)
     stale = sorted(title for title in sections if title.startswith("mxt_") and title not in HOOKS)
-    assert not stale, f"docs/hooks.md documents hooks that mxt_sdk.hookspecs does not define: {stale}"
+    assert not stale, f"docs/hooks.md documents hooks that mxt_sdk.plugins.hookspecs does not define: {stale}"
 
 
 # ----------------------------------------------------------------------------- configuration page
 def _built_in_configured_components():
     found = []
     for kind in CONFIGURED_KINDS:
-        for info in registry.list_components(kind):
-            distribution = plugins.plugin_distribution(info.plugin)
+        for info in manager.list_components(kind):
+            distribution = manager.plugin_distribution(info.plugin)
             if distribution is not None and distribution[0] == "mxt-sdk":
                 found.append(info)
-    plugins.reset()  # collected at import time; leave no state behind for the tests
+    manager.reset()  # collected at import time; leave no state behind for the tests
     return found
 
 
@@ -166,11 +166,11 @@ def test_every_built_in_component_and_option_is_on_the_configuration_page(info):
 @pytest.fixture
 def example_plugin_registered(monkeypatch):
     """The tutorial's ``tiny_cnn`` registered in-process (straight from the source tree)."""
-    if not any(i.name == "tiny_cnn" for i in registry.list_components("image_encoders")):
+    if not any(i.name == "tiny_cnn" for i in manager.list_components("image_encoders")):
         monkeypatch.syspath_prepend(str(EXAMPLE_PACKAGE))
         import mxt_example_encoder
 
-        plugins.register_plugin(mxt_example_encoder, name="example_encoder")
+        manager.register_plugin(mxt_example_encoder, name="example_encoder")
     yield
     for module in [m for m in sys.modules if m.split(".")[0] == "mxt_example_encoder"]:
         del sys.modules[module]
@@ -196,7 +196,7 @@ def test_config_snippets_in_the_docs_validate(data, example_plugin_registered):
              *(("normalizers", spec) for spec in loaded.training.normalizers)]
     for kind, spec in kinds:
         if spec is not None:
-            registry.get_component(kind, spec.name).cls.parse_options(spec.options)
+            manager.get_component(kind, spec.name).cls.parse_options(spec.options)
 
 
 # ----------------------------------------------------------------------------- tutorial

@@ -8,10 +8,10 @@ import torch
 
 from conftest import tiny_config
 from mxt_sdk import Extractor
-from mxt_sdk.reporting import build_report
-from mxt_sdk.evaluation import Scored, match_key, prf, recall_at_precision, threshold_sweep
-from mxt_sdk.synthetic import write_catalog
-from mxt_sdk.thresholds import calibrate
+from mxt_sdk.evaluation.metrics import Scored, match_key, prf, recall_at_precision, threshold_sweep
+from mxt_sdk.evaluation.report import build_report
+from mxt_sdk.evaluation.thresholds import calibrate
+from mxt_sdk.experiments.synthetic import write_catalog
 
 
 def test_match_key_normalises_case_space_and_edge_punctuation():

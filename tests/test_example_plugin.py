@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # pip-installs a package and runs several subprocesses
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "mxt-example-encoder"
 PLUGIN, ENCODER, DISTRIBUTION = "example_encoder", "tiny_cnn", "mxt-example-encoder"
@@ -71,13 +73,14 @@ EXTRACTION_SCRIPT = textwrap.dedent('''
     import torch
     from PIL import Image
 
-    from mxt_sdk import Extractor, Product, registry
+    from mxt_sdk import Extractor, Product
+    from mxt_sdk.plugins import manager
 
     work = Path(sys.argv[1])
     torch.manual_seed(0)
     Image.new("RGB", (80, 60), (200, 30, 30)).save(work / "red.png")
     Image.new("RGB", (60, 90), (20, 40, 220)).save(work / "blue.png")
-    info = registry.get_component("image_encoders", "tiny_cnn")
+    info = manager.get_component("image_encoders", "tiny_cnn")
     generator = {"name": "t5", "options": {"tokenizer": "byte", "d_model": 32, "d_ff": 64,
                                            "num_layers": 2, "num_heads": 2}}
     products = [

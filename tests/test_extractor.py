@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from mxt_sdk import Extractor, Prediction, Product, plugins
+from mxt_sdk import Extractor, Prediction, Product
 from mxt_sdk.errors import PluginNotInstalledError
+from mxt_sdk.plugins import manager
 
 ROOT = Path(__file__).resolve().parents[1]
 ATTRIBUTES = ["color", "material", "neckline"]
@@ -99,7 +100,7 @@ def test_loading_a_model_whose_plugin_is_missing_names_it(tmp_path, monkeypatch)
     torch.manual_seed(3)
     Extractor.from_config(tiny_config(["mag"])).save_pretrained(tmp_path / "model")
     monkeypatch.setenv("MXT_DISABLE_PLUGINS", "fusions")
-    plugins.reset()
+    manager.reset()
     with pytest.raises(PluginNotInstalledError, match="fusion 'mag' from plugin 'fusions'"):
         Extractor.from_pretrained(tmp_path / "model")
 
@@ -132,7 +133,7 @@ def test_unigram_vocabulary_must_hold_the_byte_stand_in():
 
 
 def test_resaving_removes_files_of_the_previous_model_and_keeps_other_entries(tmp_path, products):
-    from mxt_sdk.metadata import CatalogMetadata
+    from mxt_sdk.data.metadata import CatalogMetadata
 
     torch.manual_seed(4)
     first = Extractor.from_config(tiny_config([]))
@@ -155,7 +156,7 @@ def test_an_interrupted_save_is_refused_at_load(tmp_path):
 
 
 def test_checkpoint_state_round_trips_without_pickle(tmp_path):
-    from mxt_sdk.checkpoints import load_state_dict, save_state_dict
+    from mxt_sdk.training.checkpoints import load_state_dict, save_state_dict
 
     model = torch.nn.Linear(3, 2)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from mxt_sdk.errors import ImageError
-from mxt_sdk.images import Preprocessing, load_image, resolve_image_path, to_pixels
+from mxt_sdk.images.io import Preprocessing, load_image, resolve_image_path, to_pixels
 
 
 def _save(image, path, **kwargs):

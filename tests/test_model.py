@@ -9,8 +9,8 @@ from conftest import tiny_config
 from mxt_sdk import Extractor, Product
 from mxt_sdk.config import load_config
 from mxt_sdk.errors import ConfigError
-from mxt_sdk.images import Preprocessing, to_pixels
-from mxt_sdk.model import ImagePixels, MXTModel
+from mxt_sdk.images.io import Preprocessing, to_pixels
+from mxt_sdk.model.mxt import ImagePixels, MXTModel
 
 VARIANTS = {"text-only": [], "mag": ["mag"], "xattn": ["xattn"], "mag+xattn": ["mag", "xattn"],
             "concat+xattn": ["concat", "xattn"]}
@@ -54,10 +54,10 @@ def test_variant_builds_trains_and_uses_the_image_only_when_it_should(variant):
 
 def test_mag_matches_the_equations_term_by_term():
     torch.manual_seed(0)
-    from mxt_sdk import registry
+    from mxt_sdk.plugins import manager
 
     beta = 0.7
-    mag = registry.create("fusions", "mag", {"beta": beta, "dropout": 0.0}, text_dim=6, image_dim=4).eval()
+    mag = manager.create("fusions", "mag", {"beta": beta, "dropout": 0.0}, text_dim=6, image_dim=4).eval()
     hidden = torch.randn(2, 3, 6)
     hidden[0, 2] = 0.0  # a zero embedding
     image = torch.randn(2, 4)
@@ -82,9 +82,9 @@ def test_mag_matches_the_equations_term_by_term():
 
 
 def test_mag_guards_a_zero_displacement():
-    from mxt_sdk import registry
+    from mxt_sdk.plugins import manager
 
-    mag = registry.create("fusions", "mag", {"dropout": 0.0}, text_dim=4, image_dim=3).eval()
+    mag = manager.create("fusions", "mag", {"dropout": 0.0}, text_dim=4, image_dim=3).eval()
     with torch.no_grad():
         mag.displacement.weight.zero_()
         mag.displacement_bias.zero_()

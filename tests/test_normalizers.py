@@ -7,14 +7,15 @@ from collections import Counter
 
 import pytest
 
-from mxt_sdk import Normalizer, Product, registry
-from mxt_sdk.cleaning import apply_normalizers, clean_products
-from mxt_sdk.components import ComponentOptions
+from mxt_sdk import Normalizer, Product
+from mxt_sdk.data.cleaning import apply_normalizers, clean_products
 from mxt_sdk.errors import ConfigError, NotFittedError
+from mxt_sdk.plugins import manager
+from mxt_sdk.plugins.components import ComponentOptions
 
 
 def make(name, **options):
-    return registry.create("normalizers", name, options)
+    return manager.create("normalizers", name, options)
 
 
 def run(normalizer, value, product_type="shoes", attribute="color"):
@@ -171,10 +172,10 @@ def test_learning_normalizers_refuse_to_run_unfitted():
 # --------------------------------------------------------------------------- conformance
 
 
-@pytest.mark.parametrize("name", registry.list_normalizers())
+@pytest.mark.parametrize("name", manager.list_normalizers())
 def test_every_normalizer_conforms(name):
     """Typed options, text-or-None output, deterministic, JSON state that restores the behaviour."""
-    cls = registry.get_component("normalizers", name).cls
+    cls = manager.get_component("normalizers", name).cls
     assert issubclass(cls, Normalizer) and issubclass(cls.Options, ComponentOptions) and cls.__doc__
     values = ["Red", "red", "RED ", "10MM", "10 mm", "Navy Blue", "navy-blue", "n", "Leathr", "Leather"]
     tally = Counter(("shoes", "color", v) for v in values + values[:5])

@@ -11,7 +11,7 @@ from conftest import tiny_config
 from mxt_sdk import Extractor
 from mxt_sdk.cli import main
 from mxt_sdk.errors import ConfigError
-from mxt_sdk.numerics import resolve_dtype
+from mxt_sdk.model.numerics import resolve_dtype
 
 COLORS = ["red", "blue", "green", "black", "white", "pink"]
 

@@ -7,9 +7,10 @@ import types
 import pytest
 from click.testing import CliRunner
 
-from mxt_sdk import ComponentOptions, Normalizer, hookimpl, plugins, registry
+from mxt_sdk import ComponentOptions, Normalizer, hookimpl
 from mxt_sdk.cli import main
 from mxt_sdk.errors import DuplicateComponentError, PluginError, UnknownComponentError
+from mxt_sdk.plugins import manager
 
 BUILT_INS = {
     "image_encoders": {"timm", "resnet152", "xception"},
@@ -49,24 +50,24 @@ def _fusion_plugin(cls):
 
 
 def test_built_in_plugins_arrive_through_entry_points():
-    manager = plugins.get_plugin_manager()
-    distinfo = {manager.get_name(p) for p, _ in manager.list_plugin_distinfo()}
+    pm = manager.get_plugin_manager()
+    distinfo = {pm.get_name(p) for p, _ in pm.list_plugin_distinfo()}
     assert {"timm", "fusions", "t5"} <= distinfo
     for kind, names in BUILT_INS.items():
-        assert names <= {i.name for i in registry.list_components(kind)}
+        assert names <= {i.name for i in manager.list_components(kind)}
 
 
 def test_list_with_pattern_and_alias_lookup():
-    assert registry.list_fusions("x*") == ["xattn"]
-    assert registry.get_component("fusions", "cross_attention").name == "xattn"
+    assert manager.list_fusions("x*") == ["xattn"]
+    assert manager.get_component("fusions", "cross_attention").name == "xattn"
 
 
 def test_registering_does_not_instantiate():
     _Upper.constructed = 0
-    plugins.register_plugin(_normalizer_plugin(_Upper), "upper-plugin")
-    assert "upper" in registry.list_normalizers()
+    manager.register_plugin(_normalizer_plugin(_Upper), "upper-plugin")
+    assert "upper" in manager.list_normalizers()
     assert _Upper.constructed == 0
-    normalizer = registry.create("normalizers", "upper")
+    normalizer = manager.create("normalizers", "upper")
     assert _Upper.constructed == 1
     assert normalizer("red", product_type="t", attribute="a") == "RED"
 
@@ -75,17 +76,17 @@ def test_duplicate_name_error_names_both_plugins():
     class Other(_Upper):
         name = "upper"
 
-    plugins.register_plugin(_normalizer_plugin(_Upper), "first-plugin")
-    plugins.register_plugin(_normalizer_plugin(Other), "second-plugin")
+    manager.register_plugin(_normalizer_plugin(_Upper), "first-plugin")
+    manager.register_plugin(_normalizer_plugin(Other), "second-plugin")
     with pytest.raises(DuplicateComponentError) as info:
-        registry.list_normalizers()
+        manager.list_normalizers()
     assert "first-plugin" in str(info.value) and "second-plugin" in str(info.value)
 
 
 def test_registering_a_class_of_the_wrong_kind_is_an_error():
-    plugins.register_plugin(_fusion_plugin(_Upper), "wrong-kind-plugin")
+    manager.register_plugin(_fusion_plugin(_Upper), "wrong-kind-plugin")
     with pytest.raises(PluginError, match="wrong-kind-plugin.*not a subclass of mxt_sdk.Fusion"):
-        registry.list_fusions()
+        manager.list_fusions()
 
 
 def test_alias_clashing_with_a_built_in_names_both_plugins():
@@ -95,15 +96,15 @@ def test_alias_clashing_with_a_built_in_names_both_plugins():
         name = "concat2"
         aliases = ("mag",)
 
-    plugins.register_plugin(_fusion_plugin(Clash), "clash-plugin")
+    manager.register_plugin(_fusion_plugin(Clash), "clash-plugin")
     with pytest.raises(DuplicateComponentError, match="fusion name 'mag'") as info:
-        registry.list_fusions()
+        manager.list_fusions()
     assert "'fusions'" in str(info.value) and "'clash-plugin'" in str(info.value)
 
 
 def test_unknown_name_suggests_closest_and_lists_available():
     with pytest.raises(UnknownComponentError) as info:
-        registry.get_component("fusions", "magg")
+        manager.get_component("fusions", "magg")
     message = str(info.value)
     assert "Did you mean 'mag'?" in message
     assert "concat" in message and "xattn" in message
@@ -113,7 +114,7 @@ def test_unknown_options_are_rejected_with_allowed_list():
     from mxt_sdk.errors import ConfigError
 
     with pytest.raises(ConfigError, match="beta"):
-        registry.create("fusions", "mag", {"bta": 2.0}, text_dim=8, image_dim=8)
+        manager.create("fusions", "mag", {"bta": 2.0}, text_dim=8, image_dim=8)
 
 
 def test_misspelled_hook_is_caught():
@@ -125,15 +126,15 @@ def test_misspelled_hook_is_caught():
 
     plugin.mxt_register_fusion = mxt_register_fusion
     with pytest.raises(Exception, match="mxt_register_fusion"):
-        plugins.register_plugin(plugin, "typo-plugin")
+        manager.register_plugin(plugin, "typo-plugin")
 
 
 def test_disable_env_blocks_entry_point_plugins(monkeypatch):
     monkeypatch.setenv("MXT_DISABLE_PLUGINS", "fusions, t5, baselines")
-    plugins.reset()
-    assert registry.list_fusions() == []
-    assert registry.list_generators() == []
-    assert "timm" in registry.list_image_encoders()
+    manager.reset()
+    assert manager.list_fusions() == []
+    assert manager.list_generators() == []
+    assert "timm" in manager.list_image_encoders()
 
 
 def test_cli_plugins_json_lists_all_six_kinds():

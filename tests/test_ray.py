@@ -11,7 +11,7 @@ ray = pytest.importorskip("ray", reason="the optional 'ray' extra is not install
 
 
 def test_ray_path_matches_plain_extraction(tmp_path, products, image_dir):
-    from mxt_sdk.ray_batch import extract_with_ray
+    from mxt_sdk.inference.ray import extract_with_ray
 
     torch.manual_seed(0)
     Extractor.from_config(tiny_config(["mag", "xattn"])).save_pretrained(tmp_path / "model")

@@ -10,11 +10,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mxt_sdk import Product, Reader, hookimpl, registry
-from mxt_sdk.components import ComponentOptions
-from mxt_sdk.data import detect_reader, read_products
+from mxt_sdk import Product, Reader, hookimpl
+from mxt_sdk.data.readers import detect_reader, read_products
 from mxt_sdk.errors import ConfigError, DataFileError, DataFileNotFoundError, RecordError
-from mxt_sdk.plugins import register_plugin
+from mxt_sdk.plugins import manager
+from mxt_sdk.plugins.components import ComponentOptions
+from mxt_sdk.plugins.manager import register_plugin
 from mxt_readers.products import write_products
 
 # --------------------------------------------------------------------------- helpers
@@ -282,14 +283,14 @@ def test_reader_options_are_checked_before_reading(tmp_path):
 # --------------------------------------------------------------------------- conformance
 
 
-@pytest.mark.parametrize("name", registry.list_readers())
+@pytest.mark.parametrize("name", manager.list_readers())
 def test_every_reader_conforms(name, tmp_path):
     """Typed options, a docstring, and a can_read that answers False (never raises) on odd files."""
-    cls = registry.get_component("readers", name).cls
+    cls = manager.get_component("readers", name).cls
     assert issubclass(cls.Options, ComponentOptions) and cls.__doc__
     odd = {"empty.jsonl": b"", "empty.tsv": b"", "blob.tsv": b"\x00\xff\xfe garbage",
            "blob.parquet": b"PAR1", "array.json": b"[\n  {\"title\": 1}\n]\n", "notes.txt": b"hi\n"}
     for file_name, content in odd.items():
         (tmp_path / file_name).write_bytes(content)
         assert cls.can_read(tmp_path / file_name) is False, file_name
-    assert isinstance(registry.create("readers", name), Reader)
+    assert isinstance(manager.create("readers", name), Reader)

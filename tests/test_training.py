@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 
 from conftest import tiny_config
 from mxt_sdk import Extractor
-from mxt_sdk.checkpoints import complete_checkpoints
-from mxt_sdk.synthetic import write_catalog
+from mxt_sdk.experiments.synthetic import write_catalog
+from mxt_sdk.training.checkpoints import complete_checkpoints
 
 TRAINING = {"learning_rate": 3e-3, "batch_size": 8, "eval_every": 2, "log_every": 1, "seed": 7,
             "normalizers": ["text", "min_count"]}
@@ -109,6 +109,7 @@ def _write_config(tmp_path, **training) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_killed_training_resumes_from_last_complete_checkpoint(catalog, tmp_path):
     config = _write_config(tmp_path, eval_every=3)
     out = tmp_path / "run"
@@ -133,6 +134,7 @@ def test_killed_training_resumes_from_last_complete_checkpoint(catalog, tmp_path
     Extractor.from_pretrained(out)
 
 
+@pytest.mark.slow
 def test_two_process_data_parallel_on_cpu(catalog, tmp_path):
     config = _write_config(tmp_path, eval_every=2)
     out = tmp_path / "ddp"

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from mxt_sdk.ablation import DEFAULT_VARIANTS, VARIANTS
 from mxt_sdk.cli.common import setup_logging
+from mxt_sdk.experiments.ablation import DEFAULT_VARIANTS, VARIANTS, AblationData, run_ablation
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 _EPILOG = "\b\nVariants (docs/evaluation.md, section Ablations):\n" + "\n".join(
@@ -36,8 +36,6 @@ def ablate(config_path, train, test, val, variants, reference, seconds, output, 
     """Train each variant with the same data, seed and time budget, evaluate it on --test, and print
     a table of recall@P improvements over --reference for the top-5/10/15 attributes by test support,
     plus absolute numbers. A failing variant is recorded in the table; the others still run."""
-    from mxt_sdk.ablation import AblationData, run_ablation
-
     setup_logging()
     names = [name.strip() for name in variants.split(",") if name.strip()]
     result = run_ablation(config_path, AblationData(train, test, val, images), output, variants=names,

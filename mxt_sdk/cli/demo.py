@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from mxt_sdk.cli.common import setup_logging
+from mxt_sdk.experiments.demo import DemoSettings, run_demo
 
 
 @click.command()
@@ -15,8 +16,6 @@ from mxt_sdk.cli.common import setup_logging
 @click.option("--seed", default=0, show_default=True, type=int)
 def demo(output, quick, products, minutes, seed) -> None:
     """Build a synthetic catalog, train MXT and a text-only baseline on it, evaluate, report."""
-    from mxt_sdk.demo import DemoSettings, run_demo
-
     setup_logging()
     settings = DemoSettings.quick() if quick else DemoSettings()
     settings.seed = seed

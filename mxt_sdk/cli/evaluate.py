@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mxt_sdk.cli.common import setup_logging
+from mxt_sdk.extractor import Extractor
 
 _model = click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
                       help="Model folder written by `mxt train` / save_pretrained.")
@@ -31,8 +32,6 @@ _batch = click.option("--batch-size", type=int, help="Examples per generation ba
 @_batch
 def evaluate(model_dir, data, output, precision, image_root, reader, batch_size) -> None:
     """Evaluate MODEL on DATA: per-pair P/R/F1, recall@P, zero-shot and value-absent slices."""
-    from mxt_sdk import Extractor
-
     setup_logging()
     report = Extractor.from_pretrained(model_dir).evaluate(
         data, precision=precision, output=output, image_root=image_root, reader=reader, batch_size=batch_size)
@@ -50,8 +49,6 @@ def evaluate(model_dir, data, output, precision, image_root, reader, batch_size)
 @_batch
 def calibrate(model_dir, data, precision, image_root, reader, batch_size) -> None:
     """Set per-pair confidence thresholds of MODEL reaching PRECISION on DATA; saved in MODEL."""
-    from mxt_sdk import Extractor
-
     setup_logging()
     extractor = Extractor.from_pretrained(model_dir)
     thresholds = extractor.calibrate(data, precision=precision, image_root=image_root, reader=reader,

@@ -10,6 +10,8 @@ import click
 from tqdm.auto import tqdm
 
 from mxt_sdk.cli.common import setup_logging
+from mxt_sdk.data.readers import read_products
+from mxt_sdk.extractor import Extractor
 
 
 @click.command()
@@ -38,9 +40,6 @@ def extract(model_dir, input_path, output, attributes, batch_size, device, image
     lines whose "error" says why, and the job goes on. Exit status 0 when the job ran (errors are
     counted in the summary), 1 when no pair could be answered at all.
     """
-    from mxt_sdk import Extractor
-    from mxt_sdk.data import read_products
-
     setup_logging()
     extractor = Extractor.from_pretrained(model_dir, device=device)
     asked = [a.strip() for a in attributes.split(",") if a.strip()] if attributes else None

@@ -5,14 +5,14 @@ import json
 
 import click
 
-from mxt_sdk import registry
+from mxt_sdk.plugins import manager
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: {kind: [{name, plugin, ...}]}.")
 def plugins(as_json: bool) -> None:
     """List registered image encoders, fusions, generators, normalizers, canonicalizers, readers."""
-    table = {kind: [info.as_dict() for info in infos] for kind, infos in registry.all_components().items()}
+    table = {kind: [info.as_dict() for info in infos] for kind, infos in manager.all_components().items()}
     if as_json:
         click.echo(json.dumps(table, indent=2))
         return

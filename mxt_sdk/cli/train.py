@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mxt_sdk.cli.common import setup_logging
+from mxt_sdk.extractor import Extractor
 
 
 @click.command()
@@ -25,8 +26,6 @@ from mxt_sdk.cli.common import setup_logging
 @click.option("--reader", help="Force a reader instead of detecting the format (see `mxt plugins`).")
 def train(config_path, train_path, val_path, output, max_steps, epochs, batch_size, image_root, reader) -> None:
     """Train on TRAIN (distant supervision: catalog values are the labels) and save to OUTPUT."""
-    from mxt_sdk import Extractor
-
     setup_logging()
     overrides = {k: v for k, v in {"max_steps": max_steps, "epochs": epochs, "batch_size": batch_size}.items()
                  if v is not None}

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from mxt_sdk import GreedyOutput
-from mxt_sdk.prompt import CONTEXT_MARKER
+from mxt_sdk.data.prompt import CONTEXT_MARKER
 from mxt_t5.generator import T5Options
 
 from mxt_baselines.encoder import EncoderOnly

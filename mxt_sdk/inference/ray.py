@@ -7,7 +7,7 @@ attribute) and the :class:`~mxt_sdk.Prediction` fields as columns. Ray does the 
 retries and spilling; mxt_sdk adds nothing of its own.
 
     import ray
-    from mxt_sdk.ray_batch import extract_with_ray
+    from mxt_sdk.inference.ray import extract_with_ray
 
     products = ray.data.read_json("s3://bucket/catalog/")           # rows with Product fields
     predictions = extract_with_ray(products, "my-model", concurrency=8)
@@ -19,6 +19,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from mxt_sdk.extractor import Extractor  # Ray actors drive a whole Extractor: this module sits above it
 from mxt_sdk.types import Prediction, Product
 
 #: Product fields read from a row; ``attributes`` (labels) are not needed to extract.
@@ -46,8 +47,6 @@ class ExtractionActor:
 
     def __init__(self, model_dir: str, attributes: Sequence[str] | None = None, image_root: str | None = None,
                  batch_size: int | None = None, device: str | None = None, on_image_error: str = "error"):
-        from mxt_sdk import Extractor
-
         self.extractor = Extractor.from_pretrained(model_dir, device=device)
         self.options = {"batch_size": batch_size, "image_root": image_root, "on_image_error": on_image_error}
         self.attributes = list(attributes) if attributes is not None else None

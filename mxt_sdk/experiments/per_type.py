@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from mxt_sdk.config import MXTConfig
-from mxt_sdk.data import REJECTED_FILE, load_products
+from mxt_sdk.data.readers import REJECTED_FILE, load_products
 from mxt_sdk.errors import DataFileError, MXTError
-from mxt_sdk.reporting import build_report, score, write_report
-from mxt_sdk.thresholds import Thresholds
+from mxt_sdk.evaluation.report import build_report, score, write_report
+from mxt_sdk.evaluation.thresholds import Thresholds
+from mxt_sdk.experiments.runs import AblationData, VariantRun, fit_budgeted
 from mxt_sdk.types import Prediction, Product
 
 __all__ = ["split_budget", "train_and_evaluate_per_type"]
@@ -63,8 +64,6 @@ def _missing_model(products: list[Product], reason: str) -> list[dict[str, Any]]
 def _train_all(config: MXTConfig, train: list[Product], val: list[Product] | None, folder: Path,
                image_root: Path, seconds: float | None, seed: int):
     """``(models by type, parts summary, notes)`` for every type with labelled training products."""
-    from mxt_sdk.ablation import fit_budgeted
-
     groups = {kind: [p for p in products if p.attributes] for kind, products in _by_type(train).items()}
     examples = {kind: sum(len(p.attributes) for p in products) for kind, products in groups.items() if products}
     if not examples:
@@ -124,12 +123,10 @@ def _image_root(config: MXTConfig, images: Path | None, data_file: Path) -> Path
     return Path(data_file).parent
 
 
-def train_and_evaluate_per_type(config: MXTConfig, data, folder: Path, report_path: Path, *,
-                                seconds: float | None, seed: int, precision: float = 0.9):
+def train_and_evaluate_per_type(config: MXTConfig, data: AblationData, folder: Path, report_path: Path, *,
+                                seconds: float | None, seed: int, precision: float = 0.9) -> VariantRun:
     """Train one model per product type under ``folder/<type>/`` and write the merged evaluation to
-    ``report_path``; returns an :class:`mxt_sdk.ablation.VariantRun` (steps summed over the types)."""
-    from mxt_sdk.ablation import VariantRun
-
+    ``report_path``; returns an :class:`mxt_sdk.experiments.runs.VariantRun` (steps summed over the types)."""
     folder.mkdir(parents=True, exist_ok=True)
     rejected = folder / REJECTED_FILE
     rejected.unlink(missing_ok=True)

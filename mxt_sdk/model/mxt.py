@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from mxt_sdk import registry
-from mxt_sdk.components import Fusion, GreedyOutput, ImageEncoder
 from mxt_sdk.config import ComponentSpec, ModelConfig
 from mxt_sdk.errors import ConfigError
+from mxt_sdk.plugins import manager
+from mxt_sdk.plugins.components import Fusion, GreedyOutput, ImageEncoder
 
 __all__ = ["ImageFeatures", "ImagePixels", "MXTModel", "ENCODER_SLOTS"]
 
@@ -62,14 +62,14 @@ class MXTModel(torch.nn.Module):
         super().__init__()
         saved = saved or {}
         self.config = config
-        self.generator = registry.create("generators", config.generator.name, config.generator.options,
+        self.generator = manager.create("generators", config.generator.name, config.generator.options,
                                          saved=saved.get("generator"))
         self.encoders = torch.nn.ModuleDict()
         for slot, expected in ENCODER_SLOTS.items():
             spec: ComponentSpec | None = getattr(config, slot)
             if spec is None:
                 continue
-            encoder: ImageEncoder = registry.create("image_encoders", spec.name, spec.options,
+            encoder: ImageEncoder = manager.create("image_encoders", spec.name, spec.options,
                                                     saved=saved.get(slot))
             if encoder.output != expected:
                 raise ConfigError(
@@ -92,7 +92,7 @@ class MXTModel(torch.nn.Module):
             )
 
     def _build_fusion(self, position: int, spec: ComponentSpec) -> Fusion:
-        cls = registry.get_component("fusions", spec.name).cls
+        cls = manager.get_component("fusions", spec.name).cls
         encoder = self.encoders[cls.image_input] if cls.image_input in self.encoders else None
         if encoder is None:
             slot = next(s for s, out in ENCODER_SLOTS.items() if out == cls.image_input)
@@ -100,7 +100,7 @@ class MXTModel(torch.nn.Module):
                 f"model.fusions[{position}] {spec.name!r} needs {cls.image_input!r} image features: "
                 f"set model.{slot}."
             )
-        return registry.create("fusions", spec.name, spec.options, text_dim=self.generator.d_model,
+        return manager.create("fusions", spec.name, spec.options, text_dim=self.generator.d_model,
                                image_dim=encoder.out_dim)
 
     @property

@@ -3,8 +3,8 @@ on the same data, seed and time budget.
 
 A variant is a function from a base config (as a plain dict, ``MXTConfig.model_dump()``) to the
 variant's config, plus a one-line description; ``per-type`` also trains one model per product type
-(:mod:`mxt_sdk.per_type`). :func:`run_ablation` runs the variants one after the other into one output
-folder and compares them with :mod:`mxt_sdk.ablation_table`; a variant that fails is recorded with its
+(:mod:`mxt_sdk.experiments.per_type`). :func:`run_ablation` runs the variants one after the other into one output
+folder and compares them with :mod:`mxt_sdk.experiments.ablation_table`; a variant that fails is recorded with its
 error and the others still run. :func:`train_and_evaluate` is the single-variant step, also used by
 ``mxt demo``.
 """
@@ -16,20 +16,26 @@ import logging
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mxt_sdk import registry
+from tqdm.auto import tqdm
+
 from mxt_sdk.config import MXTConfig, load_config
+from mxt_sdk.data.readers import load_products
 from mxt_sdk.errors import ConfigError
+from mxt_sdk.experiments.ablation_table import build_table, markdown
+from mxt_sdk.experiments.per_type import train_and_evaluate_per_type
+from mxt_sdk.experiments.runs import AblationData, VariantRun, fit_budgeted
+from mxt_sdk.plugins import manager
+from mxt_sdk.storage import write_json
 
 __all__ = ["Variant", "VARIANTS", "DEFAULT_VARIANTS", "AblationData", "VariantRun", "get_variant",
            "variant_config", "describe_data", "fit_budgeted", "train_and_evaluate", "run_ablation"]
 
 log = logging.getLogger("mxt_sdk.ablation")
 
-UNLIMITED_STEPS = 1_000_000  # with a time budget the clock, not the step count, ends training
 ABLATION_FILE, TABLE_FILE = "ablation.json", "ablation.md"
 
 
@@ -82,7 +88,7 @@ def _text_only(config: dict[str, Any]) -> dict[str, Any]:
 
 def _with_generator(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def transform(config: dict[str, Any]) -> dict[str, Any]:
-        registry.get_component("generators", name)  # not installed: the error lists the generators there are
+        manager.get_component("generators", name)  # not installed: the error lists the generators there are
         config["model"]["generator"]["name"] = name
         return config
 
@@ -122,63 +128,13 @@ def variant_config(name: str, base: str | Path | dict[str, Any] | MXTConfig) -> 
 
 
 # --------------------------------------------------------------------------- one variant
-@dataclass(frozen=True)
-class AblationData:
-    """The files every variant is trained and tested on; ``images`` is the image root (default: each
-    data file's folder)."""
-
-    train: Path
-    test: Path
-    val: Path | None = None
-    images: Path | None = None
-
-
-@dataclass
-class VariantRun:
-    """What training and evaluating one variant gave."""
-
-    report: dict[str, Any]
-    report_path: Path
-    steps: int
-    train_seconds: float
-    eval_seconds: float
-    notes: list[str] = field(default_factory=list)
-    parts: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-def fit_budgeted(config: MXTConfig, train, output_dir: Path, *, val=None, image_root: Path | None = None,
-                 seconds: float | None = None, seed: int = 0):
-    """Build a fresh model from ``config`` (weights initialised from ``seed``) and fit it.
-
-    With ``seconds`` the clock ends training (``max_train_seconds``; the step limit is lifted, and
-    without validation data no intermediate checkpoints are written); without, the config's
-    ``epochs`` / ``max_steps`` do. Returns ``(extractor, TrainingResult, wall seconds of fit)``.
-    """
-    import torch
-
-    from mxt_sdk.extractor import Extractor
-
-    overrides: dict[str, Any] = {"seed": seed}
-    if seconds is not None:
-        overrides.update(max_train_seconds=seconds, max_steps=UNLIMITED_STEPS)
-        if val is None:
-            overrides["eval_every"] = UNLIMITED_STEPS
-    torch.manual_seed(seed)
-    extractor = Extractor.from_config(config)
-    started = time.perf_counter()
-    result = extractor.fit(train, val, output_dir=output_dir, image_root=image_root, **overrides)
-    return extractor, result, time.perf_counter() - started
-
-
 def train_and_evaluate(config: MXTConfig, data: AblationData, model_dir: Path, report_path: Path, *,
                        seconds: float | None, seed: int, per_type: bool = False,
                        precision: float = 0.9) -> VariantRun:
     """Train ``config`` on ``data.train`` into ``model_dir`` and evaluate it on ``data.test`` with
     :meth:`Extractor.evaluate`, writing ``report_path`` (+ predictions, summary, plots) beside it.
-    ``per_type``: one model per product type instead (see :mod:`mxt_sdk.per_type`)."""
+    ``per_type``: one model per product type instead (see :mod:`mxt_sdk.experiments.per_type`)."""
     if per_type:
-        from mxt_sdk.per_type import train_and_evaluate_per_type
-
         return train_and_evaluate_per_type(config, data, model_dir, report_path, seconds=seconds, seed=seed,
                                            precision=precision)
     extractor, result, train_seconds = fit_budgeted(config, data.train, model_dir, val=data.val,
@@ -191,8 +147,6 @@ def train_and_evaluate(config: MXTConfig, data: AblationData, model_dir: Path, r
 def describe_data(data: AblationData) -> dict[str, dict[str, int] | None]:
     """Per split: products, those naming an image, product types, stated values (for the table's header,
     and to show when image variants have no image to use)."""
-    from mxt_sdk.data import load_products
-
     summary: dict[str, dict[str, int] | None] = {}
     for split, path in (("train", data.train), ("val", data.val), ("test", data.test)):
         if path is None:
@@ -255,11 +209,6 @@ def run_ablation(config: str | Path | dict[str, Any] | MXTConfig, data: Ablation
     the Markdown table under ``"markdown"``. Unknown variant names, a reference outside ``variants`` or
     an ``output`` that already holds an ablation are errors before anything runs.
     """
-    from tqdm.auto import tqdm
-
-    from mxt_sdk.ablation_table import build_table, markdown
-    from mxt_sdk.storage import write_json
-
     names = _check_names(variants, reference)
     base = load_config(config)
     output = Path(output)

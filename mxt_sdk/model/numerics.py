@@ -24,7 +24,7 @@ import torch
 from mxt_sdk.errors import ConfigError
 
 if TYPE_CHECKING:
-    from mxt_sdk.model import ImagePixels, MXTModel
+    from mxt_sdk.model.mxt import ImagePixels, MXTModel
 
 DTYPES = ("auto", "fp32", "bf16", "int8")
 

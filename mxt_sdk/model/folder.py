@@ -11,14 +11,14 @@ from typing import Any
 import torch
 from safetensors.torch import load_model, save_model
 
-from mxt_sdk import __version__, registry
-from mxt_sdk.components import Canonicalizer, Normalizer
+from mxt_sdk._version import __version__
 from mxt_sdk.config import MXTConfig
+from mxt_sdk.data.metadata import CatalogMetadata
 from mxt_sdk.errors import ConfigError, PluginNotInstalledError
-from mxt_sdk.metadata import CatalogMetadata
-from mxt_sdk.model import ENCODER_SLOTS, MXTModel
-from mxt_sdk.plugins import plugin_distribution
-from mxt_sdk.thresholds import Thresholds
+from mxt_sdk.evaluation.thresholds import Thresholds
+from mxt_sdk.model.mxt import ENCODER_SLOTS, MXTModel
+from mxt_sdk.plugins import manager
+from mxt_sdk.plugins.components import Canonicalizer, Normalizer
 from mxt_sdk.storage import is_complete, read_json, staged_update, write_json
 
 FORMAT_VERSION = 1
@@ -44,8 +44,8 @@ class SavedModel:
 
 
 def _component_record(kind: str, name: str) -> dict[str, Any]:
-    info = registry.get_component(kind, name)
-    dist = plugin_distribution(info.plugin)
+    info = manager.get_component(kind, name)
+    dist = manager.plugin_distribution(info.plugin)
     return {"kind": kind, "name": info.name, "plugin": info.plugin,
             "distribution": dist[0] if dist else None, "version": dist[1] if dist else None}
 
@@ -98,11 +98,11 @@ def save_folder(directory: Path, saved: SavedModel) -> None:
 def _check_installed(components: list[dict[str, Any]], where: Path) -> None:
     for record in components:
         try:
-            registry.get_component(record["kind"], record["name"])
+            manager.get_component(record["kind"], record["name"])
         except KeyError:
             source = record.get("distribution") or f"the plugin {record.get('plugin')!r}"
             raise PluginNotInstalledError(
-                f"{where} needs the {registry.KINDS[record['kind']].label} {record['name']!r} from plugin "
+                f"{where} needs the {manager.KINDS[record['kind']].label} {record['name']!r} from plugin "
                 f"{record.get('plugin')!r}, which is not installed here (or is blocked by "
                 f"MXT_DISABLE_PLUGINS). Install {source} and load again."
             ) from None
@@ -115,7 +115,7 @@ def _load_normalizers(path: Path) -> list[Normalizer]:
     _check_installed(records, path)
     normalizers = []
     for record in records:
-        normalizer = registry.create("normalizers", record["name"], record["options"])
+        normalizer = manager.create("normalizers", record["name"], record["options"])
         normalizer.set_state(record["state"])
         normalizers.append(normalizer)
     return normalizers
@@ -148,7 +148,7 @@ def load_folder(directory: Path) -> SavedModel:
     canonicalizer = None
     spec = config.extraction.canonicalizer
     if spec is not None and (directory / CANONICALIZER_DIR).is_dir():
-        canonicalizer = registry.create("canonicalizers", spec.name, spec.options)
+        canonicalizer = manager.create("canonicalizers", spec.name, spec.options)
         canonicalizer.load(directory)
     thresholds = Thresholds()
     if (directory / THRESHOLDS_FILE).is_file():

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mxt_sdk.components import Normalizer
-from mxt_sdk.evaluation import (Scored, group_by_pair, match_key, micro_macro, pair_metrics,
+from mxt_sdk.data.metadata import CatalogMetadata
+from mxt_sdk.evaluation.metrics import (Scored, group_by_pair, match_key, micro_macro, pair_metrics,
                                 threshold_sweep, written_in)
-from mxt_sdk.metadata import CatalogMetadata
-from mxt_sdk.plots import precision_recall_curve
+from mxt_sdk.evaluation.plots import precision_recall_curve
+from mxt_sdk.evaluation.thresholds import Thresholds
+from mxt_sdk.plugins.components import Normalizer
 from mxt_sdk.storage import write_json
-from mxt_sdk.thresholds import Thresholds
 from mxt_sdk.types import Prediction, Product
 
 MATCHING_RULE = ("normalized exact match: gold and predicted values pass through the model's fitted "
@@ -80,7 +80,7 @@ def _slice(rows: list[dict[str, Any]], thresholds: Thresholds) -> dict[str, Any]
 
 
 def build_report(rows: list[dict[str, Any]], thresholds: Thresholds, precision: float) -> dict[str, Any]:
-    """Per-pair metrics, micro/macro averages and the slices (see :mod:`mxt_sdk.evaluation`)."""
+    """Per-pair metrics, micro/macro averages and the slices (see :mod:`mxt_sdk.evaluation.metrics`)."""
     by_pair = group_by_pair((r["product_type"], r["attribute"], _scored(r)) for r in rows)
     pairs = sorted((pair_metrics(pt, attr, pair_rows, thresholds.threshold_for(pt, attr), precision)
                     for (pt, attr), pair_rows in by_pair.items()), key=lambda m: (-m.support, m.product_type, m.attribute))

@@ -9,8 +9,8 @@ from typing import Any
 import torch
 
 from mxt_sdk.errors import ImageError
-from mxt_sdk.images import Preprocessing, load_image, to_pixels
-from mxt_sdk.model import ImagePixels
+from mxt_sdk.images.io import Preprocessing, load_image, to_pixels
+from mxt_sdk.model.mxt import ImagePixels
 
 IGNORE_INDEX = -100
 

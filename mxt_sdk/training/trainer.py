@@ -15,21 +15,24 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import datasets
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
 from tqdm.auto import tqdm
 
-from mxt_sdk import checkpoints, registry
-from mxt_sdk.batching import ImageLoader, TrainingCollator, truncate
-from mxt_sdk.cleaning import apply_normalizers, clean_products
 from mxt_sdk.config import TrainingConfig
-from mxt_sdk.examples import collect_metadata, example_rows
+from mxt_sdk.data.cleaning import apply_normalizers, clean_products
+from mxt_sdk.data.examples import collect_metadata, example_rows
+from mxt_sdk.images.batching import ImageLoader, TrainingCollator, truncate
+from mxt_sdk.plugins import manager
 from mxt_sdk.storage import write_json
+from mxt_sdk.training import checkpoints
 from mxt_sdk.types import Product
+
+if TYPE_CHECKING:
+    import datasets
 
 log = logging.getLogger("mxt_sdk.training")
 
@@ -86,7 +89,7 @@ class Trainer:
     # ----------------------------------------------------------------- data
     def _prepare(self, train: list[Product], val: list[Product] | None) -> dict[str, Any]:
         model_config = self.extractor.config.model
-        normalizers = [registry.create("normalizers", s.name, s.options) for s in self.config.normalizers]
+        normalizers = [manager.create("normalizers", s.name, s.options) for s in self.config.normalizers]
         train, summary = clean_products(train, normalizers)
         log.info("Label cleaning (%s): %d stated labels -> %d; details in %s",
                  ", ".join(n.name for n in normalizers) or "none", summary["labels_before"],
@@ -106,6 +109,8 @@ class Trainer:
                 "truncated": truncated, "normalizers": normalizers}
 
     def _tokenized(self, products: list[Product], path: Path) -> tuple[datasets.Dataset, int]:
+        import datasets  # heavy (pandas, pyarrow: ~0.8 s), so imported when training starts, not with mxt_sdk
+
         model_config = self.extractor.config.model
         tokenizer = self.extractor.model.generator.tokenizer
         with self.accelerator.main_process_first():
@@ -169,7 +174,7 @@ class Trainer:
                 encoder.options.freeze = True
         for slot in ("global_encoder", "regional_encoder"):
             spec = getattr(self.extractor.config.model, slot)
-            if spec is not None and "freeze" in registry.get_component("image_encoders", spec.name).cls.Options.model_fields:
+            if spec is not None and "freeze" in manager.get_component("image_encoders", spec.name).cls.Options.model_fields:
                 spec.options["freeze"] = True
 
     # ----------------------------------------------------------------- fit

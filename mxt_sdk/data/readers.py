@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mxt_sdk import registry
 from mxt_sdk.errors import DataFileError, DataFileNotFoundError, RecordError
+from mxt_sdk.plugins import manager
 from mxt_sdk.types import Product, product_from_record
 
 __all__ = ["detect_reader", "read_products", "load_products", "REJECTED_FILE"]
@@ -40,7 +40,7 @@ def detect_reader(path: str | Path) -> str:
     :class:`~mxt_sdk.errors.DataFileError` listing the readers when none or several recognise it.
     """
     path = _existing_file(path)
-    readers = registry.list_components("readers")
+    readers = manager.list_components("readers")
     matches = [info.name for info in readers if info.cls.can_read(path)]
     if len(matches) == 1:
         return matches[0]
@@ -72,7 +72,7 @@ def read_products(path: str | Path, reader: str | None = None,
     """
     path = _existing_file(path)
     name = reader if reader is not None else detect_reader(path)
-    return registry.create("readers", name, options).read(path)
+    return manager.create("readers", name, options).read(path)
 
 
 def load_products(source: str | Path | Iterable[Product | dict[str, Any]], split: str,

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from mxt_sdk.components import Normalizer
+from mxt_sdk.plugins.components import Normalizer
 from mxt_sdk.types import Product
 
 __all__ = ["CleaningResult", "clean_products", "apply_normalizers"]

@@ -9,8 +9,8 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from mxt_sdk.evaluation import Scored, recall_at_precision
-from mxt_sdk.metadata import pair_key
+from mxt_sdk.data.metadata import pair_key
+from mxt_sdk.evaluation.metrics import Scored, recall_at_precision
 
 DEFAULT_THRESHOLD = 0.5
 
@@ -39,7 +39,7 @@ class Thresholds(BaseModel):
 
 def calibrate(rows_by_pair: Mapping[tuple[str, str], Sequence[Scored]], precision: float,
               default: float = DEFAULT_THRESHOLD) -> Thresholds:
-    """Thresholds reaching ``precision`` per pair on labelled rows (see :mod:`mxt_sdk.evaluation`)."""
+    """Thresholds reaching ``precision`` per pair on labelled rows (see :mod:`mxt_sdk.evaluation.metrics`)."""
     pairs: dict[str, float | None] = {}
     support: dict[str, int] = {}
     for (product_type, attribute), rows in rows_by_pair.items():

@@ -10,8 +10,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from mxt_sdk.metadata import CatalogMetadata, pair_key
-from mxt_sdk.prompt import build_prompt
+from mxt_sdk.data.metadata import CatalogMetadata, pair_key
+from mxt_sdk.data.prompt import build_prompt
 from mxt_sdk.types import Product
 
 

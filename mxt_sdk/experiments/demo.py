@@ -1,6 +1,6 @@
 """``mxt demo``: the whole job on a synthetic multimodal catalog, in minutes, offline.
 
-Builds the catalog (:mod:`mxt_sdk.synthetic`), trains the tiny MXT (MAG + cross-attention) and, for
+Builds the catalog (:mod:`mxt_sdk.experiments.synthetic`), trains the tiny MXT (MAG + cross-attention) and, for
 comparison, the text-only variant (MXT gets two thirds of the time budget, text-only one third:
 an MXT step also encodes images), evaluates both on the test split (which holds
 zero-shot values), and writes a report. Everything goes under one output folder.
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mxt_sdk.ablation import AblationData, train_and_evaluate, variant_config
-from mxt_sdk.synthetic import IMAGE_ONLY, write_catalog
+from mxt_sdk.experiments.ablation import AblationData, train_and_evaluate, variant_config
+from mxt_sdk.experiments.synthetic import IMAGE_ONLY, write_catalog
 
 
 @dataclass

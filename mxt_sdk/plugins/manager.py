@@ -1,23 +1,104 @@
-"""Typed lookup of registered components: ``list_*`` per kind, :func:`get_component`, :func:`create`.
+"""The plugin manager and the typed component registry.
 
-The tables are filled by calling every plugin's registration hooks once, on first use.
+Built-in and third-party plugins both arrive through the ``mxt_sdk`` entry-point group
+(``MXT_DISABLE_PLUGINS=name,name`` blocks plugins by entry-point name). Their registration hooks are
+called once, on first use, to fill one table per component kind: ``list_*`` per kind,
+:func:`get_component`, :func:`create`.
 """
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import pluggy
 from pydantic import BaseModel
 
-from mxt_sdk.components import Canonicalizer, Fusion, Generator, ImageEncoder, Normalizer, Reader
 from mxt_sdk.errors import DuplicateComponentError, PluginError, UnknownComponentError
-from mxt_sdk.plugins import get_plugin_manager
+from mxt_sdk.plugins import hookspecs
+from mxt_sdk.plugins.components import Canonicalizer, Fusion, Generator, ImageEncoder, Normalizer, Reader
+
+ENTRY_POINT_GROUP = "mxt_sdk"
+DISABLE_ENV = "MXT_DISABLE_PLUGINS"
+
+_manager_lock = threading.Lock()
+_manager: pluggy.PluginManager | None = None
 
 
+def disabled_plugins() -> set[str]:
+    """Plugin names listed in ``MXT_DISABLE_PLUGINS`` (comma-separated)."""
+    return {name.strip() for name in os.environ.get(DISABLE_ENV, "").split(",") if name.strip()}
+
+
+def _build_manager() -> pluggy.PluginManager:
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    for name in disabled_plugins():
+        manager.set_blocked(name)
+    try:
+        manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+    except Exception as exc:  # a broken third-party plugin must say which one it is
+        raise PluginError(
+            f"Loading an '{ENTRY_POINT_GROUP}' entry point failed: {exc}. "
+            f"Block the faulty plugin with {DISABLE_ENV}=<name> and run `mxt plugins`."
+        ) from exc
+    try:
+        manager.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"A plugin implements a hook that does not exist (misspelled?): {exc}") from exc
+    return manager
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager, built on first use."""
+    global _manager
+    with _manager_lock:
+        if _manager is None:
+            _manager = _build_manager()
+        return _manager
+
+
+def register_plugin(plugin: object, name: str) -> None:
+    """Register a plugin object (a module or class with ``@hookimpl`` functions) without an entry point.
+
+    Meant for notebooks and tests; installed packages should use the entry-point group instead.
+    """
+    manager = get_plugin_manager()
+    if name in disabled_plugins():
+        return
+    manager.register(plugin, name=name)
+    manager.check_pending()
+    invalidate()
+
+
+def unregister_plugin(name: str) -> None:
+    """Remove a plugin registered with :func:`register_plugin` (or by entry point)."""
+    get_plugin_manager().unregister(name=name)
+    invalidate()
+
+
+def reset() -> None:
+    """Forget every loaded plugin; the next use re-reads entry points and ``MXT_DISABLE_PLUGINS``."""
+    global _manager
+    with _manager_lock:
+        _manager = None
+    invalidate()
+
+
+def plugin_distribution(name: str) -> tuple[str, str] | None:
+    """(distribution name, version) of the installed package that provides plugin ``name``."""
+    manager = get_plugin_manager()
+    for plugin, dist in manager.list_plugin_distinfo():
+        if manager.get_name(plugin) == name:
+            return dist.metadata["name"], dist.version
+    return None
+
+
+# --------------------------------------------------------------------------- component tables
 @dataclass(frozen=True)
 class Kind:
     """One kind of component: its key in listings, its words in messages, its hook, its base class."""
@@ -58,14 +139,14 @@ class ComponentInfo:
                 "class": f"{self.cls.__module__}.{self.cls.__qualname__}"}
 
 
-_lock = threading.RLock()
+_tables_lock = threading.RLock()
 _tables: dict[str, dict[str, ComponentInfo]] | None = None
 
 
 def invalidate() -> None:
     """Drop the cached tables (after plugins were added or removed)."""
     global _tables
-    with _lock:
+    with _tables_lock:
         _tables = None
 
 
@@ -123,7 +204,7 @@ def _table(kind: str) -> dict[str, ComponentInfo]:
     global _tables
     if kind not in KINDS:
         raise UnknownComponentError("component kind", kind, KINDS)
-    with _lock:
+    with _tables_lock:
         if _tables is None:
             _tables = _collect()
         return _tables[kind]
@@ -157,25 +238,18 @@ def all_components() -> dict[str, list[ComponentInfo]]:
     return {kind: list_components(kind) for kind in KINDS}
 
 
-def list_image_encoders(pattern: str = "*") -> list[str]:
-    return [i.name for i in list_components("image_encoders", pattern)]
+def _names_of(kind: str):
+    def list_names(pattern: str = "*") -> list[str]:
+        return [info.name for info in list_components(kind, pattern)]
+
+    list_names.__name__ = list_names.__qualname__ = f"list_{kind}"
+    list_names.__doc__ = f"Names of the registered {KINDS[kind].label}s matching the shell-style ``pattern``."
+    return list_names
 
 
-def list_fusions(pattern: str = "*") -> list[str]:
-    return [i.name for i in list_components("fusions", pattern)]
-
-
-def list_generators(pattern: str = "*") -> list[str]:
-    return [i.name for i in list_components("generators", pattern)]
-
-
-def list_normalizers(pattern: str = "*") -> list[str]:
-    return [i.name for i in list_components("normalizers", pattern)]
-
-
-def list_canonicalizers(pattern: str = "*") -> list[str]:
-    return [i.name for i in list_components("canonicalizers", pattern)]
-
-
-def list_readers(pattern: str = "*") -> list[str]:
-    return [i.name for i in list_components("readers", pattern)]
+list_image_encoders = _names_of("image_encoders")
+list_fusions = _names_of("fusions")
+list_generators = _names_of("generators")
+list_normalizers = _names_of("normalizers")
+list_canonicalizers = _names_of("canonicalizers")
+list_readers = _names_of("readers")

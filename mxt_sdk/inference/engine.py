@@ -14,15 +14,15 @@ from typing import Any
 
 import torch
 
-from mxt_sdk.batching import ImageLoader, pad_batch, truncate
-from mxt_sdk.components import Canonicalizer
+from mxt_sdk.data.metadata import CatalogMetadata
+from mxt_sdk.data.prompt import build_prompt
 from mxt_sdk.errors import RecordError
-from mxt_sdk.evaluation import written_in
-from mxt_sdk.metadata import CatalogMetadata
-from mxt_sdk.model import ImageFeatures, ImagePixels, MXTModel
-from mxt_sdk.numerics import autocast, channels_last_pixels
-from mxt_sdk.thresholds import Thresholds
-from mxt_sdk.prompt import build_prompt
+from mxt_sdk.evaluation.metrics import written_in
+from mxt_sdk.evaluation.thresholds import Thresholds
+from mxt_sdk.images.batching import ImageLoader, pad_batch, truncate
+from mxt_sdk.model.mxt import ImageFeatures, ImagePixels, MXTModel
+from mxt_sdk.model.numerics import autocast, channels_last_pixels
+from mxt_sdk.plugins.components import Canonicalizer
 from mxt_sdk.types import Prediction, Product, product_from_record
 
 ALL_ATTRIBUTES = "*"
@@ -52,7 +52,7 @@ class EngineSettings:
     image_root: Path | None
     max_image_pixels: int
     on_image_error: str = "error"
-    dtype: str = "fp32"  #: a resolved mode of :mod:`mxt_sdk.numerics`
+    dtype: str = "fp32"  #: a resolved mode of :mod:`mxt_sdk.model.numerics`
     stats: dict[str, int] = field(default_factory=lambda: {"truncated_inputs": 0})
 
 

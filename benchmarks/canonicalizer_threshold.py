@@ -1,6 +1,6 @@
 """The experiment behind the ``faiss`` canonicalizer's defaults (``similarity_threshold``, ``dim``).
 
-    python -m mxt_faiss.experiment            # ~15 s on one CPU core
+    python benchmarks/canonicalizer_threshold.py      # ~15 s on one CPU core
 
 A small hand-made catalog vocabulary (8 pairs, 75 values: colours, necklines, materials, closures,
 sleeve types, capacities, storage sizes) is probed with two kinds of generated values:

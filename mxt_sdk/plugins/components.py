@@ -75,7 +75,7 @@ class ImageEncoder(Component, torch.nn.Module, abc.ABC):
     * ``output == "regional"``: ``forward(pixels) -> [B, R, out_dim]`` (R regions, un-pooled map).
 
     :meth:`preprocessing` says how a PIL image becomes ``pixels`` (see
-    :class:`mxt_sdk.images.Preprocessing`); it is saved with the model and reused at load.
+    :class:`mxt_sdk.images.io.Preprocessing`); it is saved with the model and reused at load.
     ``saved`` is what :meth:`export_state` returned when the model was saved.
     """
 
@@ -88,7 +88,7 @@ class ImageEncoder(Component, torch.nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def preprocessing(self) -> dict[str, Any]:
-        """The image preprocessing as a JSON-able dict of :class:`mxt_sdk.images.Preprocessing` fields."""
+        """The image preprocessing as a JSON-able dict of :class:`mxt_sdk.images.io.Preprocessing` fields."""
 
     def export_state(self) -> dict[str, Any]:
         """JSON-able state needed to rebuild this encoder without downloading anything."""

@@ -1,0 +1,1 @@
+"""Evaluation: metrics, per-pair confidence thresholds, the report files and their plots."""

@@ -1,0 +1,1 @@
+"""Experiments: the ablation runner, one-model-per-type runs, the synthetic catalog and ``mxt demo``."""

@@ -1,0 +1,1 @@
+"""Inference: the batched extraction engine (answers -> normalizers -> canonicalizer -> predictions), and Ray."""

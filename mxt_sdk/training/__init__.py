@@ -1,0 +1,1 @@
+"""Training: the fine-tuning loop (accelerate) and its atomic, resumable checkpoints."""
