@@ -5,6 +5,7 @@ embedding and encoder stack); the baselines of ``mxt_baselines`` build on it wit
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -12,12 +13,18 @@ from typing import Any, ClassVar
 import torch
 from pydantic import Field
 from transformers import AutoTokenizer, ByT5Tokenizer, PreTrainedModel, T5Config, T5ForConditionalGeneration
+from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
+from transformers.models.t5.modeling_t5 import T5Stack
 
 from mxt_sdk import ComponentOptions, Generator, GreedyOutput
 from mxt_sdk.errors import ConfigError
 
 from mxt_t5 import tokenizers
+from mxt_t5.copy import CopyHead
+
+# transformers 5 renamed the decoder cache argument (and output field) ``past_key_values`` -> ``cache``.
+_CACHE = "cache" if "cache" in inspect.signature(T5Stack.forward).parameters else "past_key_values"
 
 
 class T5Options(ComponentOptions):
@@ -39,6 +46,8 @@ class T5Options(ComponentOptions):
     num_decoder_layers: int | None = Field(default=None, ge=1)
     num_heads: int = Field(default=8, ge=1)
     dropout_rate: float = Field(default=0.1, ge=0.0, lt=1.0)
+    copy_mechanism: bool = Field(default=False, description="pointer-generator: the answer may copy the "
+                                                            "prompt's tokens (mxt_t5.copy)")
 
 
 class T5Backbone(Generator):
@@ -149,37 +158,75 @@ class T5Backbone(Generator):
 
 
 class T5Generator(T5Backbone):
-    """``T5ForConditionalGeneration`` with a greedy decoder that reports per-token log-probs.
+    """``T5ForConditionalGeneration`` with a greedy decoder that reports per-token log-probs and,
+    with ``copy_mechanism``, a pointer-generator head (:class:`~mxt_t5.copy.CopyHead`) that copies
+    the prompt's tokens.
 
-    The decoder reads the encoder side only, so ``input_ids`` of :meth:`loss` / :meth:`greedy` is unused.
+    Without copying the decoder reads the encoder side only and ``input_ids`` is unused.
     """
 
     name = "t5"
 
+    def __init__(self, options: T5Options, *, saved: Mapping[str, Any] | None = None):
+        super().__init__(options, saved=saved)
+        self.copy_head = CopyHead(self.d_model) if options.copy_mechanism else None
+
+    def _copy_inputs(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
+                     input_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoder states of the prompt's tokens and which of them may be copied."""
+        if input_ids is None:
+            raise ValueError(f"{self.name} with copy_mechanism needs the input_ids the encoder states came from")
+        offset = self.text_offset(encoder_hidden, input_ids)
+        copyable = attention_mask[:, offset:].bool() & (input_ids != self.model.config.pad_token_id)
+        return encoder_hidden[:, offset:], copyable
+
+    def _decode(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
+                decoder_input_ids: torch.Tensor, cache=None):
+        """One decoder pass: (vocabulary logits ``[B, T, V]`` in fp32, final decoder states, cache)."""
+        output = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
+                            attention_mask=attention_mask, decoder_input_ids=decoder_input_ids,
+                            use_cache=cache is not None, output_hidden_states=self.copy_head is not None,
+                            **({_CACHE: cache} if cache is not None else {}))
+        hidden = output.decoder_hidden_states[-1] if self.copy_head is not None else None
+        return output.logits.float(), hidden, getattr(output, _CACHE)
+
     def loss(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
              labels: torch.Tensor, *, input_ids: torch.Tensor | None = None) -> torch.Tensor:
-        output = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
-                            attention_mask=attention_mask, labels=labels)
-        return output.loss
+        if self.copy_head is None:
+            output = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
+                                attention_mask=attention_mask, labels=labels)
+            return output.loss
+        encoder_text, copyable = self._copy_inputs(encoder_hidden, attention_mask, input_ids)
+        decoder_input_ids = self.model._shift_right(labels)
+        logits, hidden, _ = self._decode(encoder_hidden, attention_mask, decoder_input_ids)
+        vocab_logprobs = torch.log_softmax(logits, dim=-1)
+        attention, log_switch = self.copy_head.attend(hidden, self.embed(decoder_input_ids), encoder_text, copyable)
+        target = labels != -100
+        logprobs = CopyHead.token_logprobs(vocab_logprobs, attention, log_switch, input_ids, labels.clamp_min(0))
+        return -(logprobs * target).sum() / target.sum().clamp_min(1)
 
     def greedy(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
                max_new_tokens: int, *, input_ids: torch.Tensor | None = None) -> GreedyOutput:
         config = self.model.config
         batch = encoder_hidden.size(0)
-        encoder_outputs = BaseModelOutput(last_hidden_state=encoder_hidden)
+        if self.copy_head is not None:
+            encoder_text, copyable = self._copy_inputs(encoder_hidden, attention_mask, input_ids)
         next_input = torch.full((batch, 1), config.decoder_start_token_id, dtype=torch.long,
                                 device=encoder_hidden.device)
         finished = torch.zeros(batch, dtype=torch.bool, device=encoder_hidden.device)
-        cache, ids, logprobs = None, [], []
+        cache, ids, logprobs = EncoderDecoderCache(DynamicCache(), DynamicCache()), [], []
         usable = len(self._tokenizer) if self._tokenizer is not None else config.vocab_size
         for _ in range(max_new_tokens):
-            output = self.model(encoder_outputs=encoder_outputs, attention_mask=attention_mask,
-                                decoder_input_ids=next_input, past_key_values=cache, use_cache=True)
-            cache = output.past_key_values
-            logits = output.logits[:, -1].float()
+            logits, hidden, cache = self._decode(encoder_hidden, attention_mask, next_input, cache)
+            logits = logits[:, -1]
             if usable < logits.size(-1):  # ids the tokenizer cannot decode are never generated
                 logits[:, usable:] = float("-inf")
             step_logprobs = torch.log_softmax(logits, dim=-1)
+            if self.copy_head is not None:
+                attention, log_switch = self.copy_head.attend(hidden[:, -1:], self.embed(next_input),
+                                                              encoder_text, copyable)
+                step_logprobs = CopyHead.mixture_logprobs(step_logprobs, attention[:, 0], log_switch[:, 0],
+                                                          input_ids)
             best_logprob, best_id = step_logprobs.max(dim=-1)
             best_id = best_id.masked_fill(finished, config.pad_token_id)
             best_logprob = best_logprob.masked_fill(finished, 0.0)

@@ -8,20 +8,42 @@ from typing import Any
 import timm
 import timm.data
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mxt_sdk import ComponentOptions, ImageEncoder
 from mxt_sdk.errors import ConfigError
 
+from mxt_timm.packaged import load_packaged_weights
 from mxt_timm.weights import load_backbone_weights
 
 
 class _EncoderOptions(ComponentOptions):
+    """Weights come from at most one source: timm's hub (``pretrained``), a local file
+    (``checkpoint_path``) or an installed package (``packaged_weights``, see ``mxt_timm.packaged``)."""
+
     model_name: str
     pretrained: bool = Field(default=False, description="fetch timm's pretrained weights (needs network)")
     checkpoint_path: str | None = Field(default=None, description="local .safetensors or torch weights file")
+    packaged_weights: bool = Field(default=False, description="ImageNet weights from an installed package, "
+                                                              "offline and hash-pinned (tf_efficientnet_lite0/1/2)")
     image_size: int | None = Field(default=None, ge=16, description="square input side; default: the model's")
-    freeze: bool = Field(default=False, description="keep the weights fixed (and batch norm in eval mode)")
+    freeze: bool | None = Field(default=None, description="keep the weights fixed (batch norm in eval mode); "
+                                                          "default: frozen when pretrained weights are loaded")
+
+    @model_validator(mode="after")
+    def _one_weight_source(self) -> "_EncoderOptions":
+        sources = [name for name in ("pretrained", "checkpoint_path", "packaged_weights") if getattr(self, name)]
+        if len(sources) > 1:
+            raise ValueError(f"choose one source of weights, not {' and '.join(sources)}")
+        return self
+
+    @property
+    def has_pretrained_weights(self) -> bool:
+        return bool(self.pretrained or self.checkpoint_path or self.packaged_weights)
+
+    @property
+    def frozen(self) -> bool:
+        return self.has_pretrained_weights if self.freeze is None else self.freeze
 
 
 class TimmOptions(_EncoderOptions):
@@ -46,15 +68,16 @@ class TimmEncoder(ImageEncoder):
 
     def __init__(self, options: _EncoderOptions, *, saved: Mapping[str, Any] | None = None):
         super().__init__(options, saved=saved)
-        fetch = options.pretrained and saved is None and not options.checkpoint_path
-        self.net = self._create(options, fetch)
-        if options.checkpoint_path and saved is None:
+        self.net = self._create(options, fetch=options.pretrained and saved is None)
+        if saved is None and options.checkpoint_path:
             load_backbone_weights(self.net, Path(options.checkpoint_path))
+        if saved is None and options.packaged_weights:
+            load_packaged_weights(self.net, options.model_name)
         self._preprocessing = dict(saved["preprocessing"]) if saved else self._data_config(options)
         self.output = "global" if self._pools(options) else "regional"
         self.out_dim = int(getattr(self.net, "head_hidden_size", None) or self.net.num_features) \
             if self.output == "global" else int(self.net.num_features)
-        if options.freeze:
+        if options.frozen:
             self.net.requires_grad_(False)
             self.net.eval()
 
@@ -87,12 +110,12 @@ class TimmEncoder(ImageEncoder):
 
     def train(self, mode: bool = True) -> "TimmEncoder":
         super().train(mode)
-        if self.options.freeze:
+        if self.options.frozen:
             self.net.eval()
         return self
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.options.freeze):
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.options.frozen):
             if self.output == "global":
                 return self.net(pixels)
             features = self.net.forward_features(pixels)

@@ -1,0 +1,66 @@
+"""Pointer-generator copying for the T5 decoder (See et al., 2017, "Get To The Point").
+
+At decoder step ``t`` with final decoder state ``s_t``, decoder input embedding ``x_t`` and fused
+encoder states ``h_i`` of the prompt's tokens ``w_i``::
+
+    a_t    = softmax_i( (W_q s_t) . (W_k h_i) / sqrt(d) )        over the prompt's text tokens only
+    c_t    = sum_i a_t,i h_i
+    p_gen  = sigmoid( w . [s_t ; c_t ; x_t] + b )
+    P(w)   = p_gen * P_vocab(w) + (1 - p_gen) * sum_{i : w_i = w} a_t,i
+
+``P`` is a proper distribution, so the product of the chosen tokens' ``P`` is still the probability
+of the whole answer. The copy attention is a separate single head (not one of T5's cross-attention
+heads) so that it can be trained from scratch alongside a pretrained decoder.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["CopyHead"]
+
+# log of the copy mass given to a token that is not in the prompt (exp(-69) ~ 1e-30): keeps the
+# logarithm and its gradient finite without changing any probability that matters.
+_TINY = 1e-30
+
+
+class CopyHead(torch.nn.Module):
+    """Copy attention and the generate/copy switch of a pointer-generator."""
+
+    def __init__(self, d_model: int):
+        super().__init__()
+        self.query = torch.nn.Linear(d_model, d_model, bias=False)
+        self.key = torch.nn.Linear(d_model, d_model, bias=False)
+        self.switch = torch.nn.Linear(3 * d_model, 1)
+        self.scale = 1.0 / math.sqrt(d_model)
+
+    def attend(self, decoder_hidden: torch.Tensor, decoder_embeds: torch.Tensor, encoder_text: torch.Tensor,
+               copyable: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Copy attention ``[B, T, N]`` over the prompt's tokens and ``log p_gen`` / ``log(1 - p_gen)``
+        as ``[B, T, 2]``. ``encoder_text [B, N, d]`` are the encoder states of the input tokens,
+        ``copyable [B, N]`` marks the tokens that may be copied (not padding)."""
+        scores = torch.einsum("btd,bnd->btn", self.query(decoder_hidden), self.key(encoder_text)) * self.scale
+        scores = scores.float().masked_fill(~copyable[:, None, :], float("-inf"))
+        attention = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a row with nothing copyable: all zeros
+        context = torch.einsum("btn,bnd->btd", attention.to(encoder_text.dtype), encoder_text)
+        switch = self.switch(torch.cat([decoder_hidden, context, decoder_embeds], dim=-1)).float()
+        log_switch = torch.cat([torch.nn.functional.logsigmoid(switch), torch.nn.functional.logsigmoid(-switch)], -1)
+        return attention, log_switch
+
+    @staticmethod
+    def token_logprobs(vocab_logprobs: torch.Tensor, attention: torch.Tensor, log_switch: torch.Tensor,
+                       input_ids: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``log P(targets)`` ``[B, T]`` under the mixture, without building the full distribution.
+        ``vocab_logprobs [B, T, V]``, ``targets [B, T]`` (any value where ignored; clamp before)."""
+        generate = vocab_logprobs.gather(-1, targets[..., None]).squeeze(-1)
+        copied = (attention * (input_ids[:, None, :] == targets[..., None])).sum(-1)
+        return torch.logaddexp(log_switch[..., 0] + generate, log_switch[..., 1] + copied.clamp_min(_TINY).log())
+
+    @staticmethod
+    def mixture_logprobs(vocab_logprobs: torch.Tensor, attention: torch.Tensor, log_switch: torch.Tensor,
+                         input_ids: torch.Tensor) -> torch.Tensor:
+        """The full mixed log-distribution ``[B, V]`` of one decoder step (``attention [B, N]``,
+        ``vocab_logprobs [B, V]``, ``log_switch [B, 2]``)."""
+        copied = torch.zeros_like(vocab_logprobs).scatter_add_(-1, input_ids, attention)
+        return torch.logaddexp(log_switch[:, :1] + vocab_logprobs, log_switch[:, 1:] + copied.clamp_min(_TINY).log())
