@@ -12,7 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mxt_sdk.errors import ConfigError, describe_validation_errors
 
-__all__ = ["ComponentSpec", "ModelConfig", "TrainingConfig", "ExtractionConfig", "MXTConfig", "load_config"]
+__all__ = ["ComponentSpec", "ModelConfig", "TrainingConfig", "ExtractionConfig", "MXTConfig", "load_config",
+           "NOT_STATED"]
+
+#: The reserved answer a model is trained to generate for "not stated" (``ModelConfig.none_answer``):
+#: no catalog writes it as a value, so a genuine value "none" is not taken for "not stated". It uses
+#: only characters every tokenizer has (T5's SentencePiece vocabulary lacks ``<``). Models saved
+#: before it carry ``none_answer: "none"`` in their config and keep it.
+NOT_STATED = "n/a-not-stated"
 
 
 class _Section(BaseModel):
@@ -46,7 +53,7 @@ class ModelConfig(_Section):
     max_input_tokens: int = Field(default=256, ge=8)
     max_answer_tokens: int = Field(default=24, ge=1, description="generation bound before training data sets one")
     answer_margin_tokens: int = Field(default=4, ge=0, description="added to the longest training answer")
-    none_answer: str = Field(default="none", description="the answer that means 'not stated'")
+    none_answer: str = Field(default=NOT_STATED, description="the reserved answer that means 'not stated'")
 
 
 def _default_normalizers() -> list[ComponentSpec]:

@@ -12,9 +12,9 @@ from mxt_sdk.config import ComponentSpec, MXTConfig, TrainingConfig, load_config
 from mxt_sdk.data.metadata import CatalogMetadata
 from mxt_sdk.data.readers import REJECTED_FILE, load_products
 from mxt_sdk.errors import DataFileError, NotFittedError
-from mxt_sdk.evaluation.metrics import Scored, group_by_pair
-from mxt_sdk.evaluation.report import build_report, score, write_report
-from mxt_sdk.evaluation.thresholds import Thresholds, calibrate
+from mxt_sdk.evaluation.metrics import group_by_pair
+from mxt_sdk.evaluation.report import build_report, score, scored, write_report
+from mxt_sdk.evaluation.thresholds import DEFAULT_MIN_SUPPORT, Thresholds, calibrate
 from mxt_sdk.inference.engine import Engine, EngineSettings, make_requests
 from mxt_sdk.model.folder import SavedModel, load_folder, save_folder
 from mxt_sdk.model.mxt import MXTModel
@@ -160,14 +160,15 @@ class Extractor:
 
     def calibrate(self, data: str | Path | Iterable[Product | dict[str, Any]], *, precision: float = 0.9,
                   image_root: str | Path | None = None, reader: str | None = None,
-                  batch_size: int | None = None) -> Thresholds:
+                  batch_size: int | None = None, min_support: int = DEFAULT_MIN_SUPPORT) -> Thresholds:
         """Set each (product type, attribute) threshold to reach ``precision`` on labelled ``data``
-        (highest recall among thresholds that do). Pairs that cannot reach it accept nothing; they are
-        listed with ``None`` in the result. Saved with :meth:`save_pretrained`."""
+        (highest recall among thresholds that do). A pair with fewer than ``min_support`` labelled
+        rows, and a pair missing from ``data``, gets the threshold of its attribute's pooled rows, or
+        of all rows (see :mod:`mxt_sdk.evaluation.thresholds`). Pairs that cannot reach the target
+        accept nothing; they are listed with ``None`` in the result. Saved with :meth:`save_pretrained`."""
         _, rows = self._labelled_rows(data, image_root, reader, batch_size)
-        by_pair = group_by_pair((r["product_type"], r["attribute"], Scored(r["value"], r["gold"], r["confidence"]))
-                                for r in rows)
-        self.thresholds = calibrate(by_pair, precision, default=self.thresholds.default)
+        by_pair = group_by_pair((r["product_type"], r["attribute"], scored(r)) for r in rows)
+        self.thresholds = calibrate(by_pair, precision, default=self.thresholds.default, min_support=min_support)
         return self.thresholds
 
     def _labelled_rows(self, data, image_root, reader, batch_size) -> tuple[list[Product], list[dict[str, Any]]]:

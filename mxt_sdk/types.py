@@ -1,7 +1,7 @@
 """Typed records that cross the SDK's public surface: :class:`Product` in, :class:`Prediction` out."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -76,8 +76,12 @@ class Prediction(BaseModel):
     ``value`` is ``None`` when the model answers that the attribute is not stated, or when the pair
     failed (then ``error`` says why). ``confidence`` is the model's probability of its own answer
     (see docs/architecture.md). ``accepted`` is ``confidence`` compared with the calibrated
-    threshold of the (product type, attribute) pair. ``novel`` marks a value outside the known
-    vocabulary of the pair (a zero-shot value); ``in_text`` marks a value written in the product text.
+    threshold of the (product type, attribute) pair; ``threshold_source`` says which kind of
+    threshold that is (``pair``: the pair's own; ``attribute`` / ``global``: pooled over the
+    attribute's / all calibration rows; ``default``: never calibrated). ``novel`` marks a value
+    outside the known vocabulary of the pair (a zero-shot value); ``in_text`` marks a value written
+    in the product text. ``truncated`` marks an answer cut at the generation bound before its end
+    (no EOS): its value is a prefix of what the model wanted to write.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -93,6 +97,8 @@ class Prediction(BaseModel):
     in_text: bool = False
     image_used: bool = False
     error: str | None = None
+    truncated: bool = False
+    threshold_source: Literal["pair", "attribute", "global", "default"] | None = None
 
 
 _FRIENDLY = {

@@ -70,3 +70,29 @@ def products():
         Product(id="p4", product_type="shoe", title="Leather pump with 3 inch heel", image="green.png"),
         Product(id="p5", product_type="dress", title="Maxi dress", image="yellow_cmyk.jpg"),
     ]
+
+
+def script_answers(monkeypatch, answers: dict) -> None:
+    """Replace the model's greedy generation with scripted answers: the prompt asking ``attribute``
+    of the product titled ``title`` gets ``answers[(title, attribute)] = (text, confidence, ends)``;
+    ``ends=False`` leaves out the EOS, as when generation stops at the token limit."""
+    import math
+
+    from mxt_sdk import GreedyOutput
+    from mxt_sdk.model.mxt import MXTModel
+
+    def generate(self, input_ids, attention_mask, images, max_new_tokens, image_index=None):
+        tokenizer = self.generator.tokenizer
+        rows = []
+        for prompt in tokenizer.batch_decode(input_ids.tolist(), skip_special_tokens=True):
+            text, confidence, ends = next(answer for (title, attribute), answer in answers.items()
+                                          if f"question: {attribute} " in prompt and title in prompt)
+            rows.append((tokenizer(text, add_special_tokens=ends)["input_ids"], confidence))
+        token_ids = torch.full((len(rows), max(len(ids) for ids, _ in rows)), tokenizer.pad_token_id)
+        logprobs = torch.zeros(token_ids.shape)
+        for row, (ids, confidence) in enumerate(rows):
+            token_ids[row, :len(ids)] = torch.tensor(ids)
+            logprobs[row, 0] = math.log(confidence)
+        return GreedyOutput(token_ids, logprobs)
+
+    monkeypatch.setattr(MXTModel, "generate", generate)

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from mxt_sdk import Extractor
+from mxt_sdk import Extractor, Prediction, Product
 from mxt_sdk.evaluation.metrics import Scored, match_key, prf, recall_at_precision, threshold_sweep
-from mxt_sdk.evaluation.report import build_report
-from mxt_sdk.evaluation.thresholds import calibrate
+from mxt_sdk.evaluation.report import build_report, score
+from mxt_sdk.evaluation.thresholds import Thresholds, calibrate
 from mxt_sdk.experiments.synthetic import write_catalog
 
 
@@ -48,10 +48,12 @@ def test_tied_confidences_are_accepted_together():
 
 
 def test_calibrate_marks_unreachable_pairs():
-    thresholds = calibrate({("dress", "color"): ROWS, ("mug", "color"): [Scored("x", "y", 0.9)]}, 0.9)
+    thresholds = calibrate({("dress", "color"): ROWS, ("mug", "color"): [Scored("x", "y", 0.9)]}, 0.9, min_support=1)
     assert thresholds.pairs["dress\tcolor"] == 0.8 and thresholds.pairs["mug\tcolor"] is None
     assert thresholds.accepts("dress", "color", 0.85) and not thresholds.accepts("mug", "color", 1.0)
-    assert thresholds.accepts("shoe", "color", 0.6) and not thresholds.accepts("shoe", "color", 0.4)
+    # a pair missing from the data: colour pooled over the 7 rows above never reaches 90% precision
+    assert not thresholds.accepts("shoe", "color", 1.0) and thresholds.lookup("shoe", "color")[1] == "attribute"
+    assert Thresholds().accepts("shoe", "color", 0.6) and not Thresholds().accepts("shoe", "color", 0.4)
 
 
 def test_report_numbers_equal_a_recomputation_from_the_predictions_file(tmp_path):
@@ -109,3 +111,63 @@ def _check_pairs_against_rows(report, rows):
         for r in mine:
             assert r["correct"] == (r["value"] is not None and r["gold"] is not None
                                     and r["value"].casefold().strip() == r["gold"].casefold().strip())
+
+
+@pytest.mark.parametrize("predicted, gold", [("-20", "20"), ("20", "-20"), ("10%", "10"), ("0.5", "5"),
+                                             (".5", "5"), ("C++", "c"), ("C#", "C"), ("+5", "5"), ("<5 kg", "5 kg")])
+def test_different_numbers_signs_and_symbols_never_match(predicted, gold):
+    assert match_key(predicted) != match_key(gold) and not Scored(predicted, gold, 0.9).correct
+
+
+@pytest.mark.parametrize("predicted, gold", [("Navy  Blue.", "navy blue"), ("(Red)", "red"), ('"13"', "13"),
+                                             ("5.", "5"), ("\u221220", "-20"), ("C++", "c++"), ("[10%]", "10%")])
+def test_case_space_and_wrapping_punctuation_still_fold(predicted, gold):
+    assert Scored(predicted, gold, 0.9).correct
+
+
+class _DropsSigns:
+    """A normalizer that, like a fitted ``merge`` given 20 and -20, maps -20 onto 20."""
+
+    def __call__(self, value, product_type, attribute):
+        return value.lstrip("-")
+
+
+def _scored_report(products, answers, normalizers=(), precision=0.9):
+    predictions = [Prediction(product_id=p.id, product_type=p.product_type, attribute=a, value=answers[(p.id, a)][0],
+                              confidence=answers[(p.id, a)][1])
+                   for p in products for a in p.attributes]
+    rows = score(products, predictions, None, list(normalizers))
+    return rows, build_report(rows, Thresholds(), precision)
+
+
+def test_no_normalizer_can_equate_different_signs():
+    products = [Product(id="a", product_type="fridge", title="Fridge", attributes={"min temperature": "-20"})]
+    rows, report = _scored_report(products, {("a", "min temperature"): ("20", 0.9)}, [_DropsSigns()])
+    assert (rows[0]["value"], rows[0]["gold"], rows[0]["correct"]) == ("20", "20", False)
+    assert report["micro"]["precision"] == 0.0
+
+
+DRESSES = [Product(id=f"d{i}", product_type="dress", title=f"Dress {i}", attributes={"color": color, "logo": None})
+           for i, color in enumerate(["red", "blue", "green"])]
+PERFECT = {**{(p.id, "color"): (p.attributes["color"], 0.9) for p in DRESSES},
+           **{(p.id, "logo"): (None, 0.8) for p in DRESSES}}
+
+
+def test_a_perfect_file_with_an_all_not_stated_pair_scores_one():
+    rows, report = _scored_report(DRESSES, PERFECT)
+    assert report["macro"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "recall_at_p": 1.0, "pairs": 1}
+    assert report["micro"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
+    assert report["unstated_pairs"] == {"count": 1, "predictions": 0, "accepted": 0, "pairs": ["dress / logo"]}
+
+
+def test_predictions_on_a_pair_without_stated_values_are_counted_apart():
+    # colour: red right (0.9), blue wrong (0.6), green right (0.3, below 0.5); logo: 2 values where none is stated
+    answers = {**PERFECT, ("d1", "color"): ("navy", 0.6), ("d2", "color"): ("green", 0.3),
+               ("d0", "logo"): ("nike", 0.7), ("d1", "logo"): ("puma", 0.2)}
+    _, report = _scored_report(DRESSES, answers)
+    # micro at 0.5: TP red; FP navy, nike -> P 1/3, R 1/3, F1 1/3
+    assert report["micro"] == pytest.approx({"precision": 1 / 3, "recall": 1 / 3, "f1": 1 / 3})
+    # macro = colour alone: P 1/2, R 1/3, F1 2/5; recall@90P: only red's 0.9 keeps P >= 0.9 -> 1/3
+    assert report["macro"] == pytest.approx({"precision": 0.5, "recall": 1 / 3, "f1": 0.4, "recall_at_p": 1 / 3,
+                                             "pairs": 1})
+    assert report["unstated_pairs"] == {"count": 1, "predictions": 2, "accepted": 1, "pairs": ["dress / logo"]}

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mxt_sdk.cli.common import setup_logging
+from mxt_sdk.evaluation.thresholds import DEFAULT_MIN_SUPPORT, calibration_summary
 from mxt_sdk.extractor import Extractor
 
 _model = click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
@@ -47,13 +48,13 @@ def evaluate(model_dir, data, output, precision, image_root, reader, batch_size)
 @_images
 @_reader
 @_batch
-def calibrate(model_dir, data, precision, image_root, reader, batch_size) -> None:
+@click.option("--min-support", default=DEFAULT_MIN_SUPPORT, show_default=True, type=click.IntRange(1),
+              help="Labelled rows a pair needs for its own threshold; fewer: pooled over its attribute or all rows.")
+def calibrate(model_dir, data, precision, image_root, reader, batch_size, min_support) -> None:
     """Set per-pair confidence thresholds of MODEL reaching PRECISION on DATA; saved in MODEL."""
     setup_logging()
     extractor = Extractor.from_pretrained(model_dir)
     thresholds = extractor.calibrate(data, precision=precision, image_root=image_root, reader=reader,
-                                     batch_size=batch_size)
+                                     batch_size=batch_size, min_support=min_support)
     extractor.save_pretrained(model_dir)
-    unreachable = sorted(k.replace("\t", " / ") for k, v in thresholds.pairs.items() if v is None)
-    click.echo(json.dumps({"pairs": len(thresholds.pairs), "reached": len(thresholds.pairs) - len(unreachable),
-                           "unreachable_accept_nothing": unreachable}, indent=2))
+    click.echo(json.dumps(calibration_summary(thresholds), indent=2))

@@ -1,8 +1,10 @@
 """Training examples: one per (product, attribute) label, and the catalog metadata they imply.
 
 A label ``None`` ("not stated", e.g. ExtractGPT's ``n/a``) becomes the reserved answer
-``ModelConfig.none_answer`` (default ``"none"``); the extractor turns that answer back into
-``Prediction.value = None``. Attributes a product does not list are not turned into examples.
+``ModelConfig.none_answer`` (default :data:`~mxt_sdk.config.NOT_STATED`, ``"n/a-not-stated"``, a
+string no catalog writes as a value, so a genuine value ``"none"`` stays a value); the extractor
+turns that answer back into ``Prediction.value = None``. Models saved before it keep the ``"none"``
+in their config. Attributes a product does not list are not turned into examples.
 """
 from __future__ import annotations
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from mxt_sdk.data.metadata import CatalogMetadata
-from mxt_sdk.evaluation.metrics import (Scored, group_by_pair, match_key, micro_macro, pair_metrics,
-                                threshold_sweep, written_in)
+from mxt_sdk.evaluation.metrics import (Scored, group_by_pair, micro_macro, pair_metrics, threshold_sweep,
+                                        unstated_pairs, values_match, written_in)
 from mxt_sdk.evaluation.plots import precision_recall_curve
 from mxt_sdk.evaluation.thresholds import Thresholds
 from mxt_sdk.plugins.components import Normalizer
@@ -23,7 +23,10 @@ from mxt_sdk.types import Prediction, Product
 
 MATCHING_RULE = ("normalized exact match: gold and predicted values pass through the model's fitted "
                  "normalizers (a normalizer that would drop a value leaves it unchanged), then NFKC, "
-                 "case folding, whitespace collapsing and stripping of surrounding punctuation")
+                 "case folding, whitespace collapsing and stripping of wrapping punctuation (quotes, "
+                 "brackets, , ; : ! ? and a . that does not start a number); signs and symbols are kept, and "
+                 "the numbers with their signs, leading dots and % (and + / # after a word) must be the "
+                 "same before the normalizers too, so -20 != 20, 10% != 10, .5 != 5, C++ != C")
 SLICES = ("zero_shot", "new_value", "value_absent", "with_image", "without_image")
 
 
@@ -55,7 +58,8 @@ def score(products: Sequence[Product], predictions: Sequence[Prediction], metada
                 "product_id": product.id, "product_type": product.product_type, "attribute": attribute,
                 "value": value, "raw_value": prediction.raw_value, "confidence": prediction.confidence,
                 "accepted": prediction.accepted, "gold": gold, "raw_gold": raw_gold,
-                "correct": value is not None and gold is not None and match_key(value) == match_key(gold),
+                "truncated": prediction.truncated, "threshold_source": prediction.threshold_source,
+                "correct": values_match(value, gold, raw_predicted=prediction.value, raw_gold=raw_gold),
                 "zero_shot": gold is not None and known is not True,
                 "new_value": gold is not None and not (metadata and metadata.knows_value_anywhere(gold)),
                 "value_absent": gold is not None and not (written_in(gold, product.text)
@@ -66,8 +70,9 @@ def score(products: Sequence[Product], predictions: Sequence[Prediction], metada
     return rows
 
 
-def _scored(row: dict[str, Any]) -> Scored:
-    return Scored(row["value"], row["gold"], row["confidence"])
+def scored(row: dict[str, Any]) -> Scored:
+    """A :func:`score` row as a :class:`Scored` carrying its ``correct`` decision."""
+    return Scored(row["value"], row["gold"], row["confidence"], row["correct"])
 
 
 def _slice(rows: list[dict[str, Any]], thresholds: Thresholds) -> dict[str, Any]:
@@ -81,7 +86,7 @@ def _slice(rows: list[dict[str, Any]], thresholds: Thresholds) -> dict[str, Any]
 
 def build_report(rows: list[dict[str, Any]], thresholds: Thresholds, precision: float) -> dict[str, Any]:
     """Per-pair metrics, micro/macro averages and the slices (see :mod:`mxt_sdk.evaluation.metrics`)."""
-    by_pair = group_by_pair((r["product_type"], r["attribute"], _scored(r)) for r in rows)
+    by_pair = group_by_pair((r["product_type"], r["attribute"], scored(r)) for r in rows)
     pairs = sorted((pair_metrics(pt, attr, pair_rows, thresholds.threshold_for(pt, attr), precision)
                     for (pt, attr), pair_rows in by_pair.items()), key=lambda m: (-m.support, m.product_type, m.attribute))
     slices = {
@@ -99,10 +104,14 @@ def build_report(rows: list[dict[str, Any]], thresholds: Thresholds, precision: 
         by_attribute.setdefault(row["attribute"], []).append(row)
     return {
         "matching_rule": MATCHING_RULE, "target_precision": precision,
-        "thresholds": {"calibrated_for": thresholds.target_precision, "default": thresholds.default},
+        "thresholds": {"calibrated_for": thresholds.target_precision, "default": thresholds.default,
+                       "min_support": thresholds.min_support},
         "rows": len(rows), "errors": sum(r["error"] is not None for r in rows),
-        "pairs": [p.as_dict() for p in pairs],
+        "truncated": sum(bool(r.get("truncated")) for r in rows),
+        "pairs": [{**p.as_dict(), "threshold_source": thresholds.lookup(p.product_type, p.attribute)[1]}
+                  for p in pairs],
         **micro_macro(pairs, by_pair),
+        "unstated_pairs": unstated_pairs(pairs, by_pair),
         "slices": slices,
         "value_absent_accuracy_by_attribute": {
             attribute: _slice([r for r in attr_rows if r["value_absent"]], thresholds)["accuracy"]
@@ -112,9 +121,12 @@ def build_report(rows: list[dict[str, Any]], thresholds: Thresholds, precision: 
 
 def markdown(report: dict[str, Any], top: int = 20) -> str:
     """A short human summary of :func:`build_report`'s output."""
-    p = report["target_precision"]
-    lines = [f"# Evaluation report", "", f"Rows: {report['rows']} (errors: {report['errors']}). "
-             f"Matching rule: {report['matching_rule']}.", "",
+    p, unstated = report["target_precision"], report["unstated_pairs"]
+    lines = [f"# Evaluation report", "", f"Rows: {report['rows']} (errors: {report['errors']}, answers cut at "
+             f"the token limit: {report['truncated']}). Matching rule: {report['matching_rule']}.", "",
+             f"Macro averages over the {report['macro']['pairs']} pairs with a stated gold value; "
+             f"{unstated['count']} pairs with none got {unstated['predictions']} predictions with a value "
+             f"({unstated['accepted']} accepted), all false positives.", "",
              f"| averages | precision | recall | F1 | recall@{p:.0%}P |", "|---|---|---|---|---|",
              f"| micro | {report['micro']['precision']:.3f} | {report['micro']['recall']:.3f} | "
              f"{report['micro']['f1']:.3f} | |",
@@ -147,7 +159,7 @@ def write_report(report: dict[str, Any], rows: list[dict[str, Any]], path: Path,
     with open(written["predictions"], "w", encoding="utf-8") as handle:
         handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     written["markdown"].write_text(markdown(report), encoding="utf-8")
-    by_pair = group_by_pair((r["product_type"], r["attribute"], _scored(r)) for r in rows)
+    by_pair = group_by_pair((r["product_type"], r["attribute"], scored(r)) for r in rows)
     for index, pair in enumerate(report["pairs"][:plots]):
         key = (pair["product_type"], pair["attribute"])
         points = [(r, p) for _, p, r in threshold_sweep(by_pair[key])]

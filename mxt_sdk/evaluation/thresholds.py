@@ -1,11 +1,18 @@
 """Per-(product type, attribute) confidence thresholds: a prediction is ``accepted`` when its
 confidence reaches its pair's threshold. :func:`calibrate` picks each threshold as the one giving the
 highest recall at a target precision on labelled data; pairs that cannot reach the target accept
-nothing (and say so) rather than write unreliable values."""
+nothing (and say so) rather than write unreliable values.
+
+A threshold set from a handful of rows is noise, so a pair needs ``min_support`` labelled rows
+(default 20) to get its own (*source* ``pair``). A pair with fewer, and a pair missing from the
+calibration data, gets the threshold calibrated on the pooled rows of its attribute across product
+types (``attribute``), or, when the attribute has fewer than ``min_support`` rows too, on all rows
+(``global``). Never calibrated, every pair uses ``default`` (``default``)."""
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,37 +20,95 @@ from mxt_sdk.data.metadata import pair_key
 from mxt_sdk.evaluation.metrics import Scored, recall_at_precision
 
 DEFAULT_THRESHOLD = 0.5
+DEFAULT_MIN_SUPPORT = 20
+ThresholdSource = Literal["pair", "attribute", "global", "default"]
+
+
+class Pooled(BaseModel):
+    """A threshold calibrated on pooled rows (``None``: the target precision was unreachable)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    threshold: float | None
+    support: int
 
 
 class Thresholds(BaseModel):
     """``pairs[pair_key] = threshold`` (``None``: the target precision was unreachable, accept
-    nothing); pairs absent from ``pairs`` use ``default``."""
+    nothing) and ``sources[pair_key]``, which kind of threshold it is (absent, as in files written
+    before sources existed: ``pair``). Pairs absent from ``pairs`` use their attribute's pooled
+    threshold (``attributes``), else the one pooled over all rows (``all_rows``), else ``default``."""
 
     model_config = ConfigDict(extra="forbid")
 
     default: float = Field(default=DEFAULT_THRESHOLD, ge=0.0, le=1.0)
     target_precision: float | None = None
+    min_support: int | None = None
     pairs: dict[str, float | None] = Field(default_factory=dict)
     support: dict[str, int] = Field(default_factory=dict)
+    sources: dict[str, ThresholdSource] = Field(default_factory=dict)
+    attributes: dict[str, Pooled] = Field(default_factory=dict)
+    all_rows: Pooled | None = None
+
+    def lookup(self, product_type: str, attribute: str) -> tuple[float, ThresholdSource]:
+        """The pair's threshold (``inf``: accept nothing) and which kind it is."""
+        key = pair_key(product_type, attribute)
+        if key in self.pairs:
+            value, source = self.pairs[key], self.sources.get(key, "pair")
+        elif attribute in self.attributes:
+            value, source = self.attributes[attribute].threshold, "attribute"
+        elif self.all_rows is not None:
+            value, source = self.all_rows.threshold, "global"
+        else:
+            return self.default, "default"
+        return (math.inf if value is None else value), source
 
     def threshold_for(self, product_type: str, attribute: str) -> float:
-        key = pair_key(product_type, attribute)
-        if key not in self.pairs:
-            return self.default
-        value = self.pairs[key]
-        return math.inf if value is None else value
+        return self.lookup(product_type, attribute)[0]
 
     def accepts(self, product_type: str, attribute: str, confidence: float) -> bool:
         return confidence >= self.threshold_for(product_type, attribute)
 
 
 def calibrate(rows_by_pair: Mapping[tuple[str, str], Sequence[Scored]], precision: float,
-              default: float = DEFAULT_THRESHOLD) -> Thresholds:
-    """Thresholds reaching ``precision`` per pair on labelled rows (see :mod:`mxt_sdk.evaluation.metrics`)."""
+              default: float = DEFAULT_THRESHOLD, min_support: int = DEFAULT_MIN_SUPPORT) -> Thresholds:
+    """Thresholds reaching ``precision`` on labelled rows (see :mod:`mxt_sdk.evaluation.metrics`): per
+    pair with at least ``min_support`` rows, else pooled (see the module docstring)."""
+    by_attribute: dict[str, list[Scored]] = {}
+    for (_, attribute), rows in rows_by_pair.items():
+        by_attribute.setdefault(attribute, []).extend(rows)
+    everything = [row for rows in by_attribute.values() for row in rows]
+    all_rows = Pooled(threshold=recall_at_precision(everything, precision)[1], support=len(everything))
+    attributes = {attribute: Pooled(threshold=recall_at_precision(rows, precision)[1], support=len(rows))
+                  for attribute, rows in sorted(by_attribute.items()) if len(rows) >= min_support}
     pairs: dict[str, float | None] = {}
     support: dict[str, int] = {}
+    sources: dict[str, ThresholdSource] = {}
     for (product_type, attribute), rows in rows_by_pair.items():
-        _, threshold, _ = recall_at_precision(rows, precision)
-        pairs[pair_key(product_type, attribute)] = threshold
-        support[pair_key(product_type, attribute)] = len(rows)
-    return Thresholds(default=default, target_precision=precision, pairs=pairs, support=support)
+        key = pair_key(product_type, attribute)
+        support[key] = len(rows)
+        if len(rows) >= min_support:
+            pairs[key], sources[key] = recall_at_precision(rows, precision)[1], "pair"
+        elif attribute in attributes:
+            pairs[key], sources[key] = attributes[attribute].threshold, "attribute"
+        else:
+            pairs[key], sources[key] = all_rows.threshold, "global"
+    return Thresholds(default=default, target_precision=precision, min_support=min_support, pairs=pairs,
+                      support=support, sources=sources, attributes=attributes, all_rows=all_rows)
+
+
+def calibration_summary(thresholds: Thresholds) -> dict[str, Any]:
+    """What ``mxt calibrate`` prints: how many pairs have each kind of threshold, and the pairs (and
+    pooled groups) that cannot reach the target precision and so accept nothing."""
+    kinds = {kind: sorted(k.replace("\t", " / ") for k in thresholds.pairs
+                          if thresholds.sources.get(k, "pair") == kind) for kind in ("pair", "attribute", "global")}
+    unreachable = sorted(k.replace("\t", " / ") for k, v in thresholds.pairs.items() if v is None)
+    return {
+        "target_precision": thresholds.target_precision, "min_support": thresholds.min_support,
+        "pairs": len(thresholds.pairs), "reached": len(thresholds.pairs) - len(unreachable),
+        "own_threshold": len(kinds["pair"]), "pooled_by_attribute": kinds["attribute"],
+        "pooled_over_all_rows": kinds["global"],
+        "unreachable_accept_nothing": unreachable,
+        "unreachable_attributes": sorted(a for a, p in thresholds.attributes.items() if p.threshold is None),
+        "all_rows": thresholds.all_rows.model_dump() if thresholds.all_rows is not None else None,
+    }

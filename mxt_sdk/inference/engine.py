@@ -26,6 +26,7 @@ from mxt_sdk.plugins.components import Canonicalizer
 from mxt_sdk.types import Prediction, Product, product_from_record
 
 ALL_ATTRIBUTES = "*"
+Answer = tuple[str, float, bool]  #: decoded text, confidence, cut at the generation bound (no EOS)
 
 
 @dataclass
@@ -143,12 +144,12 @@ class Engine:
                                        canonical.get((row, attribute)),
                                        bool(features is not None and features.has_image[row]))
 
-    def _canonicalize(self, chunk: list[Request], answers: dict[tuple[int, str], tuple[str, float]]
+    def _canonicalize(self, chunk: list[Request], answers: dict[tuple[int, str], Answer]
                       ) -> dict[tuple[int, str], tuple[str, bool]]:
         """Canonical value and novelty of each stated answer (one batched call per chunk)."""
         if self.canonicalizer is None:
             return {}
-        keys = [key for key, (raw, _) in answers.items() if self._value(raw) is not None]
+        keys = [key for key, answer in answers.items() if self._value(answer[0]) is not None]
         queries = [(self._value(answers[key][0]), chunk[key[0]].product.product_type, key[1]) for key in keys]
         return dict(zip(keys, self.canonicalizer.canonicalize_many(queries)))
 
@@ -156,7 +157,7 @@ class Engine:
         return None if not raw or raw.casefold() == self.settings.none_answer.casefold() else raw
 
     def _answer(self, chunk: list[Request], examples: list[tuple[int, str]],
-                features: ImageFeatures | None, device: torch.device) -> dict[tuple[int, str], tuple[str, float]]:
+                features: ImageFeatures | None, device: torch.device) -> dict[tuple[int, str], Answer]:
         if not examples:
             return {}
         prompts = [build_prompt(attribute, chunk[row].product) for row, attribute in examples]
@@ -174,11 +175,13 @@ class Engine:
                                          self.settings.max_new_tokens, image_index=rows)
             texts = self.tokenizer.batch_decode(output.token_ids.tolist(), skip_special_tokens=True)
             confidences = output.token_logprobs.sum(dim=1).exp().clamp(0.0, 1.0).tolist()
-            for i, text, confidence in zip(batch, texts, confidences):
-                answers[examples[i]] = (" ".join(text.split()), confidence)
+            eos = getattr(self.tokenizer, "eos_token_id", None)
+            ended = (output.token_ids == eos).any(dim=1).tolist() if eos is not None else [True] * len(batch)
+            for i, text, confidence, done in zip(batch, texts, confidences, ended):
+                answers[examples[i]] = (" ".join(text.split()), confidence, not done)
         return answers
 
-    def _prediction(self, request: Request, attribute: str, answer: tuple[str, float] | None,
+    def _prediction(self, request: Request, attribute: str, answer: Answer | None,
                     canonical: tuple[str, bool] | None, image_used: bool) -> Prediction:
         base = dict(product_id=request.product_id, attribute=attribute,
                     product_type=request.product.product_type if request.product else None)
@@ -187,8 +190,9 @@ class Engine:
         error = request.image_error
         if answer is None:
             return Prediction(**base, error=error or "not answered")
-        raw, confidence = answer
+        raw, confidence, truncated = answer
         confidence = confidence if math.isfinite(confidence) else 0.0
+        threshold, source = self.settings.thresholds.lookup(request.product.product_type, attribute)
         value, novel = self._value(raw), False
         if value is not None and canonical is not None:
             value, novel = canonical
@@ -196,8 +200,7 @@ class Engine:
             novel = self.metadata.knows_value(request.product.product_type, attribute, value) is False
         return Prediction(
             **base, value=value, raw_value=raw, confidence=confidence,
-            accepted=value is not None and self.settings.thresholds.accepts(
-                request.product.product_type, attribute, confidence),
+            accepted=value is not None and confidence >= threshold,
             novel=novel, in_text=value is not None and written_in(value, request.product.text),
-            image_used=image_used, error=error,
+            image_used=image_used, error=error, truncated=truncated, threshold_source=source,
         )
