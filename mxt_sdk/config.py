@@ -79,6 +79,9 @@ class TrainingConfig(_Section):
     seed: int = 42
     mixed_precision: Literal["no", "bf16", "fp16"] = Field(default="no", description="autocast on GPU")
     freeze_image_encoders: bool = False
+    cache_image_features: bool = Field(
+        default=True, description="with frozen image encoders, encode each distinct image once and reuse its "
+                                  "features for every example and epoch (cache in <output>/cache/image-features)")
     num_workers: int = Field(default=0, ge=0, description="data-loading worker processes")
     log_every: int = Field(default=10, ge=1)
     normalizers: list[ComponentSpec] = Field(default_factory=_default_normalizers)

@@ -4,13 +4,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from mxt_sdk.errors import ImageError
 from mxt_sdk.images.io import Preprocessing, load_image, to_pixels
-from mxt_sdk.model.mxt import ImagePixels
+from mxt_sdk.model.mxt import ImageFeatures, ImagePixels
 
 IGNORE_INDEX = -100
 
@@ -63,15 +63,23 @@ class ImageLoader:
         return ImagePixels(pixels, has_image), errors
 
 
+class ImageSource(Protocol):
+    """Gives the images of a batch: ``load(references) -> (ImagePixels | ImageFeatures, errors)``."""
+
+    def load(self, references: Sequence[str | None]) -> tuple[ImagePixels | ImageFeatures, list[str | None]]: ...
+
+
 @dataclass
 class TrainingCollator:
     """Collates rows ``{"input_ids", "labels", "image"}`` into model inputs.
 
     Rows that share an image reference share one decoded image (``image_index`` points at it).
+    ``images`` is anything with :meth:`ImageLoader.load`'s contract: an :class:`ImageLoader` (pixels)
+    or a feature cache (``mxt_sdk.training.feature_cache``, features already encoded).
     """
 
     pad_id: int
-    images: ImageLoader | None
+    images: ImageSource | None
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         input_ids, attention_mask = pad_batch([r["input_ids"] for r in rows], self.pad_id)

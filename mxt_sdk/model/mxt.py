@@ -67,48 +67,64 @@ class MXTModel(torch.nn.Module):
         self.encoders = torch.nn.ModuleDict()
         for slot, expected in ENCODER_SLOTS.items():
             spec: ComponentSpec | None = getattr(config, slot)
-            if spec is None:
-                continue
-            encoder: ImageEncoder = manager.create("image_encoders", spec.name, spec.options,
-                                                    saved=saved.get(slot))
-            if encoder.output != expected:
-                raise ConfigError(
-                    f"model.{slot}: image encoder {spec.name!r} gives {encoder.output!r} features but this "
-                    f"slot needs {expected!r} ones (for the generic 'timm' encoder set pool: "
-                    f"{str(expected == 'global').lower()})."
-                )
-            self.encoders[expected] = encoder
+            if spec is not None:
+                self.encoders[expected] = self._build_encoder(slot, expected, spec, saved.get(slot))
+        #: the global features come from the regional encoder's pass (same network, loaded weights)
+        self.shared_backbone = _same_network(config.global_encoder, config.regional_encoder) and \
+            self.encoders["regional"].shares_pass
+        if self.shared_backbone:
+            del self.encoders["global"]
         self.embedding_fusions = torch.nn.ModuleList()
         self.encoder_fusions = torch.nn.ModuleList()
         for position, spec in enumerate(config.fusions):
             fusion = self._build_fusion(position, spec)
             (self.embedding_fusions if fusion.stage == "embeddings" else self.encoder_fusions).append(fusion)
         consumed = {f.image_input for f in (*self.embedding_fusions, *self.encoder_fusions)}
-        for kind in set(self.encoders) - consumed:
+        for kind in self.feature_kinds - consumed:
             slot = next(s for s, out in ENCODER_SLOTS.items() if out == kind)
             raise ConfigError(
                 f"model.{slot} is set but no fusion uses {kind!r} image features; add a fusion that does "
                 f"(e.g. {'mag' if kind == 'global' else 'xattn'}) or remove model.{slot}."
             )
 
+    @staticmethod
+    def _build_encoder(slot: str, expected: str, spec: ComponentSpec, saved: Any) -> ImageEncoder:
+        encoder: ImageEncoder = manager.create("image_encoders", spec.name, spec.options, saved=saved)
+        if encoder.output != expected:
+            raise ConfigError(
+                f"model.{slot}: image encoder {spec.name!r} gives {encoder.output!r} features but this "
+                f"slot needs {expected!r} ones (for the generic 'timm' encoder set pool: "
+                f"{str(expected == 'global').lower()})."
+            )
+        return encoder
+
     def _build_fusion(self, position: int, spec: ComponentSpec) -> Fusion:
         cls = manager.get_component("fusions", spec.name).cls
-        encoder = self.encoders[cls.image_input] if cls.image_input in self.encoders else None
-        if encoder is None:
+        if cls.image_input not in self.feature_kinds:
             slot = next(s for s, out in ENCODER_SLOTS.items() if out == cls.image_input)
             raise ConfigError(
                 f"model.fusions[{position}] {spec.name!r} needs {cls.image_input!r} image features: "
                 f"set model.{slot}."
             )
         return manager.create("fusions", spec.name, spec.options, text_dim=self.generator.d_model,
-                               image_dim=encoder.out_dim)
+                               image_dim=self.feature_dim(cls.image_input))
+
+    @property
+    def feature_kinds(self) -> set[str]:
+        """The kinds of image features the model computes (``global`` / ``regional``)."""
+        return set(self.encoders) | ({"global"} if self.shared_backbone else set())
+
+    def feature_dim(self, kind: str) -> int:
+        if kind == "global" and self.shared_backbone:
+            return self.encoders["regional"].pooled_dim
+        return self.encoders[kind].out_dim
 
     @property
     def uses_images(self) -> bool:
         return len(self.encoders) > 0
 
     def preprocessing(self) -> dict[str, dict[str, Any]]:
-        """Per encoder output kind, how images must be preprocessed for it."""
+        """Per encoder (by the kind of features it gives), how images must be preprocessed for it."""
         return {kind: encoder.preprocessing() for kind, encoder in self.encoders.items()}
 
     # ----------------------------------------------------------------- compute
@@ -122,14 +138,18 @@ class MXTModel(torch.nn.Module):
         features = {}
         for kind, encoder in self.encoders.items():
             pixels = images.pixels[kind]
-            if bool(has_image.any()):
-                encoded = encoder(pixels[has_image])
-                out = encoded.new_zeros((pixels.size(0), *encoded.shape[1:]))
-                out[has_image] = encoded
+            if not bool(has_image.any()):
+                features.update({k: pixels.new_zeros((pixels.size(0), *_empty_shape(k, self.feature_dim(k))))
+                                 for k in self.feature_kinds if k == kind or self.shared_backbone})
+                continue
+            if self.shared_backbone:
+                encoded = dict(zip(("global", "regional"), encoder.encode_both(pixels[has_image])))
             else:
-                shape = (encoder.out_dim,) if encoder.output == "global" else (1, encoder.out_dim)
-                out = pixels.new_zeros((pixels.size(0), *shape))
-            features[kind] = out
+                encoded = {kind: encoder(pixels[has_image])}
+            for name, values in encoded.items():
+                out = values.new_zeros((pixels.size(0), *values.shape[1:]))
+                out[has_image] = values
+                features[name] = out
         return ImageFeatures(features, has_image)
 
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -175,6 +195,20 @@ class MXTModel(torch.nn.Module):
         """JSON-able state of each component slot, for :class:`MXTModel` ``saved=``."""
         states: dict[str, Any] = {"generator": self.generator.export_state()}
         for slot, kind in ENCODER_SLOTS.items():
-            if kind in self.encoders:
-                states[slot] = self.encoders[kind].export_state()
+            source = "regional" if kind == "global" and self.shared_backbone else kind
+            if source in self.encoders:
+                states[slot] = self.encoders[source].export_state()
         return states
+
+
+def _empty_shape(kind: str, dim: int) -> tuple[int, ...]:
+    """Feature shape of one image-less product: a zero vector, or a single zero region."""
+    return (dim,) if kind == "global" else (1, dim)
+
+
+def _same_network(first: ComponentSpec | None, second: ComponentSpec | None) -> bool:
+    """Whether two encoder specs name the same network with the same options, ``pool`` aside."""
+    if first is None or second is None or first.name != second.name:
+        return False
+    return {k: v for k, v in first.options.items() if k != "pool"} == \
+        {k: v for k, v in second.options.items() if k != "pool"}

@@ -77,10 +77,23 @@ class ImageEncoder(Component, torch.nn.Module, abc.ABC):
     :meth:`preprocessing` says how a PIL image becomes ``pixels`` (see
     :class:`mxt_sdk.images.io.Preprocessing`); it is saved with the model and reused at load.
     ``saved`` is what :meth:`export_state` returned when the model was saved.
+
+    A regional encoder whose :attr:`shares_pass` is True also gives the pooled vector of the same
+    pass (:meth:`encode_both`, ``pooled_dim`` wide): when a model's global and regional slots name the
+    same network, the model then runs it once for both fusions.
     """
 
     output: ImageOutput
     out_dim: int
+    pooled_dim: int = 0
+
+    @property
+    def shares_pass(self) -> bool:
+        return False
+
+    def encode_both(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(pooled [B, pooled_dim], regions [B, R, out_dim])`` from one pass (when :attr:`shares_pass`)."""
+        raise TypeError(f"image encoder {self.name!r} cannot give pooled and regional features in one pass")
 
     def __init__(self, options: ComponentOptions, *, saved: Mapping[str, Any] | None = None):
         torch.nn.Module.__init__(self)
@@ -212,6 +225,17 @@ class Generator(Component, torch.nn.Module, abc.ABC):
     @abc.abstractmethod
     def load_tokenizer(self, directory: Path) -> None:
         """Read the tokenizer written by :meth:`save_tokenizer`."""
+
+    # Pretraining (``mxt pretrain``) needs the two methods below; other generators need not have them.
+    def add_special_tokens(self, tokens: list[str]) -> None:
+        """Make ``tokens`` (e.g. pretraining's sentinels) special tokens of the tokenizer, never split,
+        growing the embeddings when the vocabulary outgrows them; tokens it has already are kept."""
+        raise ConfigError(f"Generator {self.name!r} cannot be pretrained (it cannot add special tokens).")
+
+    def export_pretrained(self, directory: Path) -> None:
+        """Write weights and tokenizer as a folder that this generator's ``from_pretrained`` option
+        loads (the output of ``mxt pretrain``)."""
+        raise ConfigError(f"Generator {self.name!r} cannot be pretrained (it cannot export its weights).")
 
 
 # --------------------------------------------------------------------------- data components

@@ -26,6 +26,7 @@ from mxt_sdk.config import TrainingConfig
 from mxt_sdk.data.cleaning import apply_normalizers, clean_products
 from mxt_sdk.data.examples import collect_metadata, example_rows
 from mxt_sdk.images.batching import ImageLoader, TrainingCollator, truncate
+from mxt_sdk.training.feature_cache import FeatureCache, build_feature_cache, encoders_frozen
 from mxt_sdk.plugins import manager
 from mxt_sdk.storage import write_json
 from mxt_sdk.training import checkpoints
@@ -52,11 +53,12 @@ class TrainingResult:
     examples_per_second: float
     truncated_examples: int
     stopped_early: bool
+    stopped_by_time: bool = False  # max_train_seconds ended the run before its planned steps
 
 
 def linear_warmup_decay(progress: float, warmup_ratio: float) -> float:
     """Learning-rate multiplier: linear warm-up over the first ``warmup_ratio`` of the run, then linear
-    decay to 0 at its end (transformers' linear schedule, driven by the fraction of the run done)."""
+    decay to 0 at its end (transformers' linear schedule; ``progress`` = steps done / planned steps)."""
     if warmup_ratio > 0 and progress < warmup_ratio:
         return progress / warmup_ratio
     return max(0.0, (1.0 - progress) / max(1.0 - warmup_ratio, 1e-9))
@@ -134,12 +136,24 @@ class Trainer:
                                  remove_columns=["prompt"], new_fingerprint=None)
         return tokenized, int(sum(tokenized["truncated"]))
 
-    def _loader(self, data: datasets.Dataset, shuffle: bool) -> torch.utils.data.DataLoader:
+    def _image_source(self, data: dict[str, Any]) -> ImageLoader | FeatureCache | None:
+        """Where batches get their images from: features cached once per image when the encoders
+        are frozen (``cache_image_features``), decoded pixels otherwise; None for a text-only model."""
         model = self.extractor.model
-        images = None
-        if model.uses_images:
-            images = ImageLoader(model.preprocessing(), self.image_root,
-                                 self.extractor.config.extraction.max_image_pixels)
+        if not model.uses_images:
+            return None
+        loader = ImageLoader(model.preprocessing(), self.image_root, self.extractor.config.extraction.max_image_pixels)
+        references = [ref for split in ("train", "val") if data[split] is not None for ref in data[split]["image"]]
+        if not (self.config.cache_image_features and encoders_frozen(model) and any(references)):
+            return loader
+        model.to(self.accelerator.device)
+        with self.accelerator.main_process_first():
+            return build_feature_cache(model, references, loader, self.output / "cache" / "image-features",
+                                       batch_size=self.config.batch_size, device=self.accelerator.device)
+
+    def _loader(self, data: datasets.Dataset, shuffle: bool,
+                images: ImageLoader | FeatureCache | None) -> torch.utils.data.DataLoader:
+        model = self.extractor.model
         collate = TrainingCollator(model.generator.tokenizer.pad_token_id, images)
         columns = data.select_columns(["input_ids", "labels", "image"])
         return torch.utils.data.DataLoader(columns, batch_size=self.config.batch_size, shuffle=shuffle,
@@ -208,16 +222,17 @@ class Trainer:
         model = self.extractor.model.train()
         parameters = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
-        train_loader = self._loader(data["train"], shuffle=True)
-        val_loader = self._loader(data["val"], shuffle=False) if data["val"] is not None else None
+        images = self._image_source(data)
+        train_loader = self._loader(data["train"], shuffle=True, images=images)
+        val_loader = self._loader(data["val"], shuffle=False, images=images) if data["val"] is not None else None
         model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
         if val_loader is not None:
             val_loader = accelerator.prepare(val_loader)
         steps_per_epoch = max(1, math.ceil(len(train_loader) / config.gradient_accumulation_steps))
         total_steps = config.max_steps or math.ceil(config.epochs * steps_per_epoch)
-        run_progress = {"value": 0.0}
+        # By steps only, never by the clock: the same seed and steps give the same model.
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda _: linear_warmup_decay(run_progress["value"], config.warmup_ratio))
+            optimizer, lambda step: linear_warmup_decay(min(step / total_steps, 1.0), config.warmup_ratio))
 
         state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "train_seconds": 0.0, "best_val_loss": None,
                  "best_step": None,
@@ -259,7 +274,6 @@ class Trainer:
                     continue
                 state["step"] += 1
                 state["train_seconds"] = seconds_before + time.perf_counter() - started
-                run_progress["value"] = self._progress(state, total_steps)
                 scheduler.step()
                 progress.update(1)
                 step = state["step"]
@@ -272,7 +286,9 @@ class Trainer:
                     running_loss, running_count = 0.0, 0
                 out_of_time = self._out_of_time(state)
                 if out_of_time:
-                    log.info("Time budget of %.0f s reached at step %d", config.max_train_seconds, step)
+                    state["stopped_by_time"] = step < total_steps
+                    log.info("Time budget of %.0f s reached at step %d of %d", config.max_train_seconds, step,
+                             total_steps)
                 if step % config.eval_every == 0 or step == total_steps or out_of_time:
                     stop = self._evaluate(model, val_loader, state, unwrapped) or step >= total_steps or out_of_time
                     self._checkpoint(unwrapped, optimizer, scheduler, state)
@@ -285,13 +301,6 @@ class Trainer:
         progress.close()
         elapsed = time.perf_counter() - started
         return self._finish(unwrapped, data, state, resumed_from, examples_seen / max(elapsed, 1e-9))
-
-    def _progress(self, state: dict[str, Any], total_steps: int) -> float:
-        """Fraction of the run done: by steps, or by the time budget when that is further along."""
-        done = state["step"] / total_steps
-        if self.config.max_train_seconds:
-            done = max(done, state["train_seconds"] / self.config.max_train_seconds)
-        return min(done, 1.0)
 
     def _out_of_time(self, state: dict[str, Any]) -> bool:
         """Whether the time budget (training time summed over resumed runs) is spent; all
@@ -358,4 +367,5 @@ class Trainer:
             best_val_loss=state["best_val_loss"], best_step=state["best_step"],
             final_val_loss=state["last_val_loss"], examples_per_second=rate,
             truncated_examples=data["truncated"], stopped_early=bool(state.get("stopped_early")),
+            stopped_by_time=bool(state.get("stopped_by_time")),
         )

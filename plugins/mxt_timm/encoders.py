@@ -75,8 +75,8 @@ class TimmEncoder(ImageEncoder):
             load_packaged_weights(self.net, options.model_name)
         self._preprocessing = dict(saved["preprocessing"]) if saved else self._data_config(options)
         self.output = "global" if self._pools(options) else "regional"
-        self.out_dim = int(getattr(self.net, "head_hidden_size", None) or self.net.num_features) \
-            if self.output == "global" else int(self.net.num_features)
+        self.pooled_dim = int(getattr(self.net, "head_hidden_size", None) or self.net.num_features)
+        self.out_dim = self.pooled_dim if self.output == "global" else int(self.net.num_features)
         if options.frozen:
             self.net.requires_grad_(False)
             self.net.eval()
@@ -114,11 +114,25 @@ class TimmEncoder(ImageEncoder):
             self.net.eval()
         return self
 
+    @property
+    def shares_pass(self) -> bool:
+        """A regional encoder with loaded weights is the same network as a global one with the same
+        options, so one pass can serve both (random-init encoders stay separate networks)."""
+        return self.output == "regional" and self.options.has_pretrained_weights
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.options.frozen):
             if self.output == "global":
                 return self.net(pixels)
+            return self._regions(self.net.forward_features(pixels))
+
+    def encode_both(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.options.frozen):
             features = self.net.forward_features(pixels)
+            return self.net.forward_head(features, pre_logits=True), self._regions(features)
+
+    @staticmethod
+    def _regions(features: torch.Tensor) -> torch.Tensor:
         if features.dim() == 4:  # [B, C, h, w] -> [B, h*w, C]
             return features.flatten(2).transpose(1, 2)
         return features  # token models already give [B, N, C]

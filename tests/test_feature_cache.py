@@ -1,0 +1,113 @@
+"""Frozen image encoders: one backbone pass for both fusions, features cached once per image."""
+from __future__ import annotations
+
+import copy
+import os
+
+import pytest
+import torch
+
+from conftest import TINY_T5, tiny_config
+from mxt_sdk import Extractor
+from mxt_sdk.config import ModelConfig
+from mxt_sdk.experiments.synthetic import write_catalog
+from mxt_sdk.images.batching import ImageLoader
+from mxt_sdk.model.mxt import ImagePixels, MXTModel
+from mxt_sdk.training.feature_cache import FeatureCache, build_feature_cache, encoders_frozen
+
+LITE0 = {"model_name": "tf_efficientnet_lite0", "image_size": 64, "packaged_weights": True}
+
+
+def _frozen_config() -> dict:
+    config = copy.deepcopy(tiny_config(["mag", "xattn"]))  # conftest's dicts are shared
+    for slot in ("global_encoder", "regional_encoder"):
+        config["model"][slot]["options"]["freeze"] = True
+    return config
+
+
+def _frozen_tiny_model() -> MXTModel:
+    return MXTModel(ModelConfig.model_validate(_frozen_config()["model"])).eval()
+
+
+def _lite0_model(**regional) -> MXTModel:
+    return MXTModel(ModelConfig.model_validate({
+        "generator": TINY_T5, "global_encoder": {"name": "timm", "options": {**LITE0, "pool": True}},
+        "regional_encoder": {"name": "timm", "options": {**LITE0, "pool": False, **regional}},
+        "fusions": [{"name": "mag"}, {"name": "xattn", "options": {"heads": 4}}]})).eval()
+
+
+def test_one_pass_gives_the_same_features_as_two_separate_encoders():
+    shared, separate = _lite0_model(), _lite0_model(freeze=True)  # an option apart: two networks
+    assert shared.shared_backbone and list(shared.encoders) == ["regional"]
+    assert not separate.shared_backbone and set(separate.encoders) == {"global", "regional"}
+    pixels = torch.randn(3, 3, 64, 64)
+    has_image = torch.tensor([True, False, True])
+    with torch.no_grad():
+        one = shared.encode_images(ImagePixels({"regional": pixels}, has_image)).features
+        two = separate.encode_images(ImagePixels({"global": pixels, "regional": pixels}, has_image)).features
+    for kind in ("global", "regional"):
+        assert one[kind].shape == two[kind].shape
+        assert torch.allclose(one[kind], two[kind], atol=1e-5)
+    assert not one["global"][1].any()  # the product without an image contributes zeros
+
+
+def test_cache_gives_the_encoders_features_and_is_reused_until_an_image_changes(image_dir, tmp_path):
+    model = _frozen_tiny_model()
+    assert encoders_frozen(model)
+    loader = ImageLoader(model.preprocessing(), image_dir, 10_000_000)
+    (image_dir / "broken.jpg").write_bytes(b"not an image")
+    references = ["red.jpg", "blue.png", "red.jpg", None, "broken.jpg", "green.png"]
+    cache = build_feature_cache(model, references, loader, tmp_path / "cache", batch_size=2)
+    asked = ["green.png", None, "broken.jpg", "red.jpg", "unknown.jpg"]
+    cached, errors = cache.load(asked)
+    with torch.no_grad():
+        live = model.encode_images(loader.load(asked)[0])
+    assert cached.has_image.tolist() == [True, False, False, True, False]
+    for kind, values in live.features.items():
+        assert torch.allclose(cached.features[kind], values, atol=1e-5)
+    assert errors[0] is None and errors[1] is None
+    assert "not a readable image" in errors[2]  # the decoding error of that file
+    assert "not in the feature cache" in errors[4]
+
+    again = build_feature_cache(model, references, loader, tmp_path / "cache")
+    assert again.folder == cache.folder
+    stat = (image_dir / "red.jpg").stat()
+    os.utime(image_dir / "red.jpg", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    rebuilt = build_feature_cache(model, references, loader, tmp_path / "cache")
+    assert rebuilt.folder != cache.folder and not cache.folder.exists()
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [rebuilt.folder.name]
+
+
+def test_cache_refuses_trainable_encoders(image_dir, tmp_path):
+    model = MXTModel(ModelConfig.model_validate(tiny_config(["mag"])["model"]))
+    loader = ImageLoader(model.preprocessing(), image_dir, 10_000_000)
+    with pytest.raises(ValueError, match="frozen"):
+        build_feature_cache(model, ["red.jpg"], loader, tmp_path / "cache")
+
+
+def test_training_on_cached_features_equals_training_on_pixels(tmp_path):
+    catalog = write_catalog(tmp_path / "catalog", train_size=16, test_size=4, image_size=48)
+    weights = {}
+    for cached in (True, False):
+        config = _frozen_config()
+        config["training"] = {"learning_rate": 3e-3, "batch_size": 8, "eval_every": 100, "seed": 3,
+                              "normalizers": ["text"], "cache_image_features": cached}
+        extractor = Extractor.from_config(config)
+        output = tmp_path / f"model-{cached}"
+        extractor.fit(catalog["train"], output_dir=output, max_steps=4)
+        assert (output / "cache" / "image-features").is_dir() == cached
+        weights[cached] = {k: v.detach().clone() for k, v in extractor.model.state_dict().items()}
+    for name, value in weights[True].items():
+        assert torch.allclose(value, weights[False][name], atol=1e-5), name
+
+
+def test_cache_pickles_without_its_memory_maps(image_dir, tmp_path):
+    import pickle  # only to check what DataLoader workers receive; no user data is pickled
+
+    model = _frozen_tiny_model()
+    loader = ImageLoader(model.preprocessing(), image_dir, 10_000_000)
+    cache = build_feature_cache(model, ["red.jpg"], loader, tmp_path / "cache")
+    cache.load(["red.jpg"])
+    copy = pickle.loads(pickle.dumps(cache))
+    assert isinstance(copy, FeatureCache) and copy._arrays is None
+    assert torch.equal(copy.load(["red.jpg"])[0].features["global"], cache.load(["red.jpg"])[0].features["global"])
