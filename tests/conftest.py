@@ -96,3 +96,24 @@ def script_answers(monkeypatch, answers: dict) -> None:
         return GreedyOutput(token_ids, logprobs)
 
     monkeypatch.setattr(MXTModel, "generate", generate)
+
+
+def kill_after_first_checkpoint(command: list[str], output, timeout: float = 120) -> int:
+    """Start ``command`` (an ``mxt`` run writing to ``output``), SIGKILL it and its children once a
+    complete checkpoint exists, and return the step of the latest complete one."""
+    import signal
+    import subprocess
+    import time
+
+    from mxt_sdk.training.checkpoints import complete_checkpoints
+
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + timeout
+        while not complete_checkpoints(output) and time.time() < deadline:
+            time.sleep(0.2)
+        assert complete_checkpoints(output), "no checkpoint was written in time"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    return int(complete_checkpoints(output)[-1].name.split("-")[1])

@@ -3,10 +3,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +12,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from conftest import tiny_config
+from conftest import kill_after_first_checkpoint, tiny_config
 from mxt_sdk import Extractor
 from mxt_sdk.experiments.synthetic import write_catalog
 from mxt_sdk.training.checkpoints import complete_checkpoints
@@ -115,17 +113,7 @@ def test_killed_training_resumes_from_last_complete_checkpoint(catalog, tmp_path
     out = tmp_path / "run"
     command = [sys.executable, "-m", "mxt_sdk.cli", "train", "--config", str(config), "--train",
                str(catalog["train"]), "--output", str(out), "--max-steps", "400"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    try:
-        deadline = time.time() + 120
-        while not complete_checkpoints(out) and time.time() < deadline:
-            time.sleep(0.2)
-        assert complete_checkpoints(out), "no checkpoint was written in time"
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    last = int(complete_checkpoints(out)[-1].name.split("-")[1])
+    last = kill_after_first_checkpoint(command, out)
     assert last < 400
     finished = subprocess.run([*command[:-1], str(last + 3)], capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]

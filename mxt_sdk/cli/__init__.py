@@ -26,6 +26,7 @@ def main() -> None:
     mxt demo        train and evaluate on a built-in synthetic catalog (start here)
     mxt plugins     list installed components and the plugins providing them
     mxt train       fine-tune on catalog data (resumes when re-run)
+    mxt pretrain    pretrain the generator on unlabeled catalog text (resumes when re-run)
     mxt extract     predict attribute values for a product file (JSONL out)
     mxt evaluate    score a model on labelled data (recall@P, F1, slices)
     mxt calibrate   set per-pair confidence thresholds for a target precision
@@ -35,6 +36,7 @@ def main() -> None:
 
 from mxt_sdk.cli import ablate as _ablate  # noqa: E402
 from mxt_sdk.cli import plugins as _plugins  # noqa: E402
+from mxt_sdk.cli import pretrain as _pretrain  # noqa: E402
 from mxt_sdk.cli import demo as _demo  # noqa: E402
 from mxt_sdk.cli import evaluate as _evaluate  # noqa: E402
 from mxt_sdk.cli import extract as _extract  # noqa: E402
@@ -43,6 +45,7 @@ from mxt_sdk.cli import train as _train  # noqa: E402
 main.add_command(_demo.demo)
 main.add_command(_plugins.plugins)
 main.add_command(_train.train)
+main.add_command(_pretrain.pretrain)
 main.add_command(_evaluate.evaluate)
 main.add_command(_extract.extract)
 main.add_command(_evaluate.calibrate)

@@ -13,7 +13,12 @@ SEPARATOR = " | "
 QUESTION_MARKER, CONTEXT_MARKER = "question:", "context:"
 
 
+def build_context(product: Product) -> str:
+    """The product's part of the prompt: its type and its texts, ``SEPARATOR``-joined."""
+    parts = [product.product_type, product.title, product.description or "", *product.bullets]
+    return SEPARATOR.join(part for part in parts if part)
+
+
 def build_prompt(attribute: str, product: Product) -> str:
     """The input text for asking ``attribute`` of ``product``."""
-    context = [product.product_type, product.title, product.description or "", *product.bullets]
-    return f"{QUESTION_MARKER} {attribute} {CONTEXT_MARKER} " + SEPARATOR.join(part for part in context if part)
+    return f"{QUESTION_MARKER} {attribute} {CONTEXT_MARKER} " + build_context(product)

@@ -10,9 +10,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import safetensors.torch
 import torch
 from pydantic import Field
-from transformers import AutoTokenizer, ByT5Tokenizer, PreTrainedModel, T5Config, T5ForConditionalGeneration
+from transformers import ByT5Tokenizer, PreTrainedModel, T5Config, T5ForConditionalGeneration
 from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.t5.modeling_t5 import T5Stack
@@ -23,6 +24,7 @@ from mxt_sdk.errors import ConfigError
 from mxt_t5 import tokenizers
 from mxt_t5.copy import CopyHead
 
+COPY_HEAD_FILE = "copy_head.safetensors"  # beside the T5 weights in a folder written by ``mxt pretrain``
 # transformers 5 renamed the decoder cache argument (and output field) ``past_key_values`` -> ``cache``.
 _CACHE = "cache" if "cache" in inspect.signature(T5Stack.forward).parameters else "past_key_values"
 
@@ -144,7 +146,15 @@ class T5Backbone(Generator):
         self._tokenizer.save_pretrained(str(directory))
 
     def load_tokenizer(self, directory: Path) -> None:
-        self._tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        self._tokenizer = tokenizers.saved_tokenizer(directory)
+
+    def add_special_tokens(self, tokens: list[str]) -> None:
+        missing = [t for t in tokens if t not in self._tokenizer.get_vocab()]
+        if missing:
+            self._tokenizer.add_special_tokens({"additional_special_tokens": missing},
+                                               replace_extra_special_tokens=False)
+        if len(self._tokenizer) > self.model.config.vocab_size:
+            self.model.resize_token_embeddings(len(self._tokenizer), mean_resizing=False)
 
     def export_state(self) -> dict[str, Any]:
         return {"t5_config": self.model.config.to_dict(), "tokenizer_kind": self._tokenizer_kind}
@@ -170,6 +180,20 @@ class T5Generator(T5Backbone):
     def __init__(self, options: T5Options, *, saved: Mapping[str, Any] | None = None):
         super().__init__(options, saved=saved)
         self.copy_head = CopyHead(self.d_model) if options.copy_mechanism else None
+        if self.copy_head is not None and saved is None and options.from_pretrained:
+            self._load_pretrained_copy_head(Path(options.from_pretrained))
+
+    def _load_pretrained_copy_head(self, folder: Path) -> None:
+        """The copy head ``mxt pretrain`` trained, when the ``from_pretrained`` folder has one."""
+        if (folder / COPY_HEAD_FILE).is_file():
+            safetensors.torch.load_model(self.copy_head, str(folder / COPY_HEAD_FILE), strict=True)
+
+    def export_pretrained(self, directory: Path) -> None:
+        """``save_pretrained`` of the T5 model and the tokenizer, plus the copy head if there is one."""
+        self.model.save_pretrained(str(directory))
+        self._tokenizer.save_pretrained(str(directory))
+        if self.copy_head is not None:
+            safetensors.torch.save_model(self.copy_head, str(Path(directory) / COPY_HEAD_FILE))
 
     def _copy_inputs(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
                      input_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
