@@ -1,6 +1,6 @@
 """Built-in normalizers plugin: ``text`` (Unicode, case, spaces, edge punctuation), ``units`` (one
 spelling per unit), ``merge`` (near-duplicate values of a pair) and ``min_count`` (the rare tail).
-Typical training order: text, units, merge, min_count (see :func:`mxt_sdk.cleaning.clean_products`)."""
+Typical training order: text, units, merge, min_count (see :func:`mxt_sdk.data.cleaning.clean_products`)."""
 from mxt_sdk import hookimpl
 
 from mxt_normalizers.merge import MergeNormalizer

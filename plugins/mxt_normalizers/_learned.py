@@ -58,7 +58,7 @@ class PairNormalizer(Normalizer, abc.ABC):
         if self._pairs is None:
             raise NotFittedError(
                 f"The {self.name!r} normalizer learns from the training labels: call fit(counts) "
-                "(mxt_sdk.cleaning.clean_products does) or set_state(saved) before using it."
+                "(mxt_sdk.data.cleaning.clean_products does) or set_state(saved) before using it."
             )
         return self.apply(value, self._pairs.get((product_type, attribute)))
 
