@@ -10,7 +10,10 @@ title and description built from templates with brands, materials and filler. By
 * the test split holds colours and materials never used as training labels of their (product
   type, attribute) pair (zero-shot values): values training uses for other product types only
   ("silk" t-shirts), new combinations of known words ("dark blue" when training saw "dark red" and
-  "blue"), and one new word ("teal"); they are always written in the text.
+  "blue"), and one new word ("teal"); they are always written in the text;
+* ``brand`` is always the first word of the title; training draws from a pool of made-up brand names,
+  and half of the test products carry a brand from a disjoint pool, never seen in training: a model
+  can only get those right by copying them from the title.
 
 :func:`write_catalog` writes ``train.jsonl`` / ``test.jsonl`` in the SDK's product format and the
 images beside them, so the catalog flows through the same readers as real data.
@@ -60,6 +63,21 @@ PATTERNS = ["plain", "striped", "dotted"]
 SLEEVES = ["short", "long", "sleeveless"]
 HEELS = ["flat", "low", "high"]
 BRANDS = ["Acme", "Northwind", "Bluebird", "Crestline", "Oakhaven", "Lumen", "Verano", "Kestrel"]
+_SYLLABLES = ["ka", "ro", "li", "ven", "tor", "mi", "sa", "zel", "dor", "qui", "bra", "nox", "fe", "lu",
+              "gar", "pim", "ost", "rah", "bel", "cy"]
+
+
+def _brand_pool(seed: int, count: int) -> list[str]:
+    """``count`` distinct made-up brand names of two or three syllables."""
+    rng, names = random.Random(seed), set()
+    while len(names) < count:
+        names.add("".join(rng.choice(_SYLLABLES) for _ in range(rng.choice((2, 3)))).title())
+    return sorted(names)
+
+
+_POOL = _brand_pool(2024, 120)
+TRAIN_BRANDS = [*BRANDS, *_POOL[::2][:52]]
+HELD_OUT_BRANDS = [b for b in _POOL[1::2] if b not in TRAIN_BRANDS][:40]
 FILLERS = ["Machine washable.", "Imported.", "Ships in 2 days.", "Gift ready packaging.",
            "Easy returns.", "Designed in Portugal.", "Everyday essential.", "Limited edition."]
 NOUNS = {"t-shirt": "T-Shirt", "dress": "Dress", "shoe": "Pump", "mug": "Coffee Mug", "backpack": "Backpack"}
@@ -90,7 +108,7 @@ def _attributes(kind: str, rng: random.Random, held_out: bool) -> dict[str, str]
 
 
 def _text(kind: str, values: dict[str, str], rng: random.Random, color_in_text: bool) -> tuple[str, str]:
-    brand = rng.choice(BRANDS)
+    brand = values["brand"]
     audience = rng.choice(["Women's", "Men's", "Unisex", ""])
     color = values["color"].title() if color_in_text else ""
     words = [brand, audience, color, values["material"].title(), NOUNS[kind]]
@@ -147,11 +165,14 @@ def _draw(kind: str, values: dict[str, str], rgb: tuple[int, int, int], size: in
 def generate(count: int, seed: int = 0, held_out: bool = False) -> list[SyntheticItem]:
     """``count`` products (no images drawn yet); ``held_out`` mixes in zero-shot colours/materials."""
     rng = random.Random(seed)
+    brand_rng = random.Random(f"brands:{seed}")  # its own stream: the other values do not depend on it
     items = []
     kinds = sorted(NOUNS)
     for index in range(count):
         kind = kinds[index % len(kinds)]
         values = _attributes(kind, rng, held_out)
+        unseen_brand = held_out and brand_rng.random() < 0.5
+        values["brand"] = brand_rng.choice(HELD_OUT_BRANDS if unseen_brand else TRAIN_BRANDS)
         is_held_out = values["color"] in (*HELD_OUT_COLORS, TYPE_HELD_OUT_COLORS[kind]) \
             or values["material"] in HELD_OUT_MATERIALS[kind]
         color_in_text = is_held_out or rng.random() < 0.5
