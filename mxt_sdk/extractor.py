@@ -49,9 +49,12 @@ class Extractor:
     def from_config(cls, config: str | Path | dict[str, Any] | MXTConfig, *,
                     device: str | None = None) -> "Extractor":
         """Build a fresh model from a YAML path, dict or :class:`MXTConfig` (pretrained parts are
-        fetched only where the config asks for them)."""
+        fetched only where the config asks for them). Randomly initialised weights are drawn from
+        ``training.seed``, so the same config always gives the same model."""
         config = load_config(config)
-        model = MXTModel(config.model)
+        with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
+            torch.manual_seed(config.training.seed)  # the same config gives the same initial weights
+            model = MXTModel(config.model)
         return cls(config, model.to(device or config.extraction.device))
 
     @classmethod

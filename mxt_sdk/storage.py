@@ -117,3 +117,26 @@ def write_json(path: Path, data: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def save_weights(module: Any, path: Path) -> None:
+    """Write ``module``'s state dict to a safetensors file, byte for byte the same for the same weights.
+
+    Like ``safetensors.torch.save_model`` (tied weights are stored once, under their first name in
+    sorted order, and ``load_model`` restores the ties), but without its metadata naming the dropped
+    aliases: safetensors writes that header from a hash map, in a different order in every process.
+    """
+    from safetensors.torch import save_file
+
+    state = module.state_dict()
+    kept, seen = {}, set()
+    for name in sorted(state):
+        tensor = state[name]
+        if tensor.numel():
+            key = (tensor.untyped_storage().data_ptr(), tensor.storage_offset(), tuple(tensor.shape),
+                   tuple(tensor.stride()), tensor.dtype)
+            if key in seen:
+                continue
+            seen.add(key)
+        kept[name] = tensor.contiguous()
+    save_file(kept, str(path), metadata={"format": "pt"})

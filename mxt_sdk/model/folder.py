@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_model
 
 from mxt_sdk._version import __version__
 from mxt_sdk.config import MXTConfig
@@ -19,7 +19,7 @@ from mxt_sdk.evaluation.thresholds import Thresholds
 from mxt_sdk.model.mxt import ENCODER_SLOTS, MXTModel
 from mxt_sdk.plugins import manager
 from mxt_sdk.plugins.components import Canonicalizer, Normalizer
-from mxt_sdk.storage import is_complete, read_json, staged_update, write_json
+from mxt_sdk.storage import is_complete, read_json, save_weights, staged_update, write_json
 
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, NORMALIZERS_FILE, THRESHOLDS_FILE, TOKENIZER_DIR = (
@@ -79,7 +79,7 @@ def save_folder(directory: Path, saved: SavedModel) -> None:
             "library_versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                                  "timm": timm.__version__},
         })
-        save_model(model, str(staging / WEIGHTS_FILE))
+        save_weights(model, staging / WEIGHTS_FILE)
         tokenizer = model.generator.tokenizer
         if tokenizer is not None:
             model.generator.save_tokenizer(staging / TOKENIZER_DIR)

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, load_model, save_file, save_model
+from safetensors.torch import load_file, load_model, save_file
 
-from mxt_sdk.storage import atomic_directory, is_complete, read_json, write_json
+from mxt_sdk.storage import atomic_directory, is_complete, read_json, save_weights, write_json
 
 CHECKPOINTS = "checkpoints"
 BEST = "best"
@@ -132,7 +132,7 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, optimizer: torch.optim
                     save_tokenizer) -> None:
     """Write one checkpoint folder atomically. ``save_tokenizer(dir)`` writes the tokenizer files."""
     with atomic_directory(folder) as staging:
-        save_model(model, str(staging / "model.safetensors"))
+        save_weights(model, staging / "model.safetensors")
         save_state_dict(staging / "optimizer", optimizer.state_dict())
         save_state_dict(staging / "scheduler", scheduler.state_dict())
         _write_rng(staging, rng_states)
@@ -161,7 +161,7 @@ def prune_checkpoints(output: Path, keep: int) -> None:
 def save_best_weights(output: Path, model: torch.nn.Module, info: dict[str, Any]) -> None:
     """Keep the best model's weights (by validation loss) in ``checkpoints/best``."""
     with atomic_directory(Path(output) / CHECKPOINTS / BEST) as staging:
-        save_model(model, str(staging / "model.safetensors"))
+        save_weights(model, staging / "model.safetensors")
         write_json(staging / "best.json", info)
 
 

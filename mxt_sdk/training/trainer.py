@@ -156,8 +156,11 @@ class Trainer:
         model = self.extractor.model
         collate = TrainingCollator(model.generator.tokenizer.pad_token_id, images)
         columns = data.select_columns(["input_ids", "labels", "image"])
+        # Its own generator: starting an iteration (as a resumed run does mid-epoch) then draws no number
+        # from the global RNG, whose sequence (dropout) must not depend on where a run was resumed.
         return torch.utils.data.DataLoader(columns, batch_size=self.config.batch_size, shuffle=shuffle,
-                                           collate_fn=collate, num_workers=self.config.num_workers)
+                                           collate_fn=collate, num_workers=self.config.num_workers,
+                                           generator=torch.Generator().manual_seed(self.config.seed))
 
     # ----------------------------------------------------------------- loop pieces
     def _loss(self, model, batch) -> torch.Tensor:
