@@ -1,8 +1,9 @@
 """Quality benchmark: the ablation table of ``mxt ablate`` with the tiny CPU config on four data sets.
 
-Run from the repository root (not a test; about 25 minutes on 2 CPU cores by default)::
+Run from the repository root (not a test)::
 
-    python benchmarks/quality.py --output quality-results            # --minutes N to change the total
+    python benchmarks/quality.py --output quality-results                 # --steps N per variant
+    python benchmarks/quality.py --output /tmp/quality-smoke --smoke      # a minute-sized check
 
 Data sets, prepared under ``<output>/data/`` (nothing is copied into the repository):
 
@@ -15,15 +16,15 @@ Data sets, prepared under ``<output>/data/`` (nothing is copied into the reposit
   seeded sample of the test file.
 
 Each data set is one ``python -m mxt_sdk.cli ablate ...`` run (the exact commands are written to the
-results), every variant with the same seed and training seconds. Runs go in ``--lanes`` parallel
-lanes (default 2, one per core, each run with ``--threads`` torch threads, default cores / lanes): the
-tiny model gains next to nothing from a second thread, so two single-threaded runs side by side do
-twice the work. Data sets are dealt to lanes by their weight x variants (``synthetic``, where the
-image matters most, weighs 3, the others 1). Each lane has the whole ``--minutes``: training seconds
-per variant = weight x unit, the unit sharing what remains after the estimated fixed costs (model
-set-up, evaluating the test rows); the estimate is rescaled by what each finished run actually cost.
-Results: ``<output>/results.md`` and ``results.json`` (commands, machine, budgets, seeds, tables,
-checks), every variant's model and report under ``<output>/<data set>/``, and one log per data set.
+results). **Every variant of every data set trains for the same ``--steps`` optimizer steps with the
+same seed and batch size**, so they see the same number of examples, in the same order where the
+training data is the same; the learning-rate schedule follows the steps, so the same seed, steps and
+thread count give the same numbers on any run (wall-clock time is reported beside them, never used to
+plan them). ``--max-seconds-per-variant`` is a safety stop only; a variant it stops is flagged. Runs go
+one at a time with all the machine's cores (``--lanes 1``, the default), or in ``--lanes N`` parallel
+lanes with the cores split evenly (``--threads`` = cores / lanes each); the results say which.
+Results: ``<output>/results.md`` and ``results.json`` (commands, machine, steps, seeds, tables, checks,
+times), every variant's model and report under ``<output>/<data set>/``, and one log per data set.
 """
 from __future__ import annotations
 
@@ -46,13 +47,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from measure import machine  # noqa: E402  (benchmarks/measure.py, beside this file)
 
+from mxt_sdk.experiments.ablation_table import TIME_HEADING as TABLE_TIME_HEADING  # noqa: E402
+
 REPOSITORY = Path(__file__).resolve().parent.parent
 IMAGE_VARIANTS = ["mxt", "no-mag", "no-xattn", "text-only", "per-type", "span", "classify"]
 REFERENCE = "text-only"
-# Fixed-cost model, in seconds on the 2-core development machine with tiny-cpu (rescaled while running):
-# starting the command, setting up one model (tokenizer, caches, saving), evaluating one test row.
-PROCESS_START, FIT_OVERHEAD, SECONDS_PER_ROW = 8.0, 4.0, 1 / 30
-MIN_SECONDS = 5.0
+IMAGE_ONLY = ("pattern", "sleeve_length", "heel_height")
+TIME_HEADING = "## Time"  # everything that varies from run to run is below it
 NO_IMAGES = ("no images in this data: its image layers would receive none (MAG shifts nothing, cross-attention "
              "adds nothing), so it is the text model with idle layers; `text-only` stands for MXT here")
 
@@ -66,7 +67,6 @@ class Prepared:
     test: Path
     images: Path | None
     variants: list[str]
-    weight: float
     source: str
     omitted: dict[str, str] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
@@ -91,7 +91,7 @@ def prepare_synthetic(folder: Path, args) -> Prepared:
     from mxt_sdk.experiments.synthetic import write_catalog
 
     paths = write_catalog(folder, args.synthetic_train, args.synthetic_test, args.seed)
-    return Prepared("synthetic", paths["train"], paths["test"], None, IMAGE_VARIANTS, 3.0,
+    return Prepared("synthetic", paths["train"], paths["test"], None, IMAGE_VARIANTS,
                     f"mxt_sdk.experiments.synthetic.write_catalog(train_size={args.synthetic_train}, "
                     f"test_size={args.synthetic_test}, seed={args.seed})")
 
@@ -112,7 +112,7 @@ def prepare_implicitave(folder: Path, args) -> Prepared:
     _write_products(folder / "train.jsonl", [p for p in products if not in_test(p)])
     _write_products(folder / "test.jsonl", [p for p in products if in_test(p)])
     prepared = Prepared("implicitave", folder / "train.jsonl", folder / "test.jsonl", root,
-                        [v for v in IMAGE_VARIANTS if v != "per-type"], 1.0,
+                        [v for v in IMAGE_VARIANTS if v != "per-type"],
                         f"{root / 'eval_dev.tsv'} (reader implicitave, {len(items) - len(products)} bad records "
                         f"skipped) split by sha1('{args.seed}:<id>') into "
                         f"{1 - args.implicitave_test_share:.0%} train / {args.implicitave_test_share:.0%} test")
@@ -130,7 +130,7 @@ def prepare_extractgpt(name: str, folder: Path, args) -> Prepared:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "test.jsonl").write_text("".join(lines[i] + "\n" for i in keep), encoding="utf-8")
     return Prepared(name, source / "train.jsonl", folder / "test.jsonl", None,
-                    ["text-only", "per-type", "span", "classify"], 1.0,
+                    ["text-only", "per-type", "span", "classify"],
                     f"{source / 'train.jsonl'} (all) and {len(keep)} of the {len(lines)} products of "
                     f"{source / 'test.jsonl'}, sampled with random.Random({args.seed})",
                     omitted={v: NO_IMAGES for v in ("mxt", "no-mag", "no-xattn")})
@@ -141,54 +141,31 @@ PREPARE = {"synthetic": prepare_synthetic, "implicitave": prepare_implicitave,
            "ae-110k": lambda folder, args: prepare_extractgpt("ae-110k", folder, args)}
 
 
-# --------------------------------------------------------------------------- the time plan
-def fixed_cost(data: Prepared) -> float:
-    """Estimated seconds of one ablation run that are not training (before rescaling)."""
-    per_variant = FIT_OVERHEAD + data.counts["rows"] * SECONDS_PER_ROW
-    extra_models = (data.counts["train_types"] - 1) * FIT_OVERHEAD if "per-type" in data.variants else 0.0
-    return PROCESS_START + len(data.variants) * per_variant + extra_models
-
-
+# --------------------------------------------------------------------------- running
 def deal_lanes(datasets: list[Prepared], lanes: int) -> list[list[Prepared]]:
-    """Largest weight x variants first, each to the lane with the least so far; order kept within a lane."""
-    loads, dealt = [0.0] * lanes, {}
-    for data in sorted(datasets, key=lambda d: -d.weight * len(d.variants)):
+    """Most variants first, each data set to the lane with the fewest so far; order kept within a lane."""
+    loads, dealt = [0] * lanes, {}
+    for data in sorted(datasets, key=lambda d: -len(d.variants)):
         lane = loads.index(min(loads))
-        loads[lane] += data.weight * len(data.variants)
+        loads[lane] += len(data.variants)
         dealt[data.name] = lane
     return [[d for d in datasets if dealt[d.name] == lane] for lane in range(lanes) if lane in dealt.values()]
 
 
-class Planner:
-    """Shares one lane's remaining time among its remaining data sets (see the module docstring)."""
-
-    def __init__(self, total_seconds: float, started: float):
-        self.total, self.started, self.scale = total_seconds, started, 1.0
-
-    def seconds_per_variant(self, remaining: list[Prepared]) -> dict[str, float]:
-        left = self.total - (time.perf_counter() - self.started)
-        fixed = sum(fixed_cost(d) for d in remaining) * self.scale
-        unit = max(left - fixed, 0.0) / sum(d.weight * len(d.variants) for d in remaining)
-        return {d.name: max(MIN_SECONDS, round(d.weight * unit)) for d in remaining}
-
-    def learn(self, data: Prepared, wall: float, seconds: float) -> None:
-        """Rescale the fixed-cost estimate by what this data set's run cost beyond training."""
-        self.scale = max(wall - seconds * len(data.variants), 1.0) / fixed_cost(data)
-
-
-# --------------------------------------------------------------------------- running
-def ablate_command(data: Prepared, seconds: float, args) -> list[str]:
+def ablate_command(data: Prepared, args) -> list[str]:
     command = [sys.executable, "-m", "mxt_sdk.cli", "ablate", "--config", str(args.config),
                "--train", str(data.train), "--test", str(data.test), "--variants", ",".join(data.variants),
-               "--reference", REFERENCE, "--seconds-per-variant", f"{seconds:g}",
+               "--reference", REFERENCE, "--steps-per-variant", str(args.steps),
                "--output", str(args.output / data.name), "--seed", str(args.seed)]
+    if args.max_seconds_per_variant:
+        command += ["--max-seconds-per-variant", f"{args.max_seconds_per_variant:g}"]
     return command + (["--images", str(data.images)] if data.images else [])
 
 
-def run_dataset(data: Prepared, seconds: float, args) -> dict[str, Any]:
-    command = ablate_command(data, seconds, args)
+def run_dataset(data: Prepared, args) -> dict[str, Any]:
+    command = ablate_command(data, args)
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "MKL_NUM_THREADS": str(args.threads)}
-    print(f"[{data.name}] {len(data.variants)} variants x {seconds:g} s: OMP_NUM_THREADS={args.threads} "
+    print(f"[{data.name}] {len(data.variants)} variants x {args.steps} steps: OMP_NUM_THREADS={args.threads} "
           f"{shlex.join(command)}", flush=True)
     started = time.perf_counter()
     with open(args.output / f"{data.name}.log", "w", encoding="utf-8") as log:
@@ -196,7 +173,7 @@ def run_dataset(data: Prepared, seconds: float, args) -> dict[str, Any]:
     wall = time.perf_counter() - started
     output = args.output / data.name
     result: dict[str, Any] = {"command": f"OMP_NUM_THREADS={args.threads} {shlex.join(command)}",
-                              "seconds_per_variant": seconds, "wall_seconds": round(wall, 1),
+                              "steps_per_variant": args.steps, "wall_seconds": round(wall, 1),
                               "exit_status": completed.returncode, "variants": data.variants,
                               "omitted": data.omitted, "source": data.source, "counts": data.counts,
                               "log": f"{data.name}.log"}
@@ -208,11 +185,9 @@ def run_dataset(data: Prepared, seconds: float, args) -> dict[str, Any]:
     return result
 
 
-def run_lane(lane: list[Prepared], planner: Planner, args, results: dict[str, dict[str, Any]]) -> None:
-    for index, data in enumerate(lane):
-        seconds = args.seconds_per_variant or planner.seconds_per_variant(lane[index:])[data.name]
-        results[data.name] = run_dataset(data, seconds, args)
-        planner.learn(data, results[data.name]["wall_seconds"], seconds)
+def run_lane(lane: list[Prepared], args, results: dict[str, dict[str, Any]]) -> None:
+    for data in lane:
+        results[data.name] = run_dataset(data, args)
 
 
 # --------------------------------------------------------------------------- checks and report
@@ -234,10 +209,8 @@ def checks(results: dict[str, dict[str, Any]], args) -> list[str]:
     for variant in ("mxt", "text-only"):
         entry = (ablation or {}).get("variants", {}).get(variant, {})
         if entry.get("report"):
-            accuracy = json.loads((args.output / "synthetic" / entry["report"]).read_text())[
-                "value_absent_accuracy_by_attribute"]
             lines.append(f"- synthetic, value-absent accuracy of the image-only attributes, {variant}: " + ", ".join(
-                f"{a} {accuracy.get(a, 0):.2f}" for a in ("pattern", "sleeve_length", "heel_height")))
+                _image_only_accuracy(args.output / "synthetic" / entry["report"])))
     for name, result in results.items():
         cells, new_cells, examples = [], [], []
         for variant in result["variants"]:
@@ -257,55 +230,87 @@ def checks(results: dict[str, dict[str, Any]], args) -> list[str]:
     return lines
 
 
+def _image_only_accuracy(report_path: Path) -> list[str]:
+    """``attribute accuracy (n)`` of each image-only attribute, from the report's scored rows."""
+    rows = [json.loads(line) for line in report_path.with_suffix(".predictions.jsonl").read_text().splitlines()]
+    cells = []
+    for attribute in IMAGE_ONLY:
+        absent = [r for r in rows if r["attribute"] == attribute and r["value_absent"]]
+        accuracy = sum(r["correct"] for r in absent) / len(absent) if absent else 0.0
+        cells.append(f"{attribute} {accuracy:.2f} (n={len(absent)})")
+    return cells
+
+
 def _section(name: str, result: dict[str, Any]) -> list[str]:
     lines = ["", f"## {name}", "", f"Data: {result['source']}. Test: {result['counts']['products']} products, "
              f"{result['counts']['rows']} rows. Training: {result['counts']['train_products']} products.", "",
-             f"Budget: {result['seconds_per_variant']:g} s of training per variant. The run took "
-             f"{result['wall_seconds']:.0f} s (exit status {result['exit_status']}, log `{result['log']}`).", "",
-             f"```\n{result['command']}\n```"]
+             f"{result['steps_per_variant']} training steps per variant (exit status {result['exit_status']}, "
+             f"log `{result['log']}`)."]
     if result["omitted"]:
         lines += ["", "Variants not run:", *[f"- {v}: {why}" for v, why in result["omitted"].items()]]
     table = result.get("table_markdown") or "No table: see the log.\n"
     body = table.split("## Definitions")[0].split("\n", 1)[-1]  # drop the title and the definitions
+    body = body.split(TABLE_TIME_HEADING)[0]  # times go to the end
     return lines + ["", body.replace("\n## ", "\n### ").strip()]
 
 
-def markdown(summary: dict[str, Any], results: dict[str, dict[str, Any]], check_lines: list[str]) -> str:
+def _times(summary: dict[str, Any], results: dict[str, dict[str, Any]]) -> list[str]:
     info = summary["machine"]
     lanes = "; ".join(f"lane {i + 1}: {', '.join(lane)}" for i, lane in enumerate(summary["lanes"]))
-    lines = ["# Quality benchmark: the ablation table with tiny-cpu", "",
-             f"Command: `{summary['command']}`", "",
+    how = ("one run at a time" if len(summary["lanes"]) == 1 else
+           f"{len(summary['lanes'])} runs side by side, the cores split evenly ({lanes})")
+    lines = ["", TIME_HEADING, "", f"Command: `{summary['command']}`", "",
              f"Machine: {info.get('cpu')}, {info.get('cores')} cores, torch {info.get('torch')}, Python "
-             f"{info.get('python')}. Runs side by side in {len(summary['lanes'])} lanes ({lanes}), "
-             f"{summary['threads']} torch thread(s) each. Seed {summary['seed']} for every variant. Budget "
-             f"{summary['minutes']:g} min; the benchmark took {summary['total_seconds'] / 60:.1f} min.", "",
-             "## Checks", "", *check_lines]
+             f"{info.get('python')}. {how.capitalize()}, {summary['threads']} torch thread(s) per run. The "
+             f"benchmark took {summary['total_seconds'] / 60:.1f} min.", ""]
+    for name, result in results.items():
+        lines += [f"### {name}: {result['wall_seconds']:.0f} s", "", f"```\n{result['command']}\n```", ""]
+        table = result.get("table_markdown") or ""
+        if TABLE_TIME_HEADING in table:
+            lines += table.split(TABLE_TIME_HEADING)[1].split("\n## ")[0].strip().splitlines()[2:] + [""]
+    return lines
+
+
+def markdown(summary: dict[str, Any], results: dict[str, dict[str, Any]], check_lines: list[str]) -> str:
+    lines = ["# Quality benchmark: the ablation table", "",
+             f"Config `{summary['config']}`, seed {summary['seed']}, {summary['steps']} training steps per variant "
+             "(the same examples seen by every variant of a data set). Same seed, steps and threads: same "
+             "numbers; wall-clock times are under Time. Every recall@P comes with its support n; figures are per "
+             "attribute or over all pairs, none per pair.", "", "## Checks", "", *check_lines]
     for name, result in results.items():
         lines += _section(name, result)
     lines += ["", "## Definitions", "", "See docs/evaluation.md, section Ablations, and `table.definitions` in each "
               "ablation.json."]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _times(summary, results)) + "\n"
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, required=True, help="folder for data, runs and results")
-    parser.add_argument("--minutes", type=float, default=25.0, help="total time budget (default 25)")
-    parser.add_argument("--seconds-per-variant", type=float,
-                        help="fixed training seconds per variant on every data set, instead of the plan")
+    parser.add_argument("--steps", type=int, default=300, help="training steps of every variant (default 300)")
+    parser.add_argument("--max-seconds-per-variant", type=float,
+                        help="safety stop per variant (a variant it stops is flagged; default none)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="a minute-sized check: synthetic only, 60/15 products, 30 steps (other options still apply)")
+    parser.add_argument("--variants", help="comma-separated subset of the variants to run (default: all that apply)")
     parser.add_argument("--plan-only", action="store_true", help="prepare the data, print the plan and stop")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config", default="tiny-cpu", help="base config of every run (default tiny-cpu)")
     parser.add_argument("--data", type=Path, default=REPOSITORY.parent / "shared" / "data",
                         help="the public data folder (default ../shared/data)")
     parser.add_argument("--datasets", default=",".join(PREPARE), help=f"comma-separated subset of {', '.join(PREPARE)}")
-    parser.add_argument("--lanes", type=int, default=2, help="runs side by side (default 2)")
+    parser.add_argument("--lanes", type=int, default=1, help="runs side by side, cores split evenly (default 1)")
     parser.add_argument("--threads", type=int, help="torch threads per run (default: cores / lanes, at least 1)")
     parser.add_argument("--synthetic-train", type=int, default=1000)
     parser.add_argument("--synthetic-test", type=int, default=150)
     parser.add_argument("--implicitave-test-share", type=float, default=0.25)
     parser.add_argument("--extractgpt-test", type=int, default=120, help="test products sampled per ExtractGPT set")
     args = parser.parse_args(argv)
+    if args.smoke:
+        smoke = {"datasets": "synthetic", "synthetic_train": 60, "synthetic_test": 15, "steps": 30}
+        for key, value in smoke.items():
+            if getattr(args, key) == parser.get_default(key):
+                setattr(args, key, value)
     args.names = [n.strip() for n in args.datasets.split(",") if n.strip()]
     unknown = sorted(set(args.names) - set(PREPARE))
     if unknown:
@@ -327,27 +332,21 @@ def main(argv: list[str] | None = None) -> int:
         train = _count(data.train)
         data.counts = {**_count(data.test), "train_products": train["products"], "train_types": train["product_types"]}
         prepared.append(data)
+        if args.variants:
+            chosen = {v.strip() for v in args.variants.split(",")}
+            data.variants = [v for v in data.variants if v in chosen or v == REFERENCE]
     lanes = deal_lanes(prepared, args.lanes)
-    planners = [Planner(args.minutes * 60, started) for _ in lanes]
-    print(f"Plan: {len(lanes)} lane(s) of {args.minutes:g} min, {args.threads} torch thread(s) per run; "
-          "training seconds per variant" + (" fixed by --seconds-per-variant" if args.seconds_per_variant
-                                            else " (fixed costs estimated, rescaled as runs finish)") + ":")
-    for lane, planner in zip(lanes, planners):
-        plan = planner.seconds_per_variant(lane)
+    print(f"Plan: {len(lanes)} lane(s), {args.threads} torch thread(s) per run, {args.steps} training steps per "
+          f"variant, seed {args.seed}:")
+    for number, lane in enumerate(lanes, 1):
         for data in lane:
-            seconds = args.seconds_per_variant or plan[data.name]
-            print(f"  lane {lanes.index(lane) + 1}: {data.name:<12} {len(data.variants)} variants x {seconds:g} s "
-                  f"(fixed costs ~{fixed_cost(data):.0f} s; {data.counts['train_products']} training products, "
-                  f"{data.counts['rows']} test rows)")
-            if seconds <= MIN_SECONDS and not args.seconds_per_variant:
-                print(f"  warning: the fixed costs leave at most {MIN_SECONDS:g} s per variant; the run will take "
-                      "longer than --minutes")
+            print(f"  lane {number}: {data.name:<12} {', '.join(data.variants)} ({data.counts['train_products']} "
+                  f"training products, {data.counts['rows']} test rows)")
     if args.plan_only:
         return 0
 
     results: dict[str, dict[str, Any]] = {}
-    workers = [threading.Thread(target=run_lane, args=(lane, planner, args, results))
-               for lane, planner in zip(lanes, planners)]
+    workers = [threading.Thread(target=run_lane, args=(lane, args, results)) for lane in lanes]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -355,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {name: results[name] for name in args.names if name in results}
 
     summary = {"command": shlex.join(["python", *sys.argv]) if argv is None else shlex.join(argv),
-               "machine": machine(), "seed": args.seed, "minutes": args.minutes, "config": str(args.config),
+               "machine": machine(), "seed": args.seed, "steps": args.steps, "config": str(args.config),
                "lanes": [[d.name for d in lane] for lane in lanes], "threads": args.threads,
                "total_seconds": round(time.perf_counter() - started, 1), "reference": REFERENCE}
     check_lines = checks(results, args)

@@ -11,7 +11,7 @@ from conftest import tiny_config
 from mxt_sdk.cli import main
 from mxt_sdk.errors import ConfigError, UnknownComponentError
 from mxt_sdk.experiments.ablation import VARIANTS, AblationData, Variant, run_ablation, variant_config
-from mxt_sdk.experiments.ablation_table import TOP_K
+from mxt_sdk.experiments.ablation_table import TIME_HEADING, TOP_K
 from mxt_sdk.experiments.synthetic import write_catalog
 from mxt_sdk.model.mxt import MXTModel
 from mxt_sdk.plugins import manager
@@ -102,7 +102,7 @@ def ablation(catalog, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(VARIANTS, "broken", Variant("broken", "a variant whose model cannot be built", _broken))
         result = run_ablation(BASE, AblationData(catalog["train"], catalog["test"]), output,
-                              variants=["mxt", "broken", "text-only"], reference="text-only", seconds=1.0,
+                              variants=["mxt", "broken", "text-only"], reference="text-only", steps=4,
                               seed=3, progress=False)
     return output, result
 
@@ -127,13 +127,13 @@ def test_ablation_writes_each_variant_and_the_table(ablation):
     assert json.loads((output / "ablation.json").read_text())["settings"]["seed"] == 3
     for name in ("mxt", "text-only"):
         entry = result["variants"][name]
-        assert entry["status"] == "ok" and entry["steps"] >= 1
+        assert entry["status"] == "ok" and entry["steps"] == 4 and entry["notes"] == []
         assert (output / name / "model" / "model.safetensors").is_file()
         assert (output / name / "report.predictions.jsonl").is_file()
     table = (output / "ablation.md").read_text()
     assert table == result["markdown"]
     improvement_rows = [line for line in table.split("## Absolute numbers")[0].splitlines() if line.startswith("| ")]
-    assert improvement_rows[0] == "| variant | top-5 | top-10 (all 5) | top-15 (all 5) |"  # 5 attributes
+    assert improvement_rows[0] == "| variant | top-5 | top-10 (all 6) | top-15 (all 6) |"  # 6 attributes
     assert [row.split(" | ")[0] for row in improvement_rows[1:]] == ["| mxt", "| broken", "| text-only"]
     assert improvement_rows[3] == "| text-only | reference | reference | reference |"
 
@@ -153,7 +153,7 @@ def test_table_numbers_equal_the_reports(ablation):
             mine = _top_k_recall(report, k)
             assert values["top_k"][str(k)]["recall_at_p"] == pytest.approx(mine)
             assert values["improvement"][str(k)]["points"] == pytest.approx(100 * (mine - _top_k_recall(reference, k)))
-    assert [a["attribute"] for a in table["attributes"]][:2] == ["color", "material"]  # 10 products each
+    assert [a["attribute"] for a in table["attributes"]][:3] == ["brand", "color", "material"]  # 10 products each
 
 
 def test_failing_variant_is_recorded_and_the_others_still_run(ablation):
@@ -163,6 +163,17 @@ def test_failing_variant_is_recorded_and_the_others_still_run(ablation):
     assert "broken" not in result["table"]["variants"]
     assert "| broken | failed | failed | failed |" in result["markdown"]
     assert result["variants"]["text-only"]["status"] == "ok"  # ran after the failure
+
+
+def test_same_seed_and_steps_give_the_same_table_and_a_seconds_cap_only_stops(catalog, tmp_path):
+    data = AblationData(catalog["train"], catalog["test"])
+    tables = [run_ablation(BASE, data, tmp_path / name, variants=["text-only"], reference="text-only", steps=3,
+                           seed=5, progress=False)["markdown"].split(TIME_HEADING) for name in ("a", "b")]
+    assert tables[0][0] == tables[1][0] and "3 training steps each" in tables[0][0]
+    assert "| text-only | 3 |" in tables[0][1]  # steps and seconds, apart from the numbers
+    capped = run_ablation(BASE, data, tmp_path / "c", variants=["text-only"], reference="text-only", steps=500,
+                          max_seconds=1e-3, progress=False)["variants"]["text-only"]
+    assert capped["steps"] < 500 and "stopped by the seconds cap" in capped["notes"][0]
 
 
 def test_runner_refuses_bad_requests_before_training(catalog, tmp_path):
@@ -179,12 +190,11 @@ def test_runner_refuses_bad_requests_before_training(catalog, tmp_path):
 
 def test_per_type_trains_one_model_per_type_and_accounts_for_every_row(catalog, tmp_path):
     result = run_ablation(tiny_config([]), AblationData(catalog["train_two_types"], catalog["test"]), tmp_path,
-                          variants=["per-type"], reference="per-type", seconds=1.0, progress=False)
+                          variants=["per-type"], reference="per-type", steps=5, progress=False)
     entry = result["variants"]["per-type"]
     assert entry["status"] == "ok", entry.get("error")
     assert set(entry["parts"]) == {"mug", "shoe"}
-    assert sum(p["budget_seconds"] for p in entry["parts"].values()) == pytest.approx(1.0)
-    assert entry["steps"] == sum(p["steps"] for p in entry["parts"].values())
+    assert entry["steps"] == sum(p["steps"] for p in entry["parts"].values()) == 5  # the types share the steps
     assert all((tmp_path / "per-type" / "model" / p["folder"] / "model.safetensors").is_file()
                for p in entry["parts"].values())
     report = json.loads((tmp_path / "per-type" / "report.json").read_text())
@@ -202,7 +212,8 @@ def test_per_type_trains_one_model_per_type_and_accounts_for_every_row(catalog, 
 def test_cli_help_lists_the_options_and_variants():
     result = CliRunner().invoke(main, ["ablate", "--help"])
     assert result.exit_code == 0
-    for text in ("--config", "--train", "--test", "--val", "--variants", "--reference", "--seconds-per-variant",
+    for text in ("--config", "--train", "--test", "--val", "--variants", "--reference", "--steps-per-variant",
+                 "--max-seconds-per-variant",
                  "--output", "--seed", "--images", *VARIANTS):
         assert text in result.output
     assert "ablate" in CliRunner().invoke(main, ["--help"]).output
@@ -212,7 +223,7 @@ def test_cli_runs_a_tiny_ablation(catalog, tmp_path):
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_config([])))
     args = ["ablate", "--config", config, "--train", catalog["train"], "--test", catalog["test"],
-            "--variants", "text-only", "--seconds-per-variant", "1", "--output", tmp_path / "out", "--seed", "1"]
+            "--variants", "text-only", "--steps-per-variant", "3", "--output", tmp_path / "out", "--seed", "1"]
     result = CliRunner().invoke(main, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     assert "| text-only | reference | reference | reference |" in result.output

@@ -1,4 +1,4 @@
-"""``mxt ablate``: train model variants on the same data and budget, evaluate each, compare them."""
+"""``mxt ablate``: train model variants on the same data and steps, evaluate each, compare them."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,8 +23,11 @@ _EPILOG = "\b\nVariants (docs/evaluation.md, section Ablations):\n" + "\n".join(
               help="Comma-separated variants to run, in order.")
 @click.option("--reference", default="text-only", show_default=True,
               help="The variant the others' recall@90P improvement is measured against.")
-@click.option("--seconds-per-variant", "seconds", default=300.0, show_default=True, type=click.FloatRange(min=0),
-              help="Training time budget of each variant (0: train as the config says).")
+@click.option("--steps-per-variant", "steps", default=300, show_default=True, type=click.IntRange(min=0),
+              help="Optimizer steps of each variant, the same for all (0: train as the config says).")
+@click.option("--max-seconds-per-variant", "max_seconds", type=click.FloatRange(min=0, min_open=True),
+              help="Safety stop: end a variant's training after this many seconds (noted in the table; its "
+                   "numbers are then not comparable).")
 @click.option("--output", default="ablation", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the models, reports, ablation.json and ablation.md (must not hold an ablation).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of every variant.")
@@ -32,13 +35,15 @@ _EPILOG = "\b\nVariants (docs/evaluation.md, section Ablations):\n" + "\n".join(
               help="Image root for relative image paths (default: each data file's folder).")
 @click.option("--precision", default=0.9, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True),
               help="Target precision of recall@P.")
-def ablate(config_path, train, test, val, variants, reference, seconds, output, seed, images, precision) -> None:
-    """Train each variant with the same data, seed and time budget, evaluate it on --test, and print
+def ablate(config_path, train, test, val, variants, reference, steps, max_seconds, output, seed, images,
+           precision) -> None:
+    """Train each variant with the same data, seed and steps, evaluate it on --test, and print
     a table of recall@P improvements over --reference for the top-5/10/15 attributes by test support,
     plus absolute numbers. A failing variant is recorded in the table; the others still run."""
     setup_logging()
     names = [name.strip() for name in variants.split(",") if name.strip()]
     result = run_ablation(config_path, AblationData(train, test, val, images), output, variants=names,
-                          reference=reference, seconds=seconds or None, seed=seed, precision=precision)
+                          reference=reference, steps=steps or None, max_seconds=max_seconds, seed=seed,
+                          precision=precision)
     click.echo(result["markdown"])
     click.echo(f"Written: {output / 'ablation.json'}, {output / 'ablation.md'}")

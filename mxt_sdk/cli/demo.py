@@ -10,18 +10,22 @@ from mxt_sdk.experiments.demo import DemoSettings, run_demo
 @click.command()
 @click.option("--output", default="mxt-demo", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the data, models, predictions, plots and report.")
-@click.option("--quick", is_flag=True, help="CI-sized run: 300 products, about 40 s of training.")
+@click.option("--quick", is_flag=True, help="CI-sized run: 300 products, 60 training steps per model.")
 @click.option("--products", type=int, help="Training products (default 2000; 300 with --quick).")
-@click.option("--minutes", type=float, help="Training time budget for both models (default 3).")
+@click.option("--steps", type=click.IntRange(min=1), help="Training steps of each model (default 200; 60 with --quick).")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
+              help="Safety stop: end a model's training after this many minutes (default 5; 1.5 with --quick).")
 @click.option("--seed", default=0, show_default=True, type=int)
-def demo(output, quick, products, minutes, seed) -> None:
+def demo(output, quick, products, steps, max_minutes, seed) -> None:
     """Build a synthetic catalog, train MXT and a text-only baseline on it, evaluate, report."""
     setup_logging()
     settings = DemoSettings.quick() if quick else DemoSettings()
     settings.seed = seed
     if products:
         settings.train_products, settings.test_products = products, max(20, products // 5)
-    if minutes:
-        settings.seconds = minutes * 60
+    if steps:
+        settings.steps = steps
+    if max_minutes:
+        settings.max_seconds = max_minutes * 60
     click.echo(run_demo(output, settings)["summary"])
     click.echo(f"Everything is in {output}/ (report: {output}/report.md)")

@@ -1,5 +1,5 @@
 """Ablations: model variants as config transformations, and the runner that trains and evaluates each
-on the same data, seed and time budget.
+on the same data, seed and number of training steps (a seconds cap is only a safety stop).
 
 A variant is a function from a base config (as a plain dict, ``MXTConfig.model_dump()``) to the
 variant's config, plus a one-line description; ``per-type`` also trains one model per product type
@@ -27,7 +27,7 @@ from mxt_sdk.data.readers import load_products
 from mxt_sdk.errors import ConfigError
 from mxt_sdk.experiments.ablation_table import build_table, markdown
 from mxt_sdk.experiments.per_type import train_and_evaluate_per_type
-from mxt_sdk.experiments.runs import AblationData, VariantRun, fit_budgeted
+from mxt_sdk.experiments.runs import AblationData, VariantRun, fit_budgeted, stop_note
 from mxt_sdk.plugins import manager
 from mxt_sdk.storage import write_json
 
@@ -102,7 +102,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("no-xattn", "without the 'xattn' cross-attention fusion and the regional image encoder",
             _without_xattn),
     Variant("text-only", "no image encoders and no fusions", _text_only),
-    Variant("per-type", "the config as given, one model per product type (budget split by examples)",
+    Variant("per-type", "the config as given, one model per product type (steps split by examples)",
             _as_configured, per_type=True),
     Variant("span", "baseline: generator 'span' (extractive) with the config's generator options",
             _with_generator("span")),
@@ -129,19 +129,22 @@ def variant_config(name: str, base: str | Path | dict[str, Any] | MXTConfig) -> 
 
 # --------------------------------------------------------------------------- one variant
 def train_and_evaluate(config: MXTConfig, data: AblationData, model_dir: Path, report_path: Path, *,
-                       seconds: float | None, seed: int, per_type: bool = False,
+                       steps: int | None, max_seconds: float | None = None, seed: int, per_type: bool = False,
                        precision: float = 0.9) -> VariantRun:
-    """Train ``config`` on ``data.train`` into ``model_dir`` and evaluate it on ``data.test`` with
-    :meth:`Extractor.evaluate`, writing ``report_path`` (+ predictions, summary, plots) beside it.
-    ``per_type``: one model per product type instead (see :mod:`mxt_sdk.experiments.per_type`)."""
+    """Train ``config`` on ``data.train`` into ``model_dir`` for ``steps`` steps (``None``: as the config
+    says; ``max_seconds``: safety stop) and evaluate it on ``data.test`` with :meth:`Extractor.evaluate`,
+    writing ``report_path`` (+ predictions, summary, plots) beside it. ``per_type``: one model per
+    product type instead (see :mod:`mxt_sdk.experiments.per_type`)."""
     if per_type:
-        return train_and_evaluate_per_type(config, data, model_dir, report_path, seconds=seconds, seed=seed,
-                                           precision=precision)
+        return train_and_evaluate_per_type(config, data, model_dir, report_path, steps=steps,
+                                           max_seconds=max_seconds, seed=seed, precision=precision)
     extractor, result, train_seconds = fit_budgeted(config, data.train, model_dir, val=data.val,
-                                                    image_root=data.images, seconds=seconds, seed=seed)
+                                                    image_root=data.images, steps=steps, max_seconds=max_seconds,
+                                                    seed=seed)
     started = time.perf_counter()
     report = extractor.evaluate(data.test, precision=precision, output=report_path, image_root=data.images)
-    return VariantRun(report, report_path, result.steps, train_seconds, time.perf_counter() - started)
+    return VariantRun(report, report_path, result.steps, train_seconds, time.perf_counter() - started,
+                      stop_note(result))
 
 
 def describe_data(data: AblationData) -> dict[str, dict[str, int] | None]:
@@ -172,8 +175,8 @@ def _check_names(variants: Sequence[str], reference: str) -> list[str]:
     return names
 
 
-def _run_one(name: str, base: MXTConfig, data: AblationData, output: Path, seconds: float | None, seed: int,
-             precision: float) -> dict[str, Any]:
+def _run_one(name: str, base: MXTConfig, data: AblationData, output: Path, steps: int | None,
+             max_seconds: float | None, seed: int, precision: float) -> dict[str, Any]:
     """One variant's entry of ``ablation.json``; failures become ``status: failed`` with the error."""
     variant = VARIANTS[name]
     entry: dict[str, Any] = {"description": variant.description, "status": "failed"}
@@ -182,8 +185,8 @@ def _run_one(name: str, base: MXTConfig, data: AblationData, output: Path, secon
     try:
         config = variant_config(name, base)
         entry["config"] = config.model_dump(mode="json")["model"]
-        run = train_and_evaluate(config, data, folder / "model", folder / "report.json", seconds=seconds,
-                                 seed=seed, per_type=variant.per_type, precision=precision)
+        run = train_and_evaluate(config, data, folder / "model", folder / "report.json", steps=steps,
+                                 max_seconds=max_seconds, seed=seed, per_type=variant.per_type, precision=precision)
     except Exception as exc:  # noqa: BLE001 -- one variant's failure must not lose the others
         entry["error"] = f"{type(exc).__name__}: {exc}"
         log.warning("Variant %s failed: %s\n%s", name, entry["error"], traceback.format_exc())
@@ -198,10 +201,12 @@ def _run_one(name: str, base: MXTConfig, data: AblationData, output: Path, secon
 
 def run_ablation(config: str | Path | dict[str, Any] | MXTConfig, data: AblationData, output: str | Path, *,
                  variants: Sequence[str] = DEFAULT_VARIANTS, reference: str = "text-only",
-                 seconds: float | None = 300.0, seed: int = 0, precision: float = 0.9,
-                 progress: bool = True) -> dict[str, Any]:
-    """Train and evaluate each of ``variants`` on ``data`` with the same ``seed`` and ``seconds`` of
-    training each, then compare them against ``reference``.
+                 steps: int | None = 300, max_seconds: float | None = None, seed: int = 0,
+                 precision: float = 0.9, progress: bool = True) -> dict[str, Any]:
+    """Train and evaluate each of ``variants`` on ``data`` with the same ``seed`` and ``steps`` optimizer
+    steps each (``None``: as the config says), then compare them against ``reference``. The variants
+    see the same examples in the same order; ``max_seconds`` only stops a variant early (noted in its
+    entry), and each entry records its steps and wall-clock seconds.
 
     Writes ``<output>/<variant>/model/`` (the model folder) and ``<output>/<variant>/report.json``
     (+ predictions, summary, plots) per variant, and ``ablation.json`` (after every variant, so an
@@ -218,14 +223,15 @@ def run_ablation(config: str | Path | dict[str, Any] | MXTConfig, data: Ablation
     output.mkdir(parents=True, exist_ok=True)
     settings = {"train": str(data.train), "val": str(data.val) if data.val else None, "test": str(data.test),
                 "images": str(data.images) if data.images else None, "variants": names,
-                "reference": reference, "seconds_per_variant": seconds, "seed": seed, "precision": precision}
+                "reference": reference, "steps_per_variant": steps, "max_seconds_per_variant": max_seconds,
+                "seed": seed, "precision": precision}
     result: dict[str, Any] = {"settings": settings, "data": describe_data(data), "variants": {}}
     bar = tqdm(names, desc="Ablation", unit="variant", disable=not progress, dynamic_ncols=True)
     for name in bar:
         bar.set_postfix_str(name)
-        log.info("Variant %s: %s (%s s of training, seed %d)", name, VARIANTS[name].description,
-                 "config's" if seconds is None else f"{seconds:g}", seed)
-        result["variants"][name] = _run_one(name, base, data, output, seconds, seed, precision)
+        log.info("Variant %s: %s (%s training steps, seed %d)", name, VARIANTS[name].description,
+                 "config's" if steps is None else steps, seed)
+        result["variants"][name] = _run_one(name, base, data, output, steps, max_seconds, seed, precision)
         entry = result["variants"][name]
         log.info("Variant %s: %s in %.0f s", name, entry["status"], entry["wall_seconds"])
         result["table"] = build_table(result["variants"], reference, precision)

@@ -24,10 +24,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["TOP_K", "DEFINITIONS", "attribute_recall", "rank_attributes", "variant_metrics", "improvement", "build_table",
+__all__ = ["TOP_K", "TIME_HEADING", "DEFINITIONS", "attribute_recall", "rank_attributes", "variant_metrics", "improvement", "build_table",
            "markdown"]
 
 TOP_K = (5, 10, 15)
+TIME_HEADING = "## Training steps and time"
 DEFINITIONS = {
     "attribute_support": "stated gold values of the attribute in the test data, over all its pairs",
     "attribute_recall_at_p": "support-weighted (by stated) mean of the recall_at_p of its pairs",
@@ -140,8 +141,8 @@ def markdown(result: dict[str, Any]) -> str:
     settings, table = result["settings"], result["table"]
     names, reference, ks = settings["variants"], settings["reference"], table["top_k"]
     p = f"{settings['precision']:.0%}".replace("%", "")
-    budget = "the config's training length" if settings["seconds_per_variant"] is None \
-        else f"{settings['seconds_per_variant']:g} s of training"
+    steps = settings.get("steps_per_variant")
+    budget = "the config's training length" if steps is None else f"{steps} training steps"
     lines = [f"# Ablation: {len(names)} variants, {budget} each, seed {settings['seed']}", "",
              "".join(_data_line(split, result["data"].get(split)) for split in ("train", "val", "test")).rstrip(),
              "", f"## Improvement in recall@{p}P over `{reference}` (top attributes by test support)", "",
@@ -158,21 +159,23 @@ def markdown(result: dict[str, Any]) -> str:
         else:
             cells = [_gain(values["improvement"][str(k)]) for k in ks]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += ["", "## Absolute numbers", "",
-              "| variant | " + " | ".join(f"recall@{p}P top-{k}" for k in ks) +
-              f" | micro recall@{p}P | micro F1 | value-absent accuracy (n) | zero-shot correct / support "
-              "| new-value correct / support | steps | train s | status |", "|---" * (len(ks) + 9) + "|"]
+    support = {str(k): sum(a["support"] for a in table["attributes"][:k]) for k in ks}
+    stated = sum(a["support"] for a in table["attributes"])
+    lines += ["", "## Absolute numbers", "", "(n): the stated gold values each figure is computed over.", "",
+              "| variant | " + " | ".join(f"recall@{p}P top-{k} (n)" for k in ks) +
+              f" | micro recall@{p}P (n) | micro F1 | value-absent accuracy (n) | zero-shot correct / support "
+              "| new-value correct / support | steps | status |", "|---" * (len(ks) + 8) + "|"]
     for name in names:
         entry, values = result["variants"][name], table["variants"].get(name)
         if values is None:
-            lines.append(f"| {name} | " + " | ".join(["-"] * (len(ks) + 7)) + f" | failed: {entry.get('error', '?')} |")
+            lines.append(f"| {name} | " + " | ".join(["-"] * (len(ks) + 6)) + f" | failed: {entry.get('error', '?')} |")
             continue
         absent, zero, new = values["value_absent"], values["zero_shot"], values["new_value"]
-        lines.append(f"| {name} | " + " | ".join(f"{values['top_k'][str(k)]['recall_at_p']:.3f}" for k in ks) +
-                     f" | {values['micro_recall_at_p']:.3f} | {values['micro_f1']:.3f} | "
+        lines.append(f"| {name} | " + " | ".join(f"{values['top_k'][str(k)]['recall_at_p']:.3f} ({support[str(k)]})"
+                                                 for k in ks) +
+                     f" | {values['micro_recall_at_p']:.3f} ({stated}) | {values['micro_f1']:.3f} | "
                      f"{absent['accuracy']:.3f} ({absent['support']}) | {zero['correct']} / {zero['support']} | "
-                     f"{new['correct']} / {new['support']} | "
-                     f"{entry['steps']} | {entry['train_seconds']:.0f} | ok |")
+                     f"{new['correct']} / {new['support']} | {entry['steps']} | ok |")
     lines += ["", "## Attributes by test support", ""]
     lines += [f"{i}. {a['attribute']} (support {a['support']}, {a['pairs']} pairs)"
               for i, a in enumerate(table["attributes"][:max(ks, default=0)], 1)]
@@ -184,5 +187,10 @@ def markdown(result: dict[str, Any]) -> str:
     notes = [f"- {name}: {note}" for name in names for note in result["variants"][name].get("notes", [])]
     if notes:
         lines += ["", "## Notes", "", *notes]
+    lines += ["", TIME_HEADING, "", "Wall-clock seconds on this machine; they vary from run to run, the numbers "
+              "above do not (same seed and steps).", "", "| variant | steps | train s | evaluation s |",
+              "|---|---|---|---|"]
+    lines += [f"| {name} | {entry['steps']} | {entry['train_seconds']:.0f} | {entry['eval_seconds']:.0f} |"
+              for name in names if (entry := result["variants"][name]).get("status") == "ok"]
     lines += ["", "## Definitions", "", *[f"- {key}: {text}" for key, text in table["definitions"].items()]]
     return "\n".join(lines) + "\n"

@@ -4,8 +4,10 @@ answer each test product with its type's model, and evaluate the merged predicti
 Contract of :func:`train_and_evaluate_per_type`:
 
 * each product type with labelled training products gets its own model, trained on those products
-  (and on its type's validation products, if any) for ``seconds × its share of the training
-  examples`` (one example per labelled attribute), from the same seed;
+  (and on its type's validation products, if any) for ``steps × its share of the training
+  examples`` (one example per labelled attribute; the shares add up to ``steps``, so the types
+  together see as many examples as one model for all), from the same seed; a seconds cap, if any, is
+  shared the same way;
 * every labelled test row is accounted for: a product whose type has no model (no training products,
   or its training failed) gets error rows without a value, which count as misses; the failure is
   listed in the run's ``notes``;
@@ -26,10 +28,10 @@ from mxt_sdk.data.readers import REJECTED_FILE, load_products
 from mxt_sdk.errors import DataFileError, MXTError
 from mxt_sdk.evaluation.report import build_report, score, write_report
 from mxt_sdk.evaluation.thresholds import Thresholds
-from mxt_sdk.experiments.runs import AblationData, VariantRun, fit_budgeted
+from mxt_sdk.experiments.runs import AblationData, VariantRun, fit_budgeted, stop_note
 from mxt_sdk.types import Prediction, Product
 
-__all__ = ["split_budget", "train_and_evaluate_per_type"]
+__all__ = ["split_budget", "split_steps", "train_and_evaluate_per_type"]
 
 log = logging.getLogger("mxt_sdk.per_type")
 
@@ -47,6 +49,19 @@ def split_budget(seconds: float | None, examples: dict[str, int]) -> dict[str, f
     return {kind: None if seconds is None else seconds * count / total for kind, count in examples.items()}
 
 
+def split_steps(steps: int | None, examples: dict[str, int]) -> dict[str, int | None]:
+    """Each type's whole share of ``steps`` in proportion to its example count, the remainders going to
+    the largest fractions (ties by name), at least 1 each; ``None``: the config's training length."""
+    if steps is None:
+        return {kind: None for kind in examples}
+    total = sum(examples.values())
+    exact = {kind: steps * count / total for kind, count in examples.items()}
+    shares = {kind: int(value) for kind, value in exact.items()}
+    for kind in sorted(exact, key=lambda k: (shares[k] - exact[k], k))[:steps - sum(shares.values())]:
+        shares[kind] += 1
+    return {kind: max(1, share) for kind, share in shares.items()}
+
+
 def _folder_name(product_type: str, taken: set[str]) -> str:
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", product_type).strip("._") or "type"
     while name in taken:
@@ -62,22 +77,22 @@ def _missing_model(products: list[Product], reason: str) -> list[dict[str, Any]]
 
 
 def _train_all(config: MXTConfig, train: list[Product], val: list[Product] | None, folder: Path,
-               image_root: Path, seconds: float | None, seed: int):
+               image_root: Path, steps: int | None, max_seconds: float | None, seed: int):
     """``(models by type, parts summary, notes)`` for every type with labelled training products."""
     groups = {kind: [p for p in products if p.attributes] for kind, products in _by_type(train).items()}
     examples = {kind: sum(len(p.attributes) for p in products) for kind, products in groups.items() if products}
     if not examples:
         raise DataFileError("per-type: no training product has attribute values.")
     val_groups = _by_type(val) if val else {}
-    budgets = split_budget(seconds, examples)
+    budgets, caps = split_steps(steps, examples), split_budget(max_seconds, examples)
     models, parts, notes, taken = {}, {}, [], set()
     for kind in sorted(examples, key=lambda k: (-examples[k], k)):
-        part = parts[kind] = {"examples": examples[kind], "budget_seconds": budgets[kind],
-                              "folder": _folder_name(kind, taken)}
+        part = parts[kind] = {"examples": examples[kind], "budget_steps": budgets[kind],
+                              "max_seconds": caps[kind], "folder": _folder_name(kind, taken)}
         try:
             extractor, result, spent = fit_budgeted(config, groups[kind], folder / part["folder"],
                                                     val=val_groups.get(kind), image_root=image_root,
-                                                    seconds=budgets[kind], seed=seed)
+                                                    steps=budgets[kind], max_seconds=caps[kind], seed=seed)
         except Exception as exc:  # noqa: BLE001 -- one type's failure costs that type's rows only
             part["error"] = f"{type(exc).__name__}: {exc}"
             notes.append(f"product type {kind!r}: training failed ({part['error']}); its test rows are errors")
@@ -85,6 +100,7 @@ def _train_all(config: MXTConfig, train: list[Product], val: list[Product] | Non
             continue
         models[kind] = extractor
         part.update(steps=result.steps, train_seconds=round(spent, 2))
+        notes += [f"product type {kind!r}: {note}" for note in stop_note(result)]
     if not models:
         raise MXTError("per-type: no product type could be trained: " + "; ".join(notes))
     return models, parts, notes
@@ -124,7 +140,8 @@ def _image_root(config: MXTConfig, images: Path | None, data_file: Path) -> Path
 
 
 def train_and_evaluate_per_type(config: MXTConfig, data: AblationData, folder: Path, report_path: Path, *,
-                                seconds: float | None, seed: int, precision: float = 0.9) -> VariantRun:
+                                steps: int | None, max_seconds: float | None = None, seed: int,
+                                precision: float = 0.9) -> VariantRun:
     """Train one model per product type under ``folder/<type>/`` and write the merged evaluation to
     ``report_path``; returns an :class:`mxt_sdk.experiments.runs.VariantRun` (steps summed over the types)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -137,7 +154,7 @@ def train_and_evaluate_per_type(config: MXTConfig, data: AblationData, folder: P
         raise DataFileError("No product in the evaluation data has attribute values to compare with.")
     started = time.perf_counter()
     models, parts, notes = _train_all(config, train, val, folder, _image_root(config, data.images, data.train),
-                                      seconds, seed)
+                                      steps, max_seconds, seed)
     train_seconds = time.perf_counter() - started
     started = time.perf_counter()
     rows = _merged_rows(models, test, _image_root(config, data.images, data.test), notes)
