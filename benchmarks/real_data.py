@@ -1,0 +1,117 @@
+"""One variant, one public data set, a fixed number of steps: train, evaluate, print one JSON line.
+
+The figures of this round's closing notes come from this script; ``quality.py`` runs whole ablation
+tables. Data sets (from ``--data``, default ``../shared/data``; never copied into the repository):
+
+* ``implicitave``: ImplicitAVE's ``eval_dev.tsv`` with its product photos, split 75/25 by
+  ``sha1("<seed>:<id>")`` as ``quality.py`` does; reports accuracy (one attribute per product, values
+  compared by the evaluation's matching rule) and the per-(product type, attribute) majority value
+  of the training split as the baseline;
+* ``oa-mine`` / ``ae-110k``: ExtractGPT's train / test files; reports the SDK's evaluation report
+  (micro / macro P/R/F1, recall@90P, zero-shot and new-value slices).
+
+    python benchmarks/real_data.py implicitave --config mxt-cpu --variant mxt --steps 600 --output /tmp/r/i-mxt
+    python benchmarks/real_data.py oa-mine --config mxt-cpu --variant text-only --steps 600 --output /tmp/r/o
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import torch
+
+from mxt_sdk import Extractor, Product
+from mxt_sdk.data.readers import read_products
+from mxt_sdk.evaluation.metrics import values_match
+from mxt_sdk.experiments.ablation import variant_config
+
+
+def _implicitave_split(root: Path, seed: int, test_share: float) -> tuple[list[Product], list[Product]]:
+    products = [p for p in read_products(root / "eval_dev.tsv", "implicitave", images="always")
+                if isinstance(p, Product)]
+
+    def in_test(product: Product) -> bool:
+        digest = hashlib.sha1(f"{seed}:{product.id}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") / 2**32 < test_share
+
+    return [p for p in products if not in_test(p)], [p for p in products if in_test(p)]
+
+
+def _majority_accuracy(train: list[Product], test: list[Product]) -> float:
+    """Accuracy of answering each test pair with its training majority value (attribute-wide when the
+    pair is unseen)."""
+    by_pair, by_attribute = defaultdict(Counter), defaultdict(Counter)
+    for product in train:
+        for attribute, value in product.attributes.items():
+            by_pair[(product.product_type, attribute)][value.casefold()] += 1
+            by_attribute[attribute][value.casefold()] += 1
+    right = total = 0
+    for product in test:
+        for attribute, value in product.attributes.items():
+            counts = by_pair.get((product.product_type, attribute)) or by_attribute.get(attribute)
+            right += bool(counts) and values_match(counts.most_common(1)[0][0], value)
+            total += 1
+    return right / max(total, 1)
+
+
+def run_implicitave(extractor: Extractor, args) -> dict:
+    root = args.data / "implicitave"
+    train, test = _implicitave_split(root, args.seed, args.test_share)
+    started = time.perf_counter()
+    result = extractor.fit(train, output_dir=args.output, image_root=root, max_steps=args.steps,
+                           eval_every=10**9, log_every=50)
+    seconds = time.perf_counter() - started
+    right = absent_right = absent = 0
+    for product in test:
+        for prediction in extractor.extract([product], list(product.attributes), image_root=root):
+            gold = product.attributes[prediction.attribute]
+            correct = bool(prediction.value) and values_match(prediction.value, gold)
+            right += correct
+            if gold.casefold() not in product.title.casefold():
+                absent += 1
+                absent_right += correct
+    total = sum(len(p.attributes) for p in test)
+    return {"train_products": len(train), "test_pairs": total, "steps": result.steps, "train_seconds": round(seconds, 1),
+            "accuracy": round(right / total, 4), "value_absent_accuracy": round(absent_right / max(absent, 1), 4),
+            "value_absent_pairs": absent, "majority_accuracy": round(_majority_accuracy(train, test), 4)}
+
+
+def run_extractgpt(extractor: Extractor, args) -> dict:
+    root = args.data / "extractgpt" / args.dataset
+    started = time.perf_counter()
+    result = extractor.fit(root / "train.jsonl", output_dir=args.output, max_steps=args.steps, eval_every=10**9,
+                           log_every=50)
+    seconds = time.perf_counter() - started
+    report = extractor.evaluate(root / "test.jsonl", output=args.output / "eval" / "report.json")
+    slices = {name: {k: v for k, v in values.items() if not isinstance(v, list)}
+              for name, values in report["slices"].items()}
+    return {"steps": result.steps, "train_seconds": round(seconds, 1), "micro": report["micro"],
+            "macro": report["macro"], "slices": slices}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("dataset", choices=["implicitave", "oa-mine", "ae-110k"])
+    parser.add_argument("--config", default="mxt-cpu", help="built-in name or YAML path")
+    parser.add_argument("--variant", default="mxt", help="ablation variant (mxt, no-mag, no-xattn, text-only, span...)")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the ImplicitAVE split")
+    parser.add_argument("--test-share", type=float, default=0.25)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    parser.add_argument("--output", type=Path, required=True)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    extractor = Extractor.from_config(variant_config(args.variant, args.config))
+    run = run_implicitave if args.dataset == "implicitave" else run_extractgpt
+    result = {"dataset": args.dataset, "config": str(args.config), "variant": args.variant, **run(extractor, args)}
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
