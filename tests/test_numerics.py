@@ -26,7 +26,7 @@ def trained(tmp_path_factory):
     train.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
     torch.manual_seed(0)
     config = tiny_config(["mag", "xattn"])
-    config["training"] = {"learning_rate": 3e-3, "batch_size": 16, "warmup_ratio": 0.0}
+    config["training"] = {"learning_rate": 3e-3, "batch_size": 16, "warmup_ratio": 0.0, "seed": 0}  # init too
     extractor = Extractor.from_config(config)
     extractor.fit(train, output_dir=folder / "run", max_steps=60, eval_every=10**6, seed=0)
     return extractor
