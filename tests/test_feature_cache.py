@@ -85,6 +85,7 @@ def test_cache_refuses_trainable_encoders(image_dir, tmp_path):
         build_feature_cache(model, ["red.jpg"], loader, tmp_path / "cache")
 
 
+@pytest.mark.slow
 def test_training_on_cached_features_equals_training_on_pixels(tmp_path):
     catalog = write_catalog(tmp_path / "catalog", train_size=16, test_size=4, image_size=48)
     weights = {}

@@ -28,7 +28,7 @@ def trained(tmp_path_factory):
     config = tiny_config(["mag", "xattn"])
     config["training"] = {"learning_rate": 3e-3, "batch_size": 16, "warmup_ratio": 0.0, "seed": 0}  # init too
     extractor = Extractor.from_config(config)
-    extractor.fit(train, output_dir=folder / "run", max_steps=60, eval_every=10**6, seed=0)
+    extractor.fit(train, output_dir=folder / "run", max_steps=100, eval_every=10**6, seed=0)
     return extractor
 
 
