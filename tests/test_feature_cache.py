@@ -102,13 +102,12 @@ def test_training_on_cached_features_equals_training_on_pixels(tmp_path):
         assert torch.allclose(value, weights[False][name], atol=1e-5), name
 
 
-def test_cache_pickles_without_its_memory_maps(image_dir, tmp_path):
-    import pickle  # only to check what DataLoader workers receive; no user data is pickled
-
+def test_cache_copies_without_its_memory_maps(image_dir, tmp_path):
     model = _frozen_tiny_model()
     loader = ImageLoader(model.preprocessing(), image_dir, 10_000_000)
     cache = build_feature_cache(model, ["red.jpg"], loader, tmp_path / "cache")
     cache.load(["red.jpg"])
-    copy = pickle.loads(pickle.dumps(cache))
-    assert isinstance(copy, FeatureCache) and copy._arrays is None
-    assert torch.equal(copy.load(["red.jpg"])[0].features["global"], cache.load(["red.jpg"])[0].features["global"])
+    duplicate = copy.copy(cache)  # goes through __getstate__, as a worker's copy does
+    assert isinstance(duplicate, FeatureCache) and duplicate._arrays is None
+    assert torch.equal(duplicate.load(["red.jpg"])[0].features["global"],
+                       cache.load(["red.jpg"])[0].features["global"])
