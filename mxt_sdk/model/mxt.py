@@ -138,15 +138,13 @@ class MXTModel(torch.nn.Module):
         features = {}
         for kind, encoder in self.encoders.items():
             pixels = images.pixels[kind]
+            names = ("global", "regional") if self.shared_backbone else (kind,)
             if not bool(has_image.any()):
-                features.update({k: pixels.new_zeros((pixels.size(0), *_empty_shape(k, self.feature_dim(k))))
-                                 for k in self.feature_kinds if k == kind or self.shared_backbone})
+                features.update({name: pixels.new_zeros((pixels.size(0), *_empty_shape(name, self.feature_dim(name))))
+                                 for name in names})
                 continue
-            if self.shared_backbone:
-                encoded = dict(zip(("global", "regional"), encoder.encode_both(pixels[has_image])))
-            else:
-                encoded = {kind: encoder(pixels[has_image])}
-            for name, values in encoded.items():
+            outputs = encoder.encode_both(pixels[has_image]) if self.shared_backbone else (encoder(pixels[has_image]),)
+            for name, values in zip(names, outputs):
                 out = values.new_zeros((pixels.size(0), *values.shape[1:]))
                 out[has_image] = values
                 features[name] = out
