@@ -81,7 +81,7 @@ class TrainingConfig(_Section):
     freeze_image_encoders: bool = False
     cache_image_features: bool = Field(
         default=True, description="with frozen image encoders, encode each distinct image once and reuse its "
-                                  "features for every example and epoch (cache in <output>/cache/image-features)")
+                                  "features for every example and epoch (cache in <run>/cache/image-features)")
     num_workers: int = Field(default=0, ge=0, description="data-loading worker processes")
     log_every: int = Field(default=10, ge=1)
     normalizers: list[ComponentSpec] = Field(default_factory=_default_normalizers)

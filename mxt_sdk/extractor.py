@@ -21,6 +21,7 @@ from mxt_sdk.model.mxt import MXTModel
 from mxt_sdk.model.numerics import inference_model, resolve_dtype
 from mxt_sdk.plugins import manager
 from mxt_sdk.plugins.components import Canonicalizer, Normalizer
+from mxt_sdk.training.layout import default_run_dir
 from mxt_sdk.training.trainer import Trainer, TrainingResult
 from mxt_sdk.types import Prediction, Product
 
@@ -90,20 +91,25 @@ class Extractor:
     def fit(self, train: str | Path | Iterable[Product | dict[str, Any]],
             val: str | Path | Iterable[Product | dict[str, Any]] | None = None, *,
             output_dir: str | Path | None = None, image_root: str | Path | None = None,
-            reader: str | None = None, **training_options: Any) -> TrainingResult:
+            reader: str | None = None, run_dir: str | Path | None = None,
+            **training_options: Any) -> TrainingResult:
         """Fine-tune on catalog labels (distant supervision) and save the model to ``output_dir``.
 
         ``train``/``val`` are data files (any registered reader format, ``reader`` to force one) or
         iterables of products. ``training_options`` override fields of the config's ``training``
         section (e.g. ``max_steps=300``). Re-running with the same ``output_dir`` resumes from its
-        last complete checkpoint. Bad records are skipped, counted in the log and written to
-        ``rejected.jsonl``. Without ``output_dir`` a temporary folder holds the checkpoints.
+        last complete checkpoint. ``output_dir`` receives only the model files; checkpoints, caches,
+        logs, ``cleaning.json`` and ``rejected.jsonl`` (the bad records, which are skipped and counted in
+        the log) go to ``run_dir``, by default ``<output_dir>.run`` beside it
+        (:mod:`mxt_sdk.training.layout`). Without ``output_dir`` a temporary folder is used.
         """
         settings = TrainingConfig.model_validate({**self.config.training.model_dump(), **training_options})
         self.config = self.config.model_copy(update={"training": settings})
         output = Path(output_dir) if output_dir is not None else Path(tempfile.mkdtemp(prefix="mxt-train-"))
+        run = Path(run_dir) if run_dir is not None else default_run_dir(output)
         output.mkdir(parents=True, exist_ok=True)
-        rejected = output / REJECTED_FILE
+        run.mkdir(parents=True, exist_ok=True)
+        rejected = run / REJECTED_FILE
         rejected.unlink(missing_ok=True)  # this run's rejections only (a resumed run reads the data again)
         train_products = load_products(train, "train", reader, rejected)
         val_products = load_products(val, "val", reader, rejected) if val is not None else None
@@ -111,7 +117,7 @@ class Extractor:
         if root is None and isinstance(train, (str, Path)):
             root = Path(train).parent  # relative image paths are relative to the data file
         self._inference_models.clear()  # an int8 copy made from the old weights would be stale
-        result = Trainer(self, settings, output, Path(root) if root is not None else None).fit(
+        result = Trainer(self, settings, output, Path(root) if root is not None else None, run).fit(
             train_products, val_products)
         self.model.eval()
         return result
@@ -152,13 +158,13 @@ class Extractor:
 
         Returns the report (per-pair P/R/F1 at the stored thresholds, recall@``precision``, micro and
         macro averages, zero-shot / value-absent / image slices; see :mod:`mxt_sdk.evaluation.metrics`). With
-        ``output`` (a ``.json`` path) also writes the predictions file, a Markdown summary and
-        precision-recall plots beside it.
+        ``output`` (a ``.json`` path) also writes the predictions file, a Markdown summary,
+        precision-recall plots and a self-contained HTML page with a gallery of the products beside it.
         """
-        products, rows = self._labelled_rows(data, image_root, reader, batch_size)
+        rows, root = self._labelled_rows(data, image_root, reader, batch_size)
         report = build_report(rows, self.thresholds, precision)
         if output is not None:
-            write_report(report, rows, Path(output))
+            write_report(report, rows, Path(output), image_root=Path(root) if root is not None else None)
         return report
 
     def calibrate(self, data: str | Path | Iterable[Product | dict[str, Any]], *, precision: float = 0.9,
@@ -169,12 +175,13 @@ class Extractor:
         rows, and a pair missing from ``data``, gets the threshold of its attribute's pooled rows, or
         of all rows (see :mod:`mxt_sdk.evaluation.thresholds`). Pairs that cannot reach the target
         accept nothing; they are listed with ``None`` in the result. Saved with :meth:`save_pretrained`."""
-        _, rows = self._labelled_rows(data, image_root, reader, batch_size)
+        rows, _ = self._labelled_rows(data, image_root, reader, batch_size)
         by_pair = group_by_pair((r["product_type"], r["attribute"], scored(r)) for r in rows)
         self.thresholds = calibrate(by_pair, precision, default=self.thresholds.default, min_support=min_support)
         return self.thresholds
 
-    def _labelled_rows(self, data, image_root, reader, batch_size) -> tuple[list[Product], list[dict[str, Any]]]:
+    def _labelled_rows(self, data, image_root, reader, batch_size) -> tuple[list[dict[str, Any]], Any]:
+        """The scored rows of the labelled products of ``data``, and the image root they were read under."""
         products = load_products(data, "evaluation", reader)
         labelled = [p for p in products if p.attributes]
         if not labelled:
@@ -184,7 +191,7 @@ class Extractor:
             root = Path(data).parent  # relative image paths are relative to the data file, as in fit()
         predictions = list(self.iter_extract(labelled, lambda product: list(product.attributes),
                                              image_root=root, batch_size=batch_size))
-        return labelled, score(labelled, predictions, self.metadata, self.normalizers)
+        return score(labelled, predictions, self.metadata, self.normalizers), root
 
     def extract(self, products: Iterable[Product | dict[str, Any]], attributes: Sequence[str] | None = None,
                 **options: Any) -> list[Prediction]:

@@ -64,7 +64,7 @@ def test_bad_records_and_images_become_error_rows_and_good_ones_are_unchanged(mo
 
     result = _run("--model", model_dir, "--input", mixed, "--output", tmp_path / "mixed-out.jsonl",
                   "--attributes", "color,material", "--images", image_dir, "--batch-size", "3")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 4, result.output  # finished with error rows
     rows = _rows(tmp_path / "mixed-out.jsonl")
     assert len(rows) == 2 * (len(GOOD) + len(bad))
     errors = {row["product_id"]: row["error"] for row in rows if row["error"]}
@@ -76,7 +76,7 @@ def test_bad_records_and_images_become_error_rows_and_good_ones_are_unchanged(mo
     assert "decompression bomb" in errors["bomb"]
     assert "escapes the image root" in errors["escape"]
     assert "long" not in errors  # over-long text is truncated, not an error
-    summary = json.loads(result.output[result.output.index("{"):])
+    summary = json.loads(result.stdout[result.stdout.index("{"):])
     assert summary["rows"] == len(rows) and summary["errors"] == len([r for r in rows if r["error"]])
     assert summary["truncated_inputs"] == 2  # the over-long record, once per attribute
 
@@ -89,10 +89,10 @@ def test_bad_records_and_images_become_error_rows_and_good_ones_are_unchanged(mo
     assert [r["confidence"] for r in mine] == pytest.approx([r["confidence"] for r in reference], rel=1e-4)
 
 
-def test_exit_status_is_1_when_nothing_could_be_answered(model_dir, tmp_path):
+def test_exit_status_is_3_when_nothing_could_be_answered(model_dir, tmp_path):
     only_bad = tmp_path / "bad.jsonl"
     only_bad.write_text('{"id": 1}\nnot json\n')
     result = _run("--model", model_dir, "--input", only_bad, "--output", tmp_path / "out.jsonl",
                   "--attributes", "color", "--reader", "products")
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert len(_rows(tmp_path / "out.jsonl")) == 2

@@ -96,7 +96,7 @@ def test_training_on_cached_features_equals_training_on_pixels(tmp_path):
         extractor = Extractor.from_config(config)
         output = tmp_path / f"model-{cached}"
         extractor.fit(catalog["train"], output_dir=output, max_steps=4)
-        assert (output / "cache" / "image-features").is_dir() == cached
+        assert (tmp_path / f"model-{cached}.run" / "cache" / "image-features").is_dir() == cached
         weights[cached] = {k: v.detach().clone() for k, v in extractor.model.state_dict().items()}
     for name, value in weights[True].items():
         assert torch.allclose(value, weights[False][name], atol=1e-5), name

@@ -24,7 +24,7 @@ def trained(tmp_path_factory):
     extractor = Extractor.from_config(config)
     assert extractor.model.shared_backbone and extractor.model.generator.copy_head is not None
     extractor.fit(catalog["train"], output_dir=folder / "model", max_steps=3)
-    assert (folder / "model" / "cache" / "image-features").is_dir()
+    assert (folder / "model.run" / "cache" / "image-features").is_dir()
     return extractor, folder / "model", catalog
 
 

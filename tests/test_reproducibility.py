@@ -65,17 +65,17 @@ def test_same_command_in_fresh_processes_writes_identical_files_and_resume_after
     first = model_files(tmp_path / "a")
     assert "tokenizer/tokenizer.json" in first and first == model_files(tmp_path / "b")
 
-    out = tmp_path / "killed"
+    out, run = tmp_path / "killed", tmp_path / "killed.run"
     process = subprocess.Popen(_command(setup, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True, env=ENV)
     try:
         deadline = time.time() + 120
-        while not complete_checkpoints(out) and time.time() < deadline and process.poll() is None:
+        while not complete_checkpoints(run) and time.time() < deadline and process.poll() is None:
             time.sleep(0.05)
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-    checkpoints = complete_checkpoints(out)
+    checkpoints = complete_checkpoints(run)
     assert checkpoints and int(checkpoints[-1].name.split("-")[1]) < STEPS, "killed too late to test resuming"
     assert not (out / "model.safetensors").exists()
     resumed = subprocess.run(_command(setup, out), capture_output=True, text=True, timeout=300, env=ENV)

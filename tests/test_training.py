@@ -42,17 +42,21 @@ def test_fit_writes_a_loadable_model_with_metadata_logs_and_cleaning(catalog, tm
     extractor = Extractor.from_config(_config())
     result = extractor.fit(bad, catalog["test"], output_dir=tmp_path / "model",
                            image_root=catalog["train"].parent, max_steps=4)
-    out = tmp_path / "model"
+    out, run = tmp_path / "model", tmp_path / "model.run"
     assert result.steps == 4 and result.first_val_loss is not None and result.resumed_from_step is None
-    assert {"config.json", "model.safetensors", "metadata.json", "normalizers.json", "cleaning.json",
-            "metrics.jsonl", "train.log", "rejected.jsonl", ".complete"} <= {p.name for p in out.iterdir()}
-    rejected = [json.loads(line) for line in (out / "rejected.jsonl").read_text().splitlines()]
+    # the model folder holds what extraction needs, nothing else; the run folder the rest
+    assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "metadata.json",
+                                               "normalizers.json", "thresholds.json", "tokenizer",
+                                               "canonicalizer", ".complete"}
+    assert {"cleaning.json", "metrics.jsonl", "train.log", "rejected.jsonl", "checkpoints", "cache"} <= {
+        p.name for p in run.iterdir()}
+    rejected = [json.loads(line) for line in (run / "rejected.jsonl").read_text().splitlines()]
     assert len(rejected) == 2 and all(r["split"] == "train" for r in rejected)
     metadata = json.loads((out / "metadata.json").read_text())
     assert "dress\tsleeve_length" in metadata["values"] and metadata["max_answer_tokens"] >= 2
-    cleaning = json.loads((out / "cleaning.json").read_text())
+    cleaning = json.loads((run / "cleaning.json").read_text())
     assert [step["normalizer"] for step in cleaning["steps"]] == ["text", "min_count"]
-    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics if "val_loss" in m] == [2, 4]
 
     loaded = Extractor.from_pretrained(out)
@@ -82,11 +86,11 @@ def test_resume_continues_exactly_where_it_stopped(catalog, tmp_path):
     first.fit(catalog["train"], catalog["test"], output_dir=tmp_path / "resumed", max_steps=6,
               early_stopping_patience=None, keep_checkpoints=5)
     # Forget everything after step 2, and leave a half-written checkpoint that must be ignored.
-    for folder in complete_checkpoints(tmp_path / "resumed"):
+    for folder in complete_checkpoints(tmp_path / "resumed.run"):
         if folder.name != "step-00000002":
             import shutil
             shutil.rmtree(folder)
-    partial = tmp_path / "resumed" / "checkpoints" / "step-00000005"
+    partial = tmp_path / "resumed.run" / "checkpoints" / "step-00000005"
     partial.mkdir()
     (partial / "model.safetensors").write_bytes(b"partial")
 
@@ -94,9 +98,9 @@ def test_resume_continues_exactly_where_it_stopped(catalog, tmp_path):
     second = Extractor.from_config(_config())
     result = second.fit(catalog["train"], catalog["test"], output_dir=tmp_path / "resumed", max_steps=6)
     assert result.resumed_from_step == 2 and result.steps == 6
-    assert "Resuming from checkpoint step-00000002" in (tmp_path / "resumed" / "train.log").read_text()
-    a, b = _weights(tmp_path / "straight" / "checkpoints" / "step-00000006"), \
-        _weights(tmp_path / "resumed" / "checkpoints" / "step-00000006")
+    assert "Resuming from checkpoint step-00000002" in (tmp_path / "resumed.run" / "train.log").read_text()
+    a, b = _weights(tmp_path / "straight.run" / "checkpoints" / "step-00000006"), \
+        _weights(tmp_path / "resumed.run" / "checkpoints" / "step-00000006")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -113,7 +117,7 @@ def test_killed_training_resumes_from_last_complete_checkpoint(catalog, tmp_path
     out = tmp_path / "run"
     command = [sys.executable, "-m", "mxt_sdk.cli", "train", "--config", str(config), "--train",
                str(catalog["train"]), "--output", str(out), "--max-steps", "400"]
-    last = kill_after_first_checkpoint(command, out)
+    last = kill_after_first_checkpoint(command, tmp_path / "run.run")
     assert last < 400
     finished = subprocess.run([*command[:-1], str(last + 3)], capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr[-2000:]
@@ -133,7 +137,7 @@ def test_two_process_data_parallel_on_cpu(catalog, tmp_path):
          "--output", str(out), "--max-steps", "2"],
         capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "num_processes=2" in (out / "train.log").read_text()
+    assert "num_processes=2" in (tmp_path / "ddp.run" / "train.log").read_text()
     loaded = Extractor.from_pretrained(out)
     assert loaded.metadata is not None
 

@@ -1,20 +1,27 @@
-"""The ``mxt`` command. One module per sub-command; each adds itself to :data:`main`."""
+"""The ``mxt`` command. One module per sub-command; each adds itself to :data:`main`. The exit statuses
+are in :mod:`mxt_sdk.cli.exits`, the options every command shares in :mod:`mxt_sdk.cli.common`."""
 from __future__ import annotations
 
 import click
 
 from mxt_sdk import __version__
+from mxt_sdk.cli.exits import USAGE
 from mxt_sdk.errors import MXTError
 
 
+class _UsageFailure(click.ClickException):
+    exit_code = USAGE
+
+
 class _Group(click.Group):
-    """Shows MXTError messages as clean one-line errors (exit status 2) instead of tracebacks."""
+    """Shows MXTError messages (bad config, data file, model folder, ...) as clean one-line errors with
+    the usage-error status 2, as click does for a bad option, instead of tracebacks."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except MXTError as exc:
-            raise click.ClickException(str(exc)) from exc
+            raise _UsageFailure(str(exc)) from exc
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,6 +38,12 @@ def main() -> None:
     mxt evaluate    score a model on labelled data (recall@P, F1, slices)
     mxt calibrate   set per-pair confidence thresholds for a target precision
     mxt ablate      train model variants on the same data and budget, compare them
+
+    \b
+    Every command takes -v / -q (more / less output). Exit statuses, the same on every command:
+      0 finished   2 usage error (nothing ran)   3 nothing could be done (every row failed)
+      4 finished with failed rows or variants    1 unexpected error (a bug)
+    Shell completion and more: docs/cli.md.
     """
 
 

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import click
 
-from mxt_sdk.cli.common import setup_logging
+from mxt_sdk.cli import exits
+from mxt_sdk.cli.common import command_options, config_help, set_option
+from mxt_sdk.config_overrides import apply_overrides
 from mxt_sdk.experiments.ablation import DEFAULT_VARIANTS, VARIANTS, AblationData, run_ablation
 
 _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -14,8 +16,7 @@ _EPILOG = "\b\nVariants (docs/evaluation.md, section Ablations):\n" + "\n".join(
 
 
 @click.command(epilog=_EPILOG)
-@click.option("--config", "config_path", required=True,
-              help="Base model config: a YAML file or a built-in name (tiny-cpu, mxt-base).")
+@click.option("--config", "config_path", required=True, help=config_help("Base model config"))
 @click.option("--train", "train", required=True, type=_FILE, help="Training data (any reader format).")
 @click.option("--test", "test", required=True, type=_FILE, help="Labelled test data every variant is scored on.")
 @click.option("--val", "val", type=_FILE, help="Validation data (best checkpoint by validation loss).")
@@ -35,15 +36,19 @@ _EPILOG = "\b\nVariants (docs/evaluation.md, section Ablations):\n" + "\n".join(
               help="Image root for relative image paths (default: each data file's folder).")
 @click.option("--precision", default=0.9, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True),
               help="Target precision of recall@P.")
+@set_option
+@command_options
 def ablate(config_path, train, test, val, variants, reference, steps, max_seconds, output, seed, images,
-           precision) -> None:
+           precision, overrides) -> None:
     """Train each variant with the same data, seed and steps, evaluate it on --test, and print
     a table of recall@P improvements over --reference for the top-5/10/15 attributes by test support,
-    plus absolute numbers. A failing variant is recorded in the table; the others still run."""
-    setup_logging()
+    plus absolute numbers. A failing variant is recorded in the table; the others still run (exit
+    status 4; 3 when every variant failed). --set overrides apply to the base config."""
     names = [name.strip() for name in variants.split(",") if name.strip()]
-    result = run_ablation(config_path, AblationData(train, test, val, images), output, variants=names,
+    result = run_ablation(apply_overrides(config_path, overrides), AblationData(train, test, val, images), output, variants=names,
                           reference=reference, steps=steps or None, max_seconds=max_seconds, seed=seed,
                           precision=precision)
     click.echo(result["markdown"])
     click.echo(f"Written: {output / 'ablation.json'}, {output / 'ablation.md'}")
+    statuses = [entry["status"] for entry in result["variants"].values()]
+    exits.finish(sum(status != "ok" for status in statuses), len(statuses), "variants")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from mxt_sdk.cli.common import setup_logging
+from mxt_sdk.cli.common import command_options
 from mxt_sdk.experiments.demo import DemoSettings, run_demo
 
 
@@ -15,10 +15,10 @@ from mxt_sdk.experiments.demo import DemoSettings, run_demo
 @click.option("--steps", type=click.IntRange(min=1), help="Training steps of each model (default 300; 60 with --quick).")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
               help="Safety stop: end a model's training after this many minutes (default 5; 1.5 with --quick).")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the catalog and of both models.")
+@command_options
 def demo(output, quick, products, steps, max_minutes, seed) -> None:
     """Build a synthetic catalog, train MXT and a text-only baseline on it, evaluate, report."""
-    setup_logging()
     settings = DemoSettings.quick() if quick else DemoSettings()
     settings.seed = seed
     if products:
@@ -28,4 +28,5 @@ def demo(output, quick, products, steps, max_minutes, seed) -> None:
     if max_minutes:
         settings.max_seconds = max_minutes * 60
     click.echo(run_demo(output, settings)["summary"])
-    click.echo(f"Everything is in {output}/ (report: {output}/report.md)")
+    click.echo(f"Everything is in {output}/ (report: {output}/report.md; open {output}/evaluation/report.html "
+               "in a browser to see the products)")

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from mxt_sdk.cli.common import setup_logging
+from mxt_sdk.cli import exits
+from mxt_sdk.cli.common import command_options
 from mxt_sdk.evaluation.thresholds import DEFAULT_MIN_SUPPORT, calibration_summary
 from mxt_sdk.extractor import Extractor
 
@@ -31,14 +32,20 @@ _batch = click.option("--batch-size", type=int, help="Examples per generation ba
 @_images
 @_reader
 @_batch
+@command_options
 def evaluate(model_dir, data, output, precision, image_root, reader, batch_size) -> None:
-    """Evaluate MODEL on DATA: per-pair P/R/F1, recall@P, zero-shot and value-absent slices."""
-    setup_logging()
+    """Evaluate MODEL on DATA: per-pair P/R/F1, recall@P, zero-shot and value-absent slices.
+
+    Beside OUTPUT: the predictions (JSONL), a Markdown summary, PR-curve PNGs and a self-contained
+    HTML page with a gallery of the products (OUTPUT with .html). Exit status 4 when some rows have an
+    error, 3 when all do."""
     report = Extractor.from_pretrained(model_dir).evaluate(
         data, precision=precision, output=output, image_root=image_root, reader=reader, batch_size=batch_size)
     click.echo(Path(output).with_suffix(".md").read_text(encoding="utf-8"))
     click.echo(f"Report: {output} (micro F1 {report['micro']['f1']:.3f}, "
-               f"macro recall@{precision:.0%}P {report['macro']['recall_at_p']:.3f})")
+               f"macro recall@{precision:.0%}P {report['macro']['recall_at_p']:.3f}); "
+               f"open {Path(output).with_suffix('.html')} in a browser to see the products")
+    exits.finish(report["errors"], report["rows"])
 
 
 @click.command()
@@ -50,9 +57,9 @@ def evaluate(model_dir, data, output, precision, image_root, reader, batch_size)
 @_batch
 @click.option("--min-support", default=DEFAULT_MIN_SUPPORT, show_default=True, type=click.IntRange(1),
               help="Labelled rows a pair needs for its own threshold; fewer: pooled over its attribute or all rows.")
+@command_options
 def calibrate(model_dir, data, precision, image_root, reader, batch_size, min_support) -> None:
     """Set per-pair confidence thresholds of MODEL reaching PRECISION on DATA; saved in MODEL."""
-    setup_logging()
     extractor = Extractor.from_pretrained(model_dir)
     thresholds = extractor.calibrate(data, precision=precision, image_root=image_root, reader=reader,
                                      batch_size=batch_size, min_support=min_support)

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
 import click
-from tqdm.auto import tqdm
-
-from mxt_sdk.cli.common import setup_logging
+from mxt_sdk import progress
+from mxt_sdk.cli import exits
+from mxt_sdk.cli.common import command_options
 from mxt_sdk.data.readers import read_products
 from mxt_sdk.extractor import Extractor
 
@@ -32,15 +31,15 @@ from mxt_sdk.extractor import Extractor
 @click.option("--reader", help="Force a reader instead of detecting the format.")
 @click.option("--on-image-error", type=click.Choice(["error", "text_only"]), default="error", show_default=True,
               help="For a product whose image cannot be read: error rows, or answer from the text.")
+@command_options
 def extract(model_dir, input_path, output, attributes, batch_size, device, image_root, dtype, reader,
             on_image_error) -> None:
     """Extract attribute values for every product of INPUT into OUTPUT.
 
     Every requested (product, attribute) gets exactly one output line; a bad record or image gives
-    lines whose "error" says why, and the job goes on. Exit status 0 when the job ran (errors are
-    counted in the summary), 1 when no pair could be answered at all.
+    lines whose "error" says why, and the job goes on. Exit status 0 when every pair was answered,
+    4 when some lines carry an error (counted in the summary), 3 when no pair could be answered.
     """
-    setup_logging()
     extractor = Extractor.from_pretrained(model_dir, device=device)
     asked = [a.strip() for a in attributes.split(",") if a.strip()] if attributes else None
     records = read_products(input_path, reader)
@@ -48,18 +47,16 @@ def extract(model_dir, input_path, output, attributes, batch_size, device, image
     rows = errors = 0
     started = time.perf_counter()
     Path(output).parent.mkdir(parents=True, exist_ok=True)
-    with open(output, "w", encoding="utf-8") as handle, tqdm(unit="row", desc="Extracting") as progress:
+    with open(output, "w", encoding="utf-8") as handle, progress.bar(unit="row", desc="Extracting") as bar:
         for prediction in extractor.iter_extract(records, asked, batch_size=batch_size, image_root=root,
                                                  on_image_error=on_image_error, dtype=dtype):
             handle.write(json.dumps(prediction.model_dump(), ensure_ascii=False) + "\n")
             rows += 1
             errors += prediction.error is not None
-            progress.update(1)
+            bar.update(1)
     seconds = time.perf_counter() - started
     summary = {"rows": rows, "errors": errors, "answered": rows - errors,
                "truncated_inputs": extractor.last_run_stats.get("truncated_inputs", 0), "seconds": round(seconds, 2),
                "rows_per_second": round(rows / seconds, 2) if seconds else None, "output": str(output)}
     click.echo(json.dumps(summary, indent=2))
-    if rows and rows == errors:
-        click.echo("No (product, attribute) pair could be answered; see the error column.", err=True)
-        sys.exit(1)
+    exits.finish(errors, rows)

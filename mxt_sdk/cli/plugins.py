@@ -5,11 +5,13 @@ import json
 
 import click
 
+from mxt_sdk.cli.common import command_options
 from mxt_sdk.plugins import manager
 
 
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON: {kind: [{name, plugin, ...}]}.")
+@command_options
 def plugins(as_json: bool) -> None:
     """List registered image encoders, fusions, generators, normalizers, canonicalizers, readers."""
     table = {kind: [info.as_dict() for info in infos] for kind, infos in manager.all_components().items()}

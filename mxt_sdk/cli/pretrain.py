@@ -6,7 +6,8 @@ import json
 
 import click
 
-from mxt_sdk.cli.common import setup_logging
+from mxt_sdk.cli.common import command_options, config_help, set_option
+from mxt_sdk.config_overrides import apply_overrides
 from mxt_sdk.training.pretrain import CHECKPOINT_EVERY, DEFAULT_STEPS, pretrain as run_pretraining
 from mxt_sdk.training.span_corruption import OBJECTIVES
 
@@ -17,8 +18,8 @@ from mxt_sdk.training.span_corruption import OBJECTIVES
 @click.option("--output", required=True, type=click.Path(file_okay=False),
               help="Folder to write the pretrained generator to (checkpoints and metrics go inside it).")
 @click.option("--config", "config_path", default="tiny-cpu", show_default=True,
-              help="Config whose generator is pretrained (its size; training section: lr, warm-up, batch), "
-                   "a YAML path or a built-in name.")
+              help=config_help("Config whose generator is pretrained (its size; training section: lr, "
+                               "warm-up, batch)"))
 @click.option("--steps", type=click.IntRange(min=1), default=DEFAULT_STEPS, show_default=True,
               help="Optimizer steps; the learning-rate schedule follows them.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Texts per step (default: the config's).")
@@ -32,15 +33,16 @@ from mxt_sdk.training.span_corruption import OBJECTIVES
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=CHECKPOINT_EVERY, show_default=True,
               help="Steps between checkpoints (a re-run resumes from the latest).")
 @click.option("--reader", help="Force a reader instead of detecting each file's format (see `mxt plugins`).")
+@set_option
+@command_options
 def pretrain(inputs, output, config_path, steps, batch_size, seed, vocab_size, objective, max_seconds,
-             checkpoint_every, reader) -> None:
+             checkpoint_every, reader, overrides) -> None:
     """Pretrain the generator on the text of INPUT files (no labels needed) and write it to OUTPUT.
 
     A training config then starts from it with
     `generator: {name: t5, options: {from_pretrained: OUTPUT}}`.
     """
-    setup_logging()
-    result = run_pretraining(inputs, output, config_path, steps=steps, batch_size=batch_size, seed=seed,
+    result = run_pretraining(inputs, output, apply_overrides(config_path, overrides), steps=steps, batch_size=batch_size, seed=seed,
                              vocab_size=vocab_size, objective=objective, max_seconds=max_seconds, reader=reader,
                              checkpoint_every=checkpoint_every)
     click.echo(json.dumps(result.__dict__, indent=2))

@@ -1,8 +1,8 @@
 """Evaluation runs: score predictions against labelled products, build the report, write its files.
 
 Files written next to ``report.json``: ``<stem>.predictions.jsonl`` (one row per labelled pair with
-everything the numbers are computed from), ``<stem>.md`` (a summary), and precision-recall curve
-PNGs for the largest pairs. Every number of the report can be recomputed from the predictions file.
+everything the numbers are computed from), ``<stem>.md`` (a summary), precision-recall curve
+PNGs for the largest pairs, and ``<stem>.html`` (everything above plus a gallery of the test products). Every number of the report can be recomputed from the predictions file.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from typing import Any
 from mxt_sdk.data.metadata import CatalogMetadata
 from mxt_sdk.evaluation.metrics import (Scored, group_by_pair, micro_macro, pair_metrics, threshold_sweep,
                                         unstated_pairs, values_match, written_in)
+from mxt_sdk.evaluation.html_report import write_html
 from mxt_sdk.evaluation.plots import precision_recall_curve
 from mxt_sdk.evaluation.thresholds import Thresholds
 from mxt_sdk.plugins.components import Normalizer
@@ -56,7 +57,7 @@ def score(products: Sequence[Product], predictions: Sequence[Prediction], metada
             known = metadata.knows_value(product.product_type, attribute, gold) if metadata and gold else None
             rows.append({
                 "product_id": product.id, "product_type": product.product_type, "attribute": attribute,
-                "value": value, "raw_value": prediction.raw_value, "confidence": prediction.confidence,
+                "title": product.title, "value": value, "raw_value": prediction.raw_value, "confidence": prediction.confidence,
                 "accepted": prediction.accepted, "gold": gold, "raw_gold": raw_gold,
                 "truncated": prediction.truncated, "threshold_source": prediction.threshold_source,
                 "correct": values_match(value, gold, raw_predicted=prediction.value, raw_gold=raw_gold),
@@ -150,8 +151,10 @@ def markdown(report: dict[str, Any], top: int = 20) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict[str, Any], rows: list[dict[str, Any]], path: Path, plots: int = 6) -> dict[str, Path]:
-    """Write report JSON, predictions JSONL, Markdown summary and PR-curve PNGs; return their paths."""
+def write_report(report: dict[str, Any], rows: list[dict[str, Any]], path: Path, plots: int = 6,
+                 image_root: Path | None = None) -> dict[str, Path]:
+    """Write report JSON, predictions JSONL, Markdown summary, PR-curve PNGs and the self-contained
+    HTML page (:mod:`mxt_sdk.evaluation.html_report`, photos read under ``image_root``); return their paths."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     stem = path.with_suffix("")
@@ -168,5 +171,7 @@ def write_report(report: dict[str, Any], rows: list[dict[str, Any]], path: Path,
         precision_recall_curve(points, f"{key[0]} / {key[1]} (n={pair['support']})", plot,
                                report["target_precision"])
         written[f"plot:{key[0]}/{key[1]}"] = plot
+    curves = {name[len("plot:"):]: file for name, file in written.items() if name.startswith("plot:")}
+    written["html"] = write_html(Path(f"{stem}.html"), report, rows, curves, image_root)
     write_json(path, report)
     return written

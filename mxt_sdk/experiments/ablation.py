@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
+from mxt_sdk import progress as bars
 from mxt_sdk.config import MXTConfig, load_config
 from mxt_sdk.data.readers import load_products
 from mxt_sdk.errors import ConfigError
@@ -211,7 +210,7 @@ def run_ablation(config: str | Path | dict[str, Any] | MXTConfig, data: Ablation
     Writes ``<output>/<variant>/model/`` (the model folder) and ``<output>/<variant>/report.json``
     (+ predictions, summary, plots) per variant, and ``ablation.json`` (after every variant, so an
     interruption keeps what is done) and ``ablation.md``. Returns the ``ablation.json`` content with
-    the Markdown table under ``"markdown"``. Unknown variant names, a reference outside ``variants`` or
+    the Markdown table under ``"markdown"``. ``progress=False`` turns the training bars off. Unknown variant names, a reference outside ``variants`` or
     an ``output`` that already holds an ablation are errors before anything runs.
     """
     names = _check_names(variants, reference)
@@ -226,17 +225,15 @@ def run_ablation(config: str | Path | dict[str, Any] | MXTConfig, data: Ablation
                 "reference": reference, "steps_per_variant": steps, "max_seconds_per_variant": max_seconds,
                 "seed": seed, "precision": precision}
     result: dict[str, Any] = {"settings": settings, "data": describe_data(data), "variants": {}}
-    bar = tqdm(names, desc="Ablation", unit="variant", disable=not progress, dynamic_ncols=True)
-    for name in bar:
-        bar.set_postfix_str(name)
-        log.info("Variant %s: %s (%s training steps, seed %d)", name, VARIANTS[name].description,
-                 "config's" if steps is None else steps, seed)
-        result["variants"][name] = _run_one(name, base, data, output, steps, max_seconds, seed, precision)
+    for number, name in enumerate(names, 1):
+        log.info("Variant %d of %d, %s: %s (%s training steps, seed %d)", number, len(names), name,
+                 VARIANTS[name].description, "config's" if steps is None else steps, seed)
+        with bars.stage(f"variant {number}/{len(names)}: {name}"), bars.switched(progress):
+            result["variants"][name] = _run_one(name, base, data, output, steps, max_seconds, seed, precision)
         entry = result["variants"][name]
         log.info("Variant %s: %s in %.0f s", name, entry["status"], entry["wall_seconds"])
         result["table"] = build_table(result["variants"], reference, precision)
         write_json(output / ABLATION_FILE, _public(result))
-    bar.close()
     result["markdown"] = markdown(_public(result))
     (output / TABLE_FILE).write_text(result["markdown"], encoding="utf-8")
     return _public(result)

@@ -9,13 +9,17 @@ cap per model is only a safety stop. Everything goes under one output folder.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mxt_sdk import progress
 from mxt_sdk.config import MXTConfig, load_config
 from mxt_sdk.experiments.ablation import AblationData, train_and_evaluate, variant_config
 from mxt_sdk.experiments.synthetic import HELD_OUT_BRANDS, IMAGE_ONLY, write_catalog
+
+log = logging.getLogger("mxt_sdk.demo")
 
 DEMO_CONFIG = "mxt-cpu"
 #: the catalog's pictures are drawn at 96 px; 128 px input keeps EfficientNet's cost a third of 224's
@@ -80,8 +84,10 @@ def _summary(settings: DemoSettings, output: Path, runs: dict[str, dict[str, Any
     for row in runs["mxt"]["sample"]:
         lines.append(f"| {row['product_id']} | {output / 'data' / row['image']} | {row['attribute']} | "
                      f"{row['value']} | {row['gold']} |")
-    lines += ["", "## Files", "", f"- model: `{output / 'mxt'}` (load with `Extractor.from_pretrained`)",
-              f"- evaluation: `{output / 'evaluation'}` (report.json, predictions, plots)",
+    lines += ["", "## Files", "", f"- model: `{output / 'mxt'}` (load with `Extractor.from_pretrained`); its "
+              f"checkpoints, caches and logs: `{output / 'mxt.run'}`",
+              f"- evaluation: `{output / 'evaluation'}` (report.json, predictions, plots, and report.html: "
+              "open it in a browser to see each test product's photo, predicted and gold values)",
               f"- text-only comparison: `{output / 'text-only'}`, `{output / 'evaluation-text-only'}`"]
     return "\n".join(lines) + "\n"
 
@@ -109,10 +115,14 @@ def run_demo(output: str | Path, settings: DemoSettings | None = None) -> dict[s
     paths = write_catalog(output / "data", settings.train_products, settings.test_products, settings.seed)
     data = AblationData(train=paths["train"], test=paths["test"])
     runs: dict[str, dict[str, Any]] = {}
-    for name in ("mxt", "text-only"):
+    models = ("mxt", "text-only")
+    for number, name in enumerate(models, 1):
         folder = output / ("evaluation" if name == "mxt" else f"evaluation-{name}")
-        run = train_and_evaluate(_demo_config(name), data, output / name, folder / "report.json",
-                                 steps=settings.steps, max_seconds=settings.max_seconds, seed=settings.seed)
+        log.info("Demo model %d of %d: %s (%d steps; at most %s s)", number, len(models), name, settings.steps,
+                 "-" if settings.max_seconds is None else f"{settings.max_seconds:.0f}")
+        with progress.stage(f"demo model {number}/{len(models)}: {name}"):
+            run = train_and_evaluate(_demo_config(name), data, output / name, folder / "report.json",
+                                     steps=settings.steps, max_seconds=settings.max_seconds, seed=settings.seed)
         rows = [json.loads(line) for line in (folder / "report.predictions.jsonl").read_text().splitlines()]
         sample = [r for r in rows if r["attribute"] in IMAGE_ONLY][:4] + [r for r in rows if r["zero_shot"]][:4]
         runs[name] = {"report": run.report, "steps": run.steps, "seconds": run.train_seconds, "sample": sample,

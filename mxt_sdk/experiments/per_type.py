@@ -157,9 +157,10 @@ def train_and_evaluate_per_type(config: MXTConfig, data: AblationData, folder: P
                                       steps, max_seconds, seed)
     train_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    rows = _merged_rows(models, test, _image_root(config, data.images, data.test), notes)
+    test_root = _image_root(config, data.images, data.test)
+    rows = _merged_rows(models, test, test_root, notes)
     thresholds = Thresholds(pairs={k: v for model in models.values() for k, v in model.thresholds.pairs.items()})
     report = build_report(rows, thresholds, precision)
-    write_report(report, rows, report_path)
+    write_report(report, rows, report_path, image_root=Path(test_root) if test_root is not None else None)
     return VariantRun(report, report_path, sum(p.get("steps", 0) for p in parts.values()), train_seconds,
                       time.perf_counter() - started, notes, parts)

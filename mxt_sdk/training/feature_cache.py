@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
+from mxt_sdk import progress
 from mxt_sdk.errors import ImageError
 from mxt_sdk.images.batching import ImageLoader
 from mxt_sdk.images.io import resolve_image_path
@@ -118,7 +118,8 @@ def _encode_all(model: MXTModel, loader: ImageLoader, references: list[str], fol
     was_training = model.training
     channels_last(model.eval())  # the engine's fp32 layout: same maths, much faster depthwise convolutions
     try:
-        for start in tqdm(range(0, len(references), batch_size), desc="Encoding images once", unit="batch"):
+        for start in progress.bar(iterable=range(0, len(references), batch_size), desc="Encoding images once",
+                                  unit="batch"):
             chunk = references[start:start + batch_size]
             pixels, chunk_errors = loader.load(chunk)
             encoded = model.encode_images(channels_last_pixels(pixels.to(device)))

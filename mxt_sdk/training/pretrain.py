@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from mxt_sdk.config import MXTConfig, load_config
 from mxt_sdk.data.prompt import CONTEXT_MARKER, QUESTION_MARKER
@@ -33,6 +32,7 @@ from mxt_sdk.plugins import manager
 from mxt_sdk.plugins.components import Generator
 from mxt_sdk.storage import staged_update, write_json
 from mxt_sdk.training import checkpoints
+from mxt_sdk.training.budget_bar import BudgetBar
 from mxt_sdk.training.span_corruption import OBJECTIVES, corrupt
 from mxt_sdk.training.trainer import linear_warmup_decay
 
@@ -205,9 +205,10 @@ def pretrain(inputs: Sequence[str | Path], output: str | Path, config: str | Pat
         log.info("Resuming from checkpoint %s (step %d of %d)", latest.name, state["step"], steps)
     history = _metrics_until(output, state["step"])
 
-    progress = tqdm(total=steps, initial=min(state["step"], steps), desc="Pretraining", unit="step",
-                    disable=not show_progress, dynamic_ncols=True)
-    started, seconds_before, losses = time.perf_counter(), state["train_seconds"], []
+    # max_seconds counts this invocation only, so the bar's budget starts at 0 s here
+    progress = BudgetBar(steps, min(state["step"], steps), max_seconds=max_seconds, seconds_before=0.0,
+                         enabled=show_progress, desc="Pretraining")
+    started, seconds_before, losses, last_loss = time.perf_counter(), state["train_seconds"], [], None
     stopped_by_time, first_step = False, state["step"]
     while state["step"] < steps:
         batch = {k: v.to(device) for k, v in batches(state["step"]).items()}
@@ -221,7 +222,6 @@ def pretrain(inputs: Sequence[str | Path], output: str | Path, config: str | Pat
         state["step"] += 1
         state["train_seconds"] = seconds_before + time.perf_counter() - started
         losses.append(float(loss.detach()))
-        progress.update(1)
         step = state["step"]
         stopped_by_time = max_seconds is not None and time.perf_counter() - started >= max_seconds
         if step % training.log_every == 0 or step == steps or stopped_by_time:
@@ -229,15 +229,17 @@ def pretrain(inputs: Sequence[str | Path], output: str | Path, config: str | Pat
                       "seconds": round(state["train_seconds"], 2)}
             history.append(record)
             _append_metrics(output, record)
-            progress.set_postfix(loss=f"{record['loss']:.4f}")
+            last_loss = record["loss"]
             losses = []
+        elapsed = time.perf_counter() - started
+        progress.update(step, elapsed, batch_size * (step - first_step) / max(elapsed, 1e-9), last_loss)
         if step % checkpoint_every == 0 or step == steps or stopped_by_time:
             _checkpoint(output, generator, optimizer, scheduler, state, training.keep_checkpoints)
         if stopped_by_time:
             log.info("Stopped after %.0f s (--max-seconds) at step %d of %d; run again to go on",
                      max_seconds, step, steps)
             break
-    progress.close()
+    progress.close(state["step"])
     elapsed = time.perf_counter() - started
     result = PretrainResult(
         output=str(output.resolve()), steps=state["step"], planned_steps=steps, resumed_from_step=resumed_from,

@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
-from tqdm.auto import tqdm
 
 from mxt_sdk.config import TrainingConfig
 from mxt_sdk.data.cleaning import apply_normalizers, clean_products
 from mxt_sdk.data.examples import collect_metadata, example_rows
 from mxt_sdk.images.batching import ImageLoader, TrainingCollator, truncate
+from mxt_sdk.training.budget_bar import BudgetBar
 from mxt_sdk.training.feature_cache import FeatureCache, build_feature_cache, encoders_frozen
 from mxt_sdk.plugins import manager
 from mxt_sdk.storage import write_json
@@ -64,21 +64,31 @@ def linear_warmup_decay(progress: float, warmup_ratio: float) -> float:
     return max(0.0, (1.0 - progress) / max(1.0 - warmup_ratio, 1e-9))
 
 
-def _attach_file_log(output: Path, is_main: bool) -> logging.Handler | None:
-    logging.getLogger("mxt_sdk").setLevel(logging.INFO)
+def _attach_file_log(run_dir: Path, is_main: bool) -> tuple[logging.Handler | None, int]:
+    """Log mxt_sdk's INFO records to ``<run_dir>/train.log`` for the duration of a fit; returns the handler
+    and the logger level to restore (the level is lowered to INFO only while training, for the file)."""
+    logger = logging.getLogger("mxt_sdk")
+    previous = logger.level
     if not is_main:
-        return None
-    handler = logging.FileHandler(output / LOG_FILE, encoding="utf-8")
+        return None, previous
+    handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
+    handler.setLevel(logging.INFO)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger("mxt_sdk").addHandler(handler)
-    return handler
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    return handler, previous
 
 
 class Trainer:
-    """Trains ``extractor.model`` in place and writes the model folder to ``output``."""
+    """Trains ``extractor.model`` in place and writes the model folder to ``output``; checkpoints, the
+    data caches, ``metrics.jsonl``, ``train.log`` and ``cleaning.json`` go to ``run_dir`` (default:
+    ``output`` itself, the layout of folders written before the two were split)."""
 
-    def __init__(self, extractor, config: TrainingConfig, output: Path, image_root: Path | None = None):
+    def __init__(self, extractor, config: TrainingConfig, output: Path, image_root: Path | None = None,
+                 run_dir: Path | None = None):
         self.extractor, self.config, self.output = extractor, config, Path(output)
+        self.run_dir = Path(run_dir) if run_dir is not None else self.output
         self.image_root = image_root
         self.accelerator = Accelerator(
             gradient_accumulation_steps=config.gradient_accumulation_steps,
@@ -103,7 +113,7 @@ class Trainer:
             corpus = (row[key] for row in example_rows(train, model_config.none_answer) for key in ("prompt", "answer"))
             generator.train_tokenizer(corpus)
             log.info("Trained a %d-token tokenizer on the training text", len(generator.tokenizer))
-        cache = self.output / "cache"
+        cache = self.run_dir / "cache"
         train_set, truncated = self._tokenized(train, cache / "train.jsonl")
         val_set = self._tokenized(val, cache / "val.jsonl")[0] if val else None
         metadata.max_answer_tokens = max((len(r) for r in train_set["labels"]), default=1)
@@ -148,7 +158,7 @@ class Trainer:
             return loader
         model.to(self.accelerator.device)
         with self.accelerator.main_process_first():
-            return build_feature_cache(model, references, loader, self.output / "cache" / "image-features",
+            return build_feature_cache(model, references, loader, self.run_dir / "cache" / "image-features",
                                        batch_size=self.config.batch_size, device=self.accelerator.device)
 
     def _loader(self, data: datasets.Dataset, shuffle: bool,
@@ -181,7 +191,7 @@ class Trainer:
 
     def _metrics(self, record: dict[str, Any]) -> None:
         if self.accelerator.is_main_process:
-            with open(self.output / METRICS_FILE, "a", encoding="utf-8") as handle:
+            with open(self.run_dir / METRICS_FILE, "a", encoding="utf-8") as handle:
                 handle.write(json.dumps(record) + "\n")
 
     def _freeze_encoders(self) -> None:
@@ -198,10 +208,12 @@ class Trainer:
     def fit(self, train: list[Product], val: list[Product] | None) -> TrainingResult:
         config, accelerator = self.config, self.accelerator
         self.output.mkdir(parents=True, exist_ok=True)
-        handler = _attach_file_log(self.output, accelerator.is_main_process)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        handler, level = _attach_file_log(self.run_dir, accelerator.is_main_process)
         try:
             return self._fit(train, val)
         finally:
+            logging.getLogger("mxt_sdk").setLevel(level)
             if handler is not None:
                 logging.getLogger("mxt_sdk").removeHandler(handler)
                 handler.close()
@@ -212,7 +224,8 @@ class Trainer:
         set_seed(config.seed)
         if config.freeze_image_encoders:
             self._freeze_encoders()
-        latest = checkpoints.latest_checkpoint(self.output)
+        # a model folder written before run folders existed holds its own checkpoints: resume from those
+        latest = checkpoints.latest_checkpoint(self.run_dir) or checkpoints.latest_checkpoint(self.output)
         generator = self.extractor.model.generator
         if latest is not None and generator.needs_tokenizer_training and (latest / "tokenizer").is_dir():
             generator.load_tokenizer(latest / "tokenizer")  # the tokenizer the checkpoint was trained with
@@ -250,10 +263,10 @@ class Trainer:
             log.info("Starting from step 0 of %d (%d steps per epoch)", total_steps, steps_per_epoch)
 
         unwrapped = accelerator.unwrap_model(model)
-        progress = tqdm(total=total_steps, initial=state["step"], desc="Training", unit="step",
-                        disable=not accelerator.is_main_process, dynamic_ncols=True)
-        examples_seen, started, running_loss, running_count = 0, time.perf_counter(), 0.0, 0
         seconds_before = state["train_seconds"]
+        progress = BudgetBar(total_steps, state["step"], max_seconds=config.max_train_seconds,
+                             seconds_before=seconds_before, enabled=accelerator.is_main_process)
+        examples_seen, started, running_loss, running_count, last_loss = 0, time.perf_counter(), 0.0, 0, None
         stop = state["step"] >= total_steps
         while not stop:
             train_loader.set_epoch(state["epoch"])
@@ -278,15 +291,16 @@ class Trainer:
                 state["step"] += 1
                 state["train_seconds"] = seconds_before + time.perf_counter() - started
                 scheduler.step()
-                progress.update(1)
                 step = state["step"]
                 if step % config.log_every == 0 or step == total_steps:
                     rate = examples_seen / max(time.perf_counter() - started, 1e-9)
                     record = {"step": step, "train_loss": running_loss / max(running_count, 1),
                               "lr": scheduler.get_last_lr()[0], "examples_per_second": rate}
                     self._metrics(record)
-                    progress.set_postfix(loss=f"{record['train_loss']:.4f}")
+                    last_loss = record["train_loss"]
                     running_loss, running_count = 0.0, 0
+                progress.update(step, state["train_seconds"],
+                                examples_seen / max(time.perf_counter() - started, 1e-9), last_loss)
                 out_of_time = self._out_of_time(state)
                 if out_of_time:
                     state["stopped_by_time"] = step < total_steps
@@ -301,7 +315,7 @@ class Trainer:
             else:
                 state["epoch"] += 1
                 state["batches_in_epoch"] = 0
-        progress.close()
+        progress.close(state["step"])
         elapsed = time.perf_counter() - started
         return self._finish(unwrapped, data, state, resumed_from, examples_seen / max(elapsed, 1e-9))
 
@@ -326,7 +340,7 @@ class Trainer:
         if improved:
             state.update(best_val_loss=val_loss, best_step=state["step"], evals_without_improvement=0)
             if self.accelerator.is_main_process:
-                checkpoints.save_best_weights(self.output, unwrapped, {"step": state["step"], "val_loss": val_loss})
+                checkpoints.save_best_weights(self.run_dir, unwrapped, {"step": state["step"], "val_loss": val_loss})
         else:
             state["evals_without_improvement"] += 1
         self._metrics({"step": state["step"], "val_loss": val_loss, "best_val_loss": state["best_val_loss"]})
@@ -342,16 +356,16 @@ class Trainer:
     def _checkpoint(self, unwrapped, optimizer, scheduler, state: dict[str, Any]) -> None:
         rng_states = gather_object([checkpoints.rng_state()])
         if self.accelerator.is_main_process:
-            folder = checkpoints.checkpoint_dir(self.output, state["step"])
+            folder = checkpoints.checkpoint_dir(self.run_dir, state["step"])
             checkpoints.save_checkpoint(folder, unwrapped, optimizer, scheduler, dict(state), rng_states,
                                         unwrapped.generator.save_tokenizer)
-            checkpoints.prune_checkpoints(self.output, self.config.keep_checkpoints)
+            checkpoints.prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
             log.info("Saved checkpoint %s", folder.name)
         self.accelerator.wait_for_everyone()
 
     def _finish(self, unwrapped, data: dict[str, Any], state: dict[str, Any], resumed_from: int | None,
                 rate: float) -> TrainingResult:
-        best = checkpoints.load_best_weights(self.output, unwrapped)
+        best = checkpoints.load_best_weights(self.run_dir, unwrapped)
         if best is not None:
             log.info("Keeping the best weights: step %d, validation loss %.4f", best["step"], best["val_loss"])
         self.extractor.model = unwrapped.eval()
@@ -362,7 +376,7 @@ class Trainer:
             self.extractor.set_canonicalizer(spec.name, **spec.options)
         if self.accelerator.is_main_process:
             self.extractor.save_pretrained(self.output)
-            write_json(self.output / CLEANING_FILE, data["cleaning"])
+            write_json(self.run_dir / CLEANING_FILE, data["cleaning"])
             log.info("Model saved to %s", self.output)
         self.accelerator.wait_for_everyone()
         return TrainingResult(
