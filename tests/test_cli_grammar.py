@@ -134,3 +134,15 @@ def test_a_tiny_ablation_sets_its_base_config_and_exit_status(catalog, tmp_path)
     assert "Finished with 1 of 2 variants failed" in result.output
     saved = json.loads((tmp_path / "out" / "text-only" / "model" / "config.json").read_text())
     assert saved["config"]["training"]["batch_size"] == 4
+
+
+def test_an_old_folder_mixing_model_and_checkpoints_still_loads_and_resumes(catalog, tmp_path):
+    old = tmp_path / "old-model"
+    settings = {"batch_size": 8, "normalizers": ["text"]}
+    Extractor.from_config(tiny_config([])).fit(catalog["train"], output_dir=old, run_dir=old, max_steps=2,
+                                                **settings)  # the layout before run folders
+    assert (old / "checkpoints").is_dir() and (old / "model.safetensors").is_file()
+    assert Extractor.from_pretrained(old).extract([{"id": "x", "product_type": "mug", "title": "Blue mug"}])
+    again = Extractor.from_config(tiny_config([])).fit(catalog["train"], output_dir=old, max_steps=3, **settings)
+    assert again.resumed_from_step == 2 and again.steps == 3
+    assert (tmp_path / "old-model.run" / "checkpoints").is_dir()

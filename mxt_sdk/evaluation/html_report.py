@@ -25,12 +25,14 @@ th{background:#f3f3f3}.metrics td:not(:first-child){text-align:right}
 .curves img{margin:4px;border:1px solid #ddd;width:360px}
 .filters{position:sticky;top:0;background:#fff;padding:.5em 0;border-bottom:1px solid #ddd;z-index:1}
 .gallery{display:flex;flex-wrap:wrap;gap:10px;margin-top:10px}
-.card{border:1px solid #ccc;border-radius:6px;padding:8px;width:430px;display:flex;gap:8px}
+.card{border:1px solid #ccc;border-radius:6px;padding:8px;width:560px;display:flex;gap:8px}
+.card>div{flex:1;min-width:0}.card td{word-break:break-word}nav a{margin-right:1em}
 .card img,.noimg{width:128px;height:128px;object-fit:contain;flex:none;background:#fafafa}
 .noimg{font-size:11px;color:#888;overflow:hidden}.card table{font-size:12px;width:100%}
 .title{font-weight:600;font-size:13px}.ptype{color:#666;font-size:12px}
 .right td.pred{background:#e3f6e3}.wrong td.pred{background:#fbe3e3}
-.tag{display:inline-block;font-size:10px;border-radius:3px;padding:0 3px;margin:1px;background:#e8e8ff}
+.tag{display:inline-block;font-size:10px;border-radius:3px;padding:0 3px;margin:1px;background:#e8e8ff;
+white-space:nowrap}
 .tag.no{background:#eee;color:#777}.tag.err{background:#fbb}
 """
 
@@ -156,9 +158,11 @@ def render_html(report: Mapping[str, Any], rows: list[dict[str, Any]], plots: Ma
     meta = json.dumps({"rows": len(rows), "target_precision": report["target_precision"]})
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
             f"<style>{_STYLE}</style></head><body data-report='{_e(meta)}'><h1>{_e(title)}</h1>"
-            f"{_headline(report)}<h2>Precision-recall curves</h2>{_curves(plots)}"
-            f"<h2>Per (product type, attribute)</h2>{_pairs(report)}"
-            f"<h2>Test products</h2>{_gallery(rows, image_root, max_products)}"
+            "<nav><a href='#curves'>PR curves</a><a href='#per-pair'>per pair</a>"
+            "<a href='#products'>test products</a></nav>"
+            f"{_headline(report)}<h2 id='curves'>Precision-recall curves</h2>{_curves(plots)}"
+            f"<h2 id='per-pair'>Per (product type, attribute)</h2>{_pairs(report)}"
+            f"<h2 id='products'>Test products</h2>{_gallery(rows, image_root, max_products)}"
             f"<script>{_SCRIPT}</script></body></html>\n")
 
 
