@@ -137,6 +137,16 @@ class Extractor:
         ``dtype``: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"int8"`` (default: the config's
         ``extraction.dtype``; see :mod:`mxt_sdk.model.numerics`).
         """
+        engine = self.engine(batch_size=batch_size, image_root=image_root, on_image_error=on_image_error,
+                             dtype=dtype)
+        self.last_run_stats = engine.settings.stats  # filled while the run streams (e.g. truncated_inputs)
+        yield from engine.run(make_requests(products, attributes, self.metadata))
+
+    def engine(self, *, batch_size: int | None = None, image_root: str | Path | None = None,
+               on_image_error: str = "error", dtype: str | None = None) -> Engine:
+        """The :class:`~mxt_sdk.inference.engine.Engine` that :meth:`iter_extract` runs, with the same
+        options, for callers that feed it :class:`~mxt_sdk.inference.engine.Request` lists themselves
+        (the server's micro-batcher)."""
         if on_image_error not in ("error", "text_only"):
             raise ValueError(f"on_image_error must be 'error' or 'text_only', not {on_image_error!r}")
         tokenizer = self.model.generator.tokenizer
@@ -146,10 +156,8 @@ class Extractor:
                 "Call fit() first, or configure a byte-level or pretrained tokenizer."
             )
         settings = self._settings(batch_size, image_root, on_image_error, dtype)
-        self.last_run_stats = settings.stats  # filled while the run streams (e.g. truncated_inputs)
-        engine = Engine(self._inference_model(settings.dtype), tokenizer, self.metadata, settings,
-                        self.canonicalizer)
-        yield from engine.run(make_requests(products, attributes, self.metadata))
+        return Engine(self._inference_model(settings.dtype), tokenizer, self.metadata, settings,
+                      self.canonicalizer)
 
     def evaluate(self, data: str | Path | Iterable[Product | dict[str, Any]], *, precision: float = 0.9,
                  output: str | Path | None = None, image_root: str | Path | None = None,

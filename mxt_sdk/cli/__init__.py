@@ -38,6 +38,7 @@ def main() -> None:
     mxt evaluate    score a model on labelled data (recall@P, F1, slices)
     mxt calibrate   set per-pair confidence thresholds for a target precision
     mxt ablate      train model variants on the same data and budget, compare them
+    mxt serve       answer extraction requests over HTTP, batching concurrent ones
 
     \b
     Every command takes -v / -q (more / less output). Exit statuses, the same on every command:
@@ -50,6 +51,7 @@ def main() -> None:
 from mxt_sdk.cli import ablate as _ablate  # noqa: E402
 from mxt_sdk.cli import plugins as _plugins  # noqa: E402
 from mxt_sdk.cli import pretrain as _pretrain  # noqa: E402
+from mxt_sdk.cli import serve as _serve  # noqa: E402
 from mxt_sdk.cli import demo as _demo  # noqa: E402
 from mxt_sdk.cli import evaluate as _evaluate  # noqa: E402
 from mxt_sdk.cli import extract as _extract  # noqa: E402
@@ -63,3 +65,4 @@ main.add_command(_evaluate.evaluate)
 main.add_command(_extract.extract)
 main.add_command(_evaluate.calibrate)
 main.add_command(_ablate.ablate)
+main.add_command(_serve.serve)

@@ -1,6 +1,7 @@
 """Turning tokenized examples into padded tensors, with each product image decoded once per batch."""
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,7 +10,7 @@ from typing import Any, Protocol
 import torch
 
 from mxt_sdk.errors import ImageError
-from mxt_sdk.images.io import Preprocessing, load_image, to_pixels
+from mxt_sdk.images.io import Preprocessing, load_image, open_image_bytes, to_pixels
 from mxt_sdk.model.mxt import ImageFeatures, ImagePixels
 
 IGNORE_INDEX = -100
@@ -43,9 +44,9 @@ class ImageLoader:
     def __post_init__(self):
         self._specs = {kind: Preprocessing.model_validate(p) for kind, p in self.preprocessing.items()}
 
-    def load(self, references: Sequence[str | None]) -> tuple[ImagePixels, list[str | None]]:
-        """Pixels for each reference (zeros and ``has_image=False`` when None or unreadable) and,
-        per reference, the error text or None."""
+    def load(self, references: Sequence[str | bytes | None]) -> tuple[ImagePixels, list[str | None]]:
+        """Pixels for each reference (a path or URL, or the image file's bytes; zeros and
+        ``has_image=False`` when None or unreadable) and, per reference, the error text or None."""
         pixels = {kind: torch.zeros((len(references), *spec.input_size)) for kind, spec in self._specs.items()}
         has_image = torch.zeros(len(references), dtype=torch.bool)
         errors: list[str | None] = [None] * len(references)
@@ -53,7 +54,8 @@ class ImageLoader:
             if reference is None:
                 continue
             try:
-                image = load_image(reference, self.root, max_pixels=self.max_pixels)
+                image = (open_image_bytes(io.BytesIO(reference), self.max_pixels) if isinstance(reference, bytes)
+                         else load_image(reference, self.root, max_pixels=self.max_pixels))
             except ImageError as exc:
                 errors[row] = str(exc)
                 continue

@@ -39,6 +39,7 @@ class Request:
     attributes: list[str]
     error: str | None = None
     image_error: str | None = None
+    image_data: bytes | None = None  #: the image's file bytes (e.g. uploaded), read instead of ``product.image``
 
 
 @dataclass
@@ -92,8 +93,11 @@ def make_requests(records: Iterable[Product | dict[str, Any] | RecordError],
 
 
 def load_pixels(requests: Sequence[Request], loader: ImageLoader) -> ImagePixels:
-    """Decode each product's image once for every encoder; failures are noted on the request."""
-    references = [r.product.image if r.product is not None and not r.error else None for r in requests]
+    """Decode each product's image once for every encoder (its ``image_data`` bytes when given, else the
+    ``product.image`` reference); failures are noted on the request. A request that already has an
+    ``image_error`` is not loaded again."""
+    references = [None if r.product is None or r.error or r.image_error
+                  else r.image_data if r.image_data is not None else r.product.image for r in requests]
     pixels, errors = loader.load(references)
     for request, error in zip(requests, errors):
         if error:

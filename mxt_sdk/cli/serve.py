@@ -1,0 +1,53 @@
+"""``mxt serve``: online extraction over HTTP with dynamic micro-batching (see docs/serving.md)."""
+from __future__ import annotations
+
+import click
+from pydantic import ValidationError
+
+from mxt_sdk.cli.common import setup_logging
+from mxt_sdk.errors import describe_validation_errors
+from mxt_sdk.extractor import Extractor
+
+
+@click.command()
+@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Model folder written by `mxt train` / save_pretrained.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Where to run the model.")
+@click.option("--image-root", type=click.Path(exists=True, file_okay=False),
+              help="Folder that image paths in requests resolve under (without it, paths are refused).")
+@click.option("--max-batch-size", type=int, help="Products merged into one engine batch [32]; 1 turns batching off.")
+@click.option("--max-wait-ms", type=float, help="How long a batch waits for more products to join it [5].")
+@click.option("--queue-size", type=int, help="Products waiting at most; beyond it requests get 429 [256].")
+@click.option("--max-products", type=int, help="Products per request at most; beyond it 413 [64].")
+@click.option("--max-body-bytes", type=int, help="Request body size at most, uploads included; beyond it 413 [16 MiB].")
+@click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "int8"]),
+              help="Numeric mode (default: the model config's extraction.dtype).")
+@click.option("--on-image-error", type=click.Choice(["error", "text_only"]),
+              help="For a product whose image cannot be read: error rows [error], or answer from the text.")
+@click.option("--graceful-timeout", default=30.0, show_default=True, type=float,
+              help="Seconds a shutdown (SIGINT/SIGTERM) waits for requests in flight.")
+def serve(model_dir, host, port, device, image_root, graceful_timeout, **limits) -> None:
+    """Serve POST /v1/extract, /healthz, /readyz and /metrics for the model in MODEL.
+
+    Concurrent requests are merged into engine batches; a full queue answers 429 with Retry-After.
+    Stop with Ctrl-C or SIGTERM: requests in flight are finished first.
+    """
+    try:
+        import uvicorn
+
+        from mxt_sdk.serving.app import create_app
+        from mxt_sdk.serving.settings import ServeSettings
+    except ImportError as exc:
+        raise click.ClickException(f"mxt serve needs the serving extra ({exc.name} is missing): "
+                                   "pip install 'mxt-sdk[serve]'") from None
+    setup_logging()
+    given = {name: value for name, value in limits.items() if value is not None}
+    try:
+        settings = ServeSettings(image_root=image_root, **given)
+    except ValidationError as exc:
+        raise click.BadParameter(describe_validation_errors(exc)) from None
+    extractor = Extractor.from_pretrained(model_dir, device=device)
+    uvicorn.run(create_app(extractor, settings), host=host, port=port, log_level="info",
+                timeout_graceful_shutdown=graceful_timeout)

@@ -1,0 +1,145 @@
+"""Dynamic micro-batching: products of concurrent HTTP requests merged into engine batches.
+
+One worker thread owns the engine. :meth:`MicroBatcher.submit` puts a request's products in a bounded
+queue (or refuses at once with :class:`QueueFull`) and returns one future per product. The worker takes
+the oldest product, waits up to ``max_wait_s`` for others to join it (never longer than that after the
+first one arrived), runs at most ``max_batch_size`` products through the engine as one batch (so each
+product's image is encoded once, with the others), and resolves each future with that product's
+predictions. A future cancelled before its batch starts (its client went away) is dropped unrun.
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+
+from mxt_sdk.inference.engine import Request
+from mxt_sdk.types import Prediction
+
+RunBatch = Callable[[list[Request]], list[Prediction]]  #: one row per (request, attribute), in order
+
+
+class QueueFull(Exception):
+    """The queue cannot take the products of a request now; ``retry_after`` is a hint in seconds."""
+
+    def __init__(self, waiting: int, capacity: int, retry_after: int):
+        self.waiting, self.capacity, self.retry_after = waiting, capacity, retry_after
+        super().__init__(f"the queue holds {waiting} of {capacity} products; retry in {retry_after} s")
+
+
+class ShuttingDown(Exception):
+    """The server is stopping and takes no new work."""
+
+
+@dataclass
+class BatcherStats:
+    """Counters the metrics page reads (updated by the worker; plain ints, read without locking)."""
+
+    batches: int = 0
+    products: int = 0
+    abandoned: int = 0  #: products whose client left before their batch started
+
+
+@dataclass
+class _Job:
+    request: Request
+    future: Future
+    enqueued: float
+
+
+class MicroBatcher:
+    """Merges submitted products into engine batches on one worker thread; see the module docstring."""
+
+    def __init__(self, run: RunBatch, *, max_batch_size: int, max_wait_s: float, capacity: int,
+                 on_batch: Callable[[int, float], None] | None = None):
+        self._run, self._on_batch = run, on_batch
+        self.max_batch_size, self.max_wait_s, self.capacity = max_batch_size, max_wait_s, capacity
+        self._queue: deque[_Job] = deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._rate = 0.0  # products per second of recent batches (for Retry-After)
+        self.stats = BatcherStats()
+        self._thread = threading.Thread(target=self._loop, name="mxt-batcher", daemon=True)
+        self._thread.start()
+
+    @property
+    def depth(self) -> int:
+        """Products waiting (not yet in a running batch)."""
+        return len(self._queue)
+
+    def retry_after(self) -> int:
+        """Seconds after which the queue has likely drained: waiting products / recent rate, 1 to 60."""
+        rate = self._rate or 1.0
+        return int(min(60, max(1, math.ceil(len(self._queue) / rate))))
+
+    def submit(self, requests: Sequence[Request]) -> list[Future]:
+        """Queue ``requests`` (one product each) together or not at all; one future per request, whose
+        result is that product's predictions. Raises :class:`QueueFull` or :class:`ShuttingDown`."""
+        with self._cond:
+            if self._closed:
+                raise ShuttingDown("the server is shutting down")
+            if len(self._queue) + len(requests) > self.capacity:
+                raise QueueFull(len(self._queue), self.capacity, self.retry_after())
+            now = time.monotonic()
+            jobs = [_Job(request, Future(), now) for request in requests]
+            self._queue.extend(jobs)
+            self._cond.notify()
+        return [job.future for job in jobs]
+
+    def close(self, timeout: float | None = None) -> None:
+        """Take no new work, finish everything queued and running, stop the worker."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def _next_batch(self) -> list[_Job] | None:
+        """The next batch to run, or None when closed and drained."""
+        with self._cond:
+            while not self._queue and not self._closed:
+                self._cond.wait()
+            if not self._queue:
+                return None
+            deadline = self._queue[0].enqueued + self.max_wait_s
+            while len(self._queue) < self.max_batch_size and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            batch = []
+            while self._queue and len(batch) < self.max_batch_size:
+                job = self._queue.popleft()
+                if job.future.set_running_or_notify_cancel():
+                    batch.append(job)
+                else:
+                    self.stats.abandoned += 1
+            return batch
+
+    def _loop(self) -> None:
+        while (batch := self._next_batch()) is not None:
+            if batch:
+                self._run_batch(batch)
+
+    def _run_batch(self, batch: list[_Job]) -> None:
+        started = time.perf_counter()
+        try:
+            predictions = self._run([job.request for job in batch])
+        except Exception as exc:  # noqa: BLE001 - the callers get the error, the worker keeps serving
+            for job in batch:
+                job.future.set_exception(exc)
+            return
+        seconds = time.perf_counter() - started
+        self._rate = len(batch) / seconds if seconds > 0 else self._rate
+        self.stats.batches += 1
+        self.stats.products += len(batch)
+        if self._on_batch is not None:
+            self._on_batch(len(batch), seconds)
+        start = 0
+        for job in batch:
+            count = len(job.request.attributes)
+            job.future.set_result(predictions[start:start + count])
+            start += count

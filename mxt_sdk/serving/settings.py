@@ -1,0 +1,26 @@
+"""What a server run is configured with (``mxt serve`` options, or :func:`~mxt_sdk.serving.app.create_app`)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ServeSettings(BaseModel):
+    """Limits and batching of one server. Sizes count products (one product = one queue slot,
+    whatever the number of attributes asked of it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int = Field(32, ge=1, le=1024, description="Products merged into one engine batch.")
+    max_wait_ms: float = Field(5.0, ge=0.0, le=10_000.0,
+                               description="How long the first product of a batch waits for others to join it.")
+    queue_size: int = Field(256, ge=1, description="Products waiting at most; more get 429 at once.")
+    max_products: int = Field(64, ge=1, description="Products per request at most; more get 413.")
+    max_attributes: int = Field(64, ge=1, description="Attributes per request at most; more get 422.")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="Request body size at most; more get 413.")
+    image_root: Path | None = Field(None, description="Folder image paths resolve under; None refuses paths.")
+    on_image_error: Literal["error", "text_only"] = "error"
+    dtype: Literal["auto", "fp32", "bf16", "int8"] | None = None
+    warmup: bool = Field(True, description="Run one extraction before /readyz says ready.")
