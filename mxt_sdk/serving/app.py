@@ -173,6 +173,7 @@ def create_app(extractor: Extractor, settings: ServeSettings | None = None) -> F
         state.batcher = MicroBatcher(lambda requests: list(engine.run(requests)),
                                      max_batch_size=settings.max_batch_size, max_wait_s=settings.max_wait_ms / 1000,
                                      capacity=settings.queue_size, on_batch=metrics.on_batch)
+        _app.state.batcher = state.batcher  # for inspection (tests, embedding apps)
         warming = asyncio.create_task(warm_up())
         yield
         state.ready, state.stopping = False, True

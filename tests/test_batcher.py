@@ -1,0 +1,105 @@
+"""The micro-batcher alone: merging, the batch bound, the wait bound, a full queue, cancelled products,
+draining on close. The batch function here records what it was given and answers one row per attribute."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from mxt_sdk.inference.engine import Request
+from mxt_sdk.serving.batcher import MicroBatcher, QueueFull, ShuttingDown
+from mxt_sdk.types import Prediction
+
+
+class Recorder:
+    """A batch function that can be held (``gate``) and remembers each batch's product ids."""
+
+    def __init__(self):
+        self.batches: list[list[str]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def __call__(self, requests: list[Request]) -> list[Prediction]:
+        self.gate.wait(10)
+        self.batches.append([r.product_id for r in requests])
+        return [Prediction(product_id=r.product_id, attribute=a) for r in requests for a in r.attributes]
+
+
+def _requests(*ids: str, attributes=("color", "size")) -> list[Request]:
+    return [Request(f"record {i}", product_id, None, list(attributes)) for i, product_id in enumerate(ids)]
+
+
+def test_products_waiting_together_share_a_batch_up_to_the_bound_and_results_go_back_to_their_owner():
+    run = Recorder()
+    run.gate.clear()
+    batcher = MicroBatcher(run, max_batch_size=3, max_wait_s=0.05, capacity=100)
+    first = batcher.submit(_requests("a"))
+    time.sleep(0.2)  # "a" is running (held at the gate); the next five wait together
+    rest = batcher.submit(_requests("b", "c")) + batcher.submit(_requests("d", "e", "f"))
+    run.gate.set()
+    results = [f.result(10) for f in first + rest]
+    batcher.close()
+    assert run.batches == [["a"], ["b", "c", "d"], ["e", "f"]]
+    assert [[(p.product_id, p.attribute) for p in rows] for rows in results] == [
+        [(i, "color"), (i, "size")] for i in "abcdef"]
+
+
+def test_a_lone_product_waits_at_most_max_wait():
+    batcher = MicroBatcher(Recorder(), max_batch_size=32, max_wait_s=0.1, capacity=10)
+    started = time.perf_counter()
+    batcher.submit(_requests("a"))[0].result(10)
+    waited = time.perf_counter() - started
+    batcher.close()
+    assert 0.1 <= waited < 2.0
+
+
+def test_a_full_queue_refuses_the_whole_request_at_once():
+    run = Recorder()
+    run.gate.clear()
+    batcher = MicroBatcher(run, max_batch_size=1, max_wait_s=0, capacity=3)
+    held = batcher.submit(_requests("running"))
+    time.sleep(0.1)
+    queued = batcher.submit(_requests("a", "b"))
+    started = time.perf_counter()
+    with pytest.raises(QueueFull) as refused:
+        batcher.submit(_requests("c", "d"))  # 2 + 2 > 3: none of them is queued
+    assert time.perf_counter() - started < 0.05
+    assert refused.value.retry_after >= 1 and batcher.depth == 2
+    batcher.submit(_requests("c"))  # one more fits
+    run.gate.set()
+    assert all(f.result(10) for f in held + queued)
+    batcher.close()
+
+
+def test_cancelled_products_are_dropped_unrun_and_close_drains_the_queue():
+    run = Recorder()
+    run.gate.clear()
+    batcher = MicroBatcher(run, max_batch_size=2, max_wait_s=0, capacity=10)
+    batcher.submit(_requests("running"))
+    time.sleep(0.1)
+    left, stays = batcher.submit(_requests("left", "stays"))
+    assert left.cancel()
+    threading.Timer(0.2, run.gate.set).start()
+    batcher.close()  # waits for the running batch and the queue
+    assert stays.result(0) and left.cancelled()
+    assert run.batches == [["running"], ["stays"]]
+    assert (batcher.stats.abandoned, batcher.stats.products) == (1, 2)
+    with pytest.raises(ShuttingDown):
+        batcher.submit(_requests("late"))
+
+
+def test_an_engine_failure_reaches_the_callers_and_the_worker_goes_on():
+    calls = []
+
+    def flaky(requests):
+        calls.append(len(requests))
+        if len(calls) == 1:
+            raise RuntimeError("out of memory")
+        return [Prediction(product_id=r.product_id, attribute=a) for r in requests for a in r.attributes]
+
+    batcher = MicroBatcher(flaky, max_batch_size=4, max_wait_s=0, capacity=10)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        batcher.submit(_requests("a"))[0].result(10)
+    assert batcher.submit(_requests("b"))[0].result(10)[0].product_id == "b"
+    batcher.close()
