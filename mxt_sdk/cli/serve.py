@@ -19,6 +19,8 @@ from mxt_sdk.extractor import Extractor
               help="Folder that image paths in requests resolve under (without it, paths are refused).")
 @click.option("--max-batch-size", type=int, help="Products merged into one engine batch [32]; 1 turns batching off.")
 @click.option("--max-wait-ms", type=float, help="How long a batch waits for more products to join it [5].")
+@click.option("--generation-batch-size", type=int,
+              help="(product, attribute) questions per generation call within an engine batch [128].")
 @click.option("--queue-size", type=int, help="Products waiting at most; beyond it requests get 429 [256].")
 @click.option("--max-products", type=int, help="Products per request at most; beyond it 413 [64].")
 @click.option("--max-body-bytes", type=int, help="Request body size at most, uploads included; beyond it 413 [16 MiB].")

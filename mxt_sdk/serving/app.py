@@ -168,7 +168,9 @@ def create_app(extractor: Extractor, settings: ServeSettings | None = None) -> F
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        engine = extractor.engine(batch_size=settings.max_batch_size, image_root=settings.image_root,
+        # The batcher decides how many products share one engine call (one pass of the image encoders);
+        # their questions are generated generation_batch_size at a time.
+        engine = extractor.engine(batch_size=settings.generation_batch_size, image_root=settings.image_root,
                                   on_image_error=settings.on_image_error, dtype=settings.dtype)
         state.batcher = MicroBatcher(lambda requests: list(engine.run(requests)),
                                      max_batch_size=settings.max_batch_size, max_wait_s=settings.max_wait_ms / 1000,

@@ -1,0 +1,256 @@
+"""Load test of ``mxt serve`` on loopback: micro-batching on vs off, overload, answers checked.
+
+Run from the repository root (not a test; about 10 minutes on 2 CPU cores)::
+
+    nice -n 10 python benchmarks/serve_load.py --output serve-results/serve_load.json
+
+Unless ``--model`` names an existing model folder it trains tiny-cpu for ``--train-steps`` steps on the synthetic catalog first, so the
+answers are real ones (not argmax ties of noise). Then, against ``mxt serve`` started as a separate
+process on 127.0.0.1, one client process sends one product per request from 1, 8 and 32 concurrent
+clients (asyncio), first with micro-batching on (``--max-batch-size 32 --max-wait-ms 5``), then off
+(``--max-batch-size 1``: one request per forward pass), on the same server code and model. Every
+request is bounded: ``--requests`` per run and ``--max-seconds`` per run, whichever comes first.
+
+Every answer is compared with ``Extractor.extract`` on the same products, run in this process:
+*lost* = a request without a 200 answer (transport error, timeout, 5xx), *duplicated* = a (product,
+attribute) row answered more than once, *wrong* = a row whose fields differ from the reference
+(confidence to rel. 1e-4, as batches are composed differently) or that belongs to another request
+(each request carries its own product id). The overload run sends ``--overload-clients`` clients
+against a queue of ``--overload-queue`` products; refused requests (429) are not retried and are
+counted apart, with their answer times; then a paced run checks that the server recovers.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import httpx  # noqa: E402
+
+from mxt_sdk import Extractor  # noqa: E402
+from mxt_sdk.experiments.synthetic import write_catalog  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+MODES = {"batching on": ["--max-batch-size", "32", "--max-wait-ms", "5"],
+         "batching off": ["--max-batch-size", "1", "--max-wait-ms", "0"]}
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The ``q``-th percentile (nearest rank) of ``values``, or None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """``mxt serve`` in a subprocess on a loopback port; stopped with SIGTERM (graceful)."""
+
+    def __init__(self, model: Path, images: Path, options: list[str]):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "mxt_sdk.cli", "serve", "--model", str(model), "--image-root", str(images),
+                   "--port", str(self.port), *options]
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def __enter__(self) -> "Server":
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                if httpx.get(self.url + "/readyz", timeout=5).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        self.log.seek(0)
+        raise RuntimeError(f"mxt serve did not become ready:\n{self.log.read().decode()[-3000:]}")
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.wait(60)
+
+
+def expected_rows(model: Path, products: list[dict[str, Any]], images: Path) -> dict[str, list[dict[str, Any]]]:
+    """``Extractor.extract`` on the same products: the rows of each product id."""
+    extractor = Extractor.from_pretrained(model)
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for prediction in extractor.extract(products, image_root=images):
+        rows.setdefault(prediction.product_id, []).append(prediction.model_dump(mode="json"))
+    return rows
+
+
+def check(answer: list[dict[str, Any]], request_id: str, reference: list[dict[str, Any]]) -> tuple[int, int]:
+    """(duplicated, wrong) rows of one answer against the reference rows of its product."""
+    keys = [(row["product_id"], row["attribute"]) for row in answer]
+    duplicated = len(keys) - len(set(keys))
+    wrong = abs(len(set(keys)) - len(reference))
+    by_attribute = {row["attribute"]: row for row in answer if row["product_id"] == request_id}
+    wrong += sum(row["product_id"] != request_id for row in answer)
+    for expected in reference:
+        got = by_attribute.get(expected["attribute"])
+        if got is None:
+            continue
+        same = {**got, "product_id": None, "confidence": None} == {**expected, "product_id": None, "confidence": None}
+        close = abs(got["confidence"] - expected["confidence"]) <= 1e-4 * max(abs(expected["confidence"]), 1e-3)
+        wrong += not (same and close)
+    return duplicated, wrong
+
+
+async def load(url: str, products: list[dict[str, Any]], reference: dict[str, list[dict[str, Any]]],
+               clients: int, requests: int, max_seconds: float, pace: float = 0.0) -> dict[str, Any]:
+    """``clients`` concurrent clients send ``requests`` one-product requests in all (or stop after
+    ``max_seconds``); each answer is checked against ``reference``."""
+    counts = {"sent": 0, "ok": 0, "refused_429": 0, "lost": 0, "duplicated": 0, "wrong": 0}
+    latencies: list[float] = []
+    refusals: list[float] = []
+    retry_after: set[str] = set()
+    next_index = iter(range(requests))
+    stop_at = time.monotonic() + max_seconds
+
+    async def client(http: httpx.AsyncClient) -> None:
+        for index in next_index:
+            if time.monotonic() > stop_at:
+                return
+            product = products[index % len(products)]
+            request_id = f"{product['id']}#{index}"
+            counts["sent"] += 1
+            started = time.perf_counter()
+            try:
+                answer = await http.post(url + "/v1/extract", json={"product": {**product, "id": request_id}})
+            except httpx.HTTPError:
+                counts["lost"] += 1
+                continue
+            seconds = time.perf_counter() - started
+            if answer.status_code == 429:
+                counts["refused_429"] += 1
+                refusals.append(seconds)
+                retry_after.add(answer.headers.get("Retry-After", "missing"))
+            elif answer.status_code != 200:
+                counts["lost"] += 1
+            else:
+                counts["ok"] += 1
+                latencies.append(seconds)
+                duplicated, wrong = check(answer.json()["predictions"], request_id, reference[product["id"]])
+                counts["duplicated"] += duplicated
+                counts["wrong"] += wrong
+            if pace:
+                await asyncio.sleep(pace)
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    started = time.perf_counter()
+    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
+        await asyncio.gather(*(client(http) for _ in range(clients)))
+    wall = time.perf_counter() - started
+    return {**counts, "clients": clients, "seconds": round(wall, 2),
+            "throughput_rps": round(counts["ok"] / wall, 2) if wall else None,
+            "p50_ms": _ms(percentile(latencies, 50)), "p99_ms": _ms(percentile(latencies, 99)),
+            "refusal_p50_ms": _ms(percentile(refusals, 50)), "refusal_max_ms": _ms(max(refusals, default=None)),
+            "retry_after": sorted(retry_after)}
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+def scrape(url: str, name: str) -> float | None:
+    for line in httpx.get(url + "/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, list[dict[str, Any]], Path]:
+    """The model folder (trained here unless given), the test products and their image folder."""
+    catalog = write_catalog(work / "catalog", train_size=1000, test_size=args.products, seed=0)
+    products = [json.loads(line) for line in catalog["test"].read_text().splitlines()]
+    products = [{k: v for k, v in p.items() if k != "attributes"} for p in products]
+    model = Path(args.model) if args.model else work / "model"
+    if not args.model or not model.exists():
+        extractor = Extractor.from_config(ROOT / "configs" / "tiny-cpu.yaml")
+        extractor.fit(catalog["train"], output_dir=work / "run", max_steps=args.train_steps)
+        extractor.save_pretrained(model)
+    return model, products, catalog["test"].parent
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", help="A model folder; trained here (tiny-cpu on the synthetic catalog) and "
+                                        "saved there when it does not exist yet.")
+    parser.add_argument("--train-steps", type=int, default=150)
+    parser.add_argument("--products", type=int, default=64, help="Distinct test products, cycled.")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--requests", type=int, default=160, help="Requests per run at most.")
+    parser.add_argument("--max-seconds", type=float, default=60.0, help="Seconds per run at most.")
+    parser.add_argument("--overload-clients", type=int, default=96)
+    parser.add_argument("--overload-queue", type=int, default=16)
+    parser.add_argument("--output", help="JSON file for the results.")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mxt-serve-load-") as folder:
+        model, products, images = prepare(args, Path(folder))
+        reference = expected_rows(model, products, images)
+        results: dict[str, Any] = {"runs": [], "settings": vars(args), "cpus": os.cpu_count()}
+        # Both servers run at once and the modes alternate at each client count, so a change in the
+        # machine's load during the benchmark (it may be shared) falls on both alike.
+        with Server(model, images, MODES["batching on"]) as on, Server(model, images, MODES["batching off"]) as off:
+            for clients in map(int, args.concurrency.split(",")):
+                for mode, server in (("batching on", on), ("batching off", off)):
+                    run = asyncio.run(load(server.url, products, reference, clients, args.requests, args.max_seconds))
+                    results["runs"].append({"mode": mode, **run})
+                    print(json.dumps(results["runs"][-1]), flush=True)
+        overload = ["--queue-size", str(args.overload_queue), *MODES["batching on"]]
+        with Server(model, images, overload) as server:
+            storm = asyncio.run(load(server.url, products, reference, args.overload_clients,
+                                     args.overload_clients * 4, args.max_seconds))
+            calm = asyncio.run(load(server.url, products, reference, 2, 40, args.max_seconds, pace=0.05))
+            results["overload"] = {"storm": storm, "after": calm,
+                                   "queue_depth_after": scrape(server.url, "mxt_queue_depth")}
+        print(json.dumps(results["overload"]), flush=True)
+    print(report(results))
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(json.dumps(results, indent=2))
+
+
+def report(results: dict[str, Any]) -> str:
+    """The Markdown tables of a run."""
+    lines = ["| mode | clients | requests ok | throughput (req/s) | p50 ms | p99 ms | lost | duplicated | wrong |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for run in results["runs"]:
+        lines.append(f"| {run['mode']} | {run['clients']} | {run['ok']} | {run['throughput_rps']} | {run['p50_ms']} "
+                     f"| {run['p99_ms']} | {run['lost']} | {run['duplicated']} | {run['wrong']} |")
+    by = {(r["mode"], r["clients"]): r["throughput_rps"] for r in results["runs"]}
+    for clients in sorted({r["clients"] for r in results["runs"]}):
+        on, off = by.get(("batching on", clients)), by.get(("batching off", clients))
+        if on and off:
+            lines.append(f"\nclients {clients}: batching on / off throughput = {on / off:.2f}x")
+    storm, after = results["overload"]["storm"], results["overload"]["after"]
+    lines.append(f"\noverload ({storm['clients']} clients): {storm['sent']} sent, {storm['ok']} ok, "
+                 f"{storm['refused_429']} refused 429 (answer p50 {storm['refusal_p50_ms']} ms, max "
+                 f"{storm['refusal_max_ms']} ms, Retry-After {storm['retry_after']}), lost {storm['lost']}, "
+                 f"duplicated {storm['duplicated']}, wrong {storm['wrong']}")
+    lines.append(f"after the overload (2 paced clients): {after['ok']}/{after['sent']} ok, "
+                 f"{after['refused_429']} refused, p99 {after['p99_ms']} ms, lost {after['lost']}, "
+                 f"wrong {after['wrong']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
