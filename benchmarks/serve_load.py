@@ -36,10 +36,7 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import httpx  # noqa: E402
-
-from mxt_sdk import Extractor  # noqa: E402
-from mxt_sdk.experiments.synthetic import write_catalog  # noqa: E402
+import httpx  # noqa: E402  (mxt_sdk is imported where needed: the probe process starts without torch)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = {"batching on": ["--max-batch-size", "32", "--max-wait-ms", "5"],
@@ -90,6 +87,7 @@ class Server:
 
 def expected_rows(model: Path, products: list[dict[str, Any]], images: Path) -> dict[str, list[dict[str, Any]]]:
     """``Extractor.extract`` on the same products: the rows of each product id."""
+    from mxt_sdk import Extractor
     extractor = Extractor.from_pretrained(model)
     rows: dict[str, list[dict[str, Any]]] = {}
     for prediction in extractor.extract(products, image_root=images):
@@ -170,6 +168,33 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 1)
 
 
+def probe(url: str, product: dict[str, Any], count: int, pause: float) -> list[tuple[int, float]]:
+    """(status, ms) of ``count`` sequential one-product requests, ``pause`` s apart: what one more
+    client sees while the others load the server (run in a process of its own, see ``--probe``)."""
+    answers = []
+    with httpx.Client(timeout=120) as http:
+        for index in range(count):
+            started = time.perf_counter()
+            status = http.post(url + "/v1/extract", json={"product": {**product, "id": f"probe#{index}"}}).status_code
+            answers.append((status, round((time.perf_counter() - started) * 1000, 1)))
+            time.sleep(pause)
+    return answers
+
+
+def storm_with_probe(url: str, products: list[dict[str, Any]], reference: dict[str, list[dict[str, Any]]],
+                     args: argparse.Namespace) -> dict[str, Any]:
+    """The overload run, with a probe process sending one request at a time beside it."""
+    command = [sys.executable, __file__, "--probe", url, "--probe-product", json.dumps(products[0])]
+    prober = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    storm = asyncio.run(load(url, products, reference, args.overload_clients, args.overload_clients * 4,
+                             args.max_seconds))
+    answers = json.loads(prober.communicate(timeout=300)[0])
+    refused = [ms for status, ms in answers if status == 429]
+    return {**storm, "probe": {"answers": len(answers), "refused_429": len(refused),
+                               "refusal_p50_ms": percentile(refused, 50), "refusal_max_ms": max(refused, default=None),
+                               "statuses": sorted({status for status, _ in answers})}}
+
+
 def scrape(url: str, name: str) -> float | None:
     for line in httpx.get(url + "/metrics").text.splitlines():
         if line.startswith(name + " "):
@@ -179,6 +204,8 @@ def scrape(url: str, name: str) -> float | None:
 
 def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, list[dict[str, Any]], Path]:
     """The model folder (trained here unless given), the test products and their image folder."""
+    from mxt_sdk import Extractor
+    from mxt_sdk.experiments.synthetic import write_catalog
     catalog = write_catalog(work / "catalog", train_size=1000, test_size=args.products, seed=0)
     products = [json.loads(line) for line in catalog["test"].read_text().splitlines()]
     products = [{k: v for k, v in p.items() if k != "attributes"} for p in products]
@@ -201,10 +228,19 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=60.0, help="Seconds per run at most.")
     parser.add_argument("--overload-clients", type=int, default=96)
     parser.add_argument("--overload-queue", type=int, default=16)
+    parser.add_argument("--torch-threads", type=int, help="--torch-threads of both servers (default: torch's).")
     parser.add_argument("--output", help="JSON file for the results.")
+    parser.add_argument("--probe", help=argparse.SUPPRESS)  # internal: the probe process of the overload run
+    parser.add_argument("--probe-product", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.probe:
+        print(json.dumps(probe(args.probe, json.loads(args.probe_product), count=40, pause=0.1)))
+        return
     with tempfile.TemporaryDirectory(prefix="mxt-serve-load-") as folder:
         model, products, images = prepare(args, Path(folder))
+        if args.torch_threads:
+            for options in MODES.values():
+                options += ["--torch-threads", str(args.torch_threads)]
         reference = expected_rows(model, products, images)
         results: dict[str, Any] = {"runs": [], "settings": vars(args), "cpus": os.cpu_count()}
         # Both servers run at once and the modes alternate at each client count, so a change in the
@@ -217,8 +253,7 @@ def main() -> None:
                     print(json.dumps(results["runs"][-1]), flush=True)
         overload = ["--queue-size", str(args.overload_queue), *MODES["batching on"]]
         with Server(model, images, overload) as server:
-            storm = asyncio.run(load(server.url, products, reference, args.overload_clients,
-                                     args.overload_clients * 4, args.max_seconds))
+            storm = storm_with_probe(server.url, products, reference, args)
             calm = asyncio.run(load(server.url, products, reference, 2, 40, args.max_seconds, pace=0.05))
             results["overload"] = {"storm": storm, "after": calm,
                                    "queue_depth_after": scrape(server.url, "mxt_queue_depth")}
@@ -246,6 +281,10 @@ def report(results: dict[str, Any]) -> str:
                  f"{storm['refused_429']} refused 429 (answer p50 {storm['refusal_p50_ms']} ms, max "
                  f"{storm['refusal_max_ms']} ms, Retry-After {storm['retry_after']}), lost {storm['lost']}, "
                  f"duplicated {storm['duplicated']}, wrong {storm['wrong']}")
+    probed = storm["probe"]
+    lines.append(f"probe process during the overload: {probed['answers']} requests one at a time, "
+                 f"{probed['refused_429']} refused 429 (answer p50 {probed['refusal_p50_ms']} ms, max "
+                 f"{probed['refusal_max_ms']} ms), statuses {probed['statuses']}")
     lines.append(f"after the overload (2 paced clients): {after['ok']}/{after['sent']} ok, "
                  f"{after['refused_429']} refused, p99 {after['p99_ms']} ms, lost {after['lost']}, "
                  f"wrong {after['wrong']}")

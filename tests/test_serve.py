@@ -118,8 +118,8 @@ def test_uploaded_image_bytes_answer_as_the_same_file_and_paths_need_an_image_ro
 
 
 def test_a_full_queue_answers_429_at_once_and_the_server_recovers(extractor, products, image_dir):
-    app = create_app(extractor, ServeSettings(image_root=image_dir, max_batch_size=1, max_wait_ms=0, queue_size=2))
-    heavy = {"products": _records(products) * 3, "attributes": ATTRIBUTES + ["pattern", "style"]}
+    app = create_app(extractor, ServeSettings(image_root=image_dir, max_batch_size=1, max_wait_ms=0, queue_size=4))
+    heavy = {"products": _records(products)[:4], "attributes": ATTRIBUTES + ["pattern", "style"]}
     light = {"products": _records(products[:1]), "attributes": ATTRIBUTES}
 
     async def storm(url):  # one client thread (asyncio), so the server's threads are not starved of the GIL
@@ -133,6 +133,8 @@ def test_a_full_queue_answers_429_at_once_and_the_server_recovers(extractor, pro
     with LiveServer(app) as server:
         results = asyncio.run(storm(server.url))
         after = _post(server.url, light)
+        larger_than_the_queue = _post(server.url, {"products": _records(products), "attributes": ATTRIBUTES})
+    assert larger_than_the_queue.status_code == 413  # could never be queued: not a 429 to retry for ever
     refused = [(a, s) for a, s in results if a.status_code == 429]
     assert refused, [a.status_code for a, _ in results]
     assert {a.status_code for a, _ in results} <= {200, 429}

@@ -69,7 +69,8 @@ def test_mxt_serve_process_answers_and_finishes_requests_in_flight_on_sigterm(mo
             time.sleep(1.0)  # the request is being worked on, one product per batch
             process.send_signal(signal.SIGTERM)
             answer = in_flight.result(timeout=300)
-        assert process.wait(120) == 0
+        # uvicorn finishes the requests in flight, then re-raises the signal: the process ends by SIGTERM
+        assert process.wait(120) in (0, -signal.SIGTERM)
     finally:
         process.kill()
     log = process.stdout.read().decode()

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -168,6 +169,8 @@ def create_app(extractor: Extractor, settings: ServeSettings | None = None) -> F
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        if settings.torch_threads is not None:
+            torch.set_num_threads(settings.torch_threads)
         # The batcher decides how many products share one engine call (one pass of the image encoders);
         # their questions are generated generation_batch_size at a time.
         engine = extractor.engine(batch_size=settings.generation_batch_size, image_root=settings.image_root,
@@ -222,7 +225,8 @@ def create_app(extractor: Extractor, settings: ServeSettings | None = None) -> F
             uploads: dict[str, bytes] = {}
             if request.headers.get("content-type", "").startswith("multipart/form-data"):
                 body, uploads = await _multipart(request, body, settings)
-            envelope = parse_envelope(body, settings.max_products, settings.max_attributes)
+            # a request larger than the whole queue could never be queued: 413, not 429 for ever
+            envelope = parse_envelope(body, min(settings.max_products, settings.queue_size), settings.max_attributes)
             futures = batcher.submit(build_requests(envelope, uploads, extractor.metadata, settings.image_root))
         except BadRequest as exc:
             return _refuse(exc.status, exc.detail)

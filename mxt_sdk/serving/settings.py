@@ -25,4 +25,6 @@ class ServeSettings(BaseModel):
     image_root: Path | None = Field(None, description="Folder image paths resolve under; None refuses paths.")
     on_image_error: Literal["error", "text_only"] = "error"
     dtype: Literal["auto", "fp32", "bf16", "int8"] | None = None
+    torch_threads: int | None = Field(None, ge=1, le=1024,
+                                      description="torch intra-op threads of the process (None: torch's default).")
     warmup: bool = Field(True, description="Run one extraction before /readyz says ready.")
