@@ -69,7 +69,7 @@ class Server:
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT)
 
     def __enter__(self) -> "Server":
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 600  # a shared machine can take minutes to import torch
         while time.monotonic() < deadline and self.process.poll() is None:
             try:
                 if httpx.get(self.url + "/readyz", timeout=5).status_code == 200:
