@@ -139,7 +139,10 @@ def test_a_full_queue_answers_429_at_once_and_the_server_recovers(extractor, pro
     assert refused, [a.status_code for a, _ in results]
     assert {a.status_code for a, _ in results} <= {200, 429}
     assert all(int(a.headers["Retry-After"]) >= 1 for a, _ in refused)
-    assert min(s for _, s in refused) < 0.5  # answered without waiting for the queue (shared, loaded machine)
+    # A refusal does not wait for the engine: typically faster than an answer (absolute times are the
+    # benchmark's job; this machine may be shared). The batcher test bounds the refusal itself in ms.
+    answered = sorted(s for a, s in results if a.status_code == 200)
+    assert sorted(s for _, s in refused)[len(refused) // 2] < answered[len(answered) // 2]
     assert after.status_code == 200
 
 
