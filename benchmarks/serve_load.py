@@ -77,6 +77,7 @@ class Server:
             except httpx.TransportError:
                 pass
             time.sleep(0.2)
+        self.process.kill()  # never leave a server behind
         self.log.seek(0)
         raise RuntimeError(f"mxt serve did not become ready:\n{self.log.read().decode()[-3000:]}")
 
