@@ -97,6 +97,14 @@ class ExtractionConfig(_Section):
         description="maps generations onto known values of their pair, flags the rest novel; null: off")
     image_root: str | None = None
     max_image_pixels: int = Field(default=50_000_000, ge=1)
+    allow_urls: bool = Field(default=False, description="fetch http(s) image URLs (public addresses only)")
+    url_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1, description="largest image download")
+    url_timeout_seconds: float = Field(default=10.0, gt=0, description="time limit of one download attempt")
+    url_retries: int = Field(default=2, ge=0, description="extra attempts after a connection error or 5xx")
+    url_max_redirects: int = Field(default=3, ge=0)
+    url_cache_dir: str | None = Field(default=None, description="keep downloaded images here, keyed by URL")
+    url_allow_networks: list[str] = Field(default_factory=list,
+                                          description="networks exempt from the public-address rule")
     dtype: Literal["auto", "fp32", "bf16", "int8"] = Field(
         default="auto", description="numeric mode of extraction (see mxt_sdk.model.numerics); auto: bf16 on "
                                     "CUDA, fp32 on CPU")

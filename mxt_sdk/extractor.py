@@ -14,6 +14,7 @@ from mxt_sdk.data.readers import REJECTED_FILE, load_products
 from mxt_sdk.errors import DataFileError, NotFittedError
 from mxt_sdk.evaluation.metrics import group_by_pair
 from mxt_sdk.evaluation.report import build_report, score, scored, write_report
+from mxt_sdk.images.fetch import UrlPolicy
 from mxt_sdk.evaluation.thresholds import DEFAULT_MIN_SUPPORT, Thresholds, calibrate
 from mxt_sdk.inference.engine import Engine, EngineSettings, make_requests
 from mxt_sdk.model.folder import SavedModel, load_folder, save_folder
@@ -223,5 +224,6 @@ class Extractor:
             max_input_tokens=model_config.max_input_tokens, none_answer=model_config.none_answer,
             thresholds=self.thresholds, image_root=Path(root) if root is not None else None,
             max_image_pixels=extraction.max_image_pixels, on_image_error=on_image_error,
+            urls=UrlPolicy.from_extraction(extraction),
             dtype=resolve_dtype(dtype or extraction.dtype, self.device),
         )

@@ -60,31 +60,6 @@ def test_unsupported_scheme_is_an_error(tmp_path):
         load_image("s3://bucket/x.jpg", tmp_path)
 
 
-def test_http_images_are_downloaded(tmp_path):
-    import http.server
-    import threading
-
-    _save(Image.new("RGB", (10, 10), (1, 2, 3)), tmp_path / "web.png")
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, directory=str(tmp_path), **kwargs)
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        assert load_image(f"{url}/web.png").getpixel((0, 0)) == (1, 2, 3)
-        with pytest.raises(ImageError, match="could not download"):
-            load_image(f"{url}/missing.png")
-    finally:
-        server.shutdown()
-
-
 def test_preprocessing_resizes_crops_and_normalises():
     prep = Preprocessing(input_size=(3, 32, 48), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), crop_pct=1.0)
     pixels = to_pixels(Image.new("RGB", (300, 100), (255, 0, 0)), prep)

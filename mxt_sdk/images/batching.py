@@ -10,6 +10,7 @@ from typing import Any, Protocol
 import torch
 
 from mxt_sdk.errors import ImageError
+from mxt_sdk.images.fetch import UrlPolicy
 from mxt_sdk.images.io import Preprocessing, load_image, open_image_bytes, to_pixels
 from mxt_sdk.model.mxt import ImageFeatures, ImagePixels
 
@@ -34,11 +35,12 @@ def truncate(ids: list[int], limit: int) -> list[int]:
 
 @dataclass
 class ImageLoader:
-    """Decodes images under ``root`` and preprocesses them for each encoder of a model."""
+    """Decodes images under ``root`` (URLs as ``urls`` allows) and preprocesses them for each encoder."""
 
     preprocessing: dict[str, dict[str, Any]]
     root: Path | None
     max_pixels: int
+    urls: UrlPolicy | None = None
     _specs: dict[str, Preprocessing] = field(init=False)
 
     def __post_init__(self):
@@ -55,7 +57,7 @@ class ImageLoader:
                 continue
             try:
                 image = (open_image_bytes(io.BytesIO(reference), self.max_pixels) if isinstance(reference, bytes)
-                         else load_image(reference, self.root, max_pixels=self.max_pixels))
+                         else load_image(reference, self.root, max_pixels=self.max_pixels, urls=self.urls))
             except ImageError as exc:
                 errors[row] = str(exc)
                 continue

@@ -1,6 +1,8 @@
 """Safe image loading and the preprocessing that turns a PIL image into model pixels.
 
-* paths are resolved under an image root and may not escape it;
+* paths are resolved under an image root (the current directory when none is given) and may not
+  escape it, neither by ``..``, nor as absolute paths, nor through a symbolic link;
+* URLs follow :class:`~mxt_sdk.images.fetch.UrlPolicy` (off by default; see :mod:`mxt_sdk.images.fetch`);
 * decompression bombs are refused before decoding (``max_pixels``);
 * truncated or corrupt files raise :class:`~mxt_sdk.errors.ImageError`;
 * every mode (CMYK, P, RGBA, L, I;16 ...) is converted to RGB; transparency is flattened on white.
@@ -8,7 +10,6 @@
 from __future__ import annotations
 
 import io
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -17,12 +18,12 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from mxt_sdk.errors import ImageError
+from mxt_sdk.images.fetch import UrlPolicy, fetch_bytes, is_url, remember
 
 __all__ = ["Preprocessing", "resolve_image_path", "load_image", "open_image_bytes", "to_pixels",
            "DEFAULT_MAX_PIXELS"]
 
 DEFAULT_MAX_PIXELS = 50_000_000
-MAX_DOWNLOAD_BYTES = 50 * 1024 * 1024
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 _RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
@@ -52,11 +53,10 @@ class Preprocessing(BaseModel):
 
 
 def resolve_image_path(reference: str, root: Path | None) -> Path:
-    """Resolve a relative image path against ``root``; refuse anything that escapes ``root``."""
-    path = Path(reference).expanduser()
-    if root is None:
-        return path.resolve()
-    root = Path(root).resolve()
+    """Resolve an image path under ``root`` (None: the current directory), symbolic links followed;
+    refuse anything that ends outside ``root``."""
+    path = Path(reference)
+    root = Path(root if root is not None else Path.cwd()).resolve()
     resolved = (root / path).resolve()
     if not resolved.is_relative_to(root):
         raise ImageError(f"image path {reference!r} escapes the image root {str(root)!r}")
@@ -98,24 +98,17 @@ def open_image_bytes(data: io.BytesIO | Path, max_pixels: int = DEFAULT_MAX_PIXE
         raise ImageError(f"corrupt or truncated image: {exc}") from None
 
 
-def _download(url: str, timeout: float) -> io.BytesIO:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 (http/https only)
-            data = response.read(MAX_DOWNLOAD_BYTES + 1)
-    except OSError as exc:
-        raise ImageError(f"could not download {url}: {exc}") from None
-    if len(data) > MAX_DOWNLOAD_BYTES:
-        raise ImageError(f"{url} is larger than {MAX_DOWNLOAD_BYTES:,} bytes")
-    return io.BytesIO(data)
-
-
 def load_image(reference: str, root: Path | None = None, *, max_pixels: int = DEFAULT_MAX_PIXELS,
-               timeout: float = 10.0) -> Image.Image:
-    """Open the image a product refers to (path under ``root`` or http(s) URL) as RGB."""
-    if reference.startswith(("http://", "https://")):
-        return open_image_bytes(_download(reference, timeout), max_pixels)
-    if "://" in reference:
-        raise ImageError(f"unsupported image location {reference!r}: use a file path or an http(s) URL")
+               urls: UrlPolicy | None = None) -> Image.Image:
+    """Open the image a product refers to as RGB: a path under ``root`` (None: the current
+    directory), or an http(s) URL when ``urls`` allows them (by default it does not)."""
+    if is_url(reference):
+        policy = urls or UrlPolicy()
+        data, cached = fetch_bytes(reference, policy)
+        image = open_image_bytes(io.BytesIO(data), max_pixels)
+        if not cached:
+            remember(reference, data, policy)
+        return image
     path = resolve_image_path(reference, root)
     if not path.is_file():
         raise ImageError(f"image file not found: {str(path)!r}")

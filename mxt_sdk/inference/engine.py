@@ -20,6 +20,7 @@ from mxt_sdk.errors import RecordError
 from mxt_sdk.evaluation.metrics import written_in
 from mxt_sdk.evaluation.thresholds import Thresholds
 from mxt_sdk.images.batching import ImageLoader, pad_batch, truncate
+from mxt_sdk.images.fetch import UrlPolicy
 from mxt_sdk.model.mxt import ImageFeatures, ImagePixels, MXTModel
 from mxt_sdk.model.numerics import autocast, channels_last_pixels
 from mxt_sdk.plugins.components import Canonicalizer
@@ -54,6 +55,7 @@ class EngineSettings:
     image_root: Path | None
     max_image_pixels: int
     on_image_error: str = "error"
+    urls: UrlPolicy | None = None  #: image URL rules (None: URLs refused)
     dtype: str = "fp32"  #: a resolved mode of :mod:`mxt_sdk.model.numerics`
     stats: dict[str, int] = field(default_factory=lambda: {"truncated_inputs": 0})
 
@@ -113,7 +115,7 @@ class Engine:
         self.model, self.tokenizer, self.metadata, self.settings = model, tokenizer, metadata, settings
         self.canonicalizer = canonicalizer
         self.images = ImageLoader(model.preprocessing(), settings.image_root,
-                                  settings.max_image_pixels) if model.uses_images else None
+                                  settings.max_image_pixels, settings.urls) if model.uses_images else None
 
     def run(self, requests: Iterable[Request]) -> Iterator[Prediction]:
         """Predictions for ``requests`` in input order, a chunk of ``batch_size`` products at a time."""

@@ -26,6 +26,7 @@ from mxt_sdk.data.cleaning import apply_normalizers, clean_products
 from mxt_sdk.data.examples import collect_metadata, example_rows
 from mxt_sdk.images.batching import ImageLoader, TrainingCollator, truncate
 from mxt_sdk.training.budget_bar import BudgetBar
+from mxt_sdk.images.fetch import UrlPolicy
 from mxt_sdk.training.feature_cache import FeatureCache, build_feature_cache, encoders_frozen
 from mxt_sdk.plugins import manager
 from mxt_sdk.storage import write_json
@@ -152,7 +153,9 @@ class Trainer:
         model = self.extractor.model
         if not model.uses_images:
             return None
-        loader = ImageLoader(model.preprocessing(), self.image_root, self.extractor.config.extraction.max_image_pixels)
+        extraction = self.extractor.config.extraction
+        loader = ImageLoader(model.preprocessing(), self.image_root, extraction.max_image_pixels,
+                             UrlPolicy.from_extraction(extraction))
         references = [ref for split in ("train", "val") if data[split] is not None for ref in data[split]["image"]]
         if not (self.config.cache_image_features and encoders_frozen(model) and any(references)):
             return loader
