@@ -8,10 +8,12 @@ For a value of pair ``(pt, attr)``, in this order:
 2. **loose**: same :func:`~mxt_faiss.embedding.loose_text` (accents removed, punctuation and hyphens
    as word breaks, numbers split from units, one plural ``s`` folded) -> that value
    (``"navy-blue"`` -> ``"navy blue"``, ``"300ml"`` -> ``"300 ml"``), whatever the threshold;
-3. **nearest neighbour**: the pair's FAISS ``IndexFlatIP`` over L2-normalised character n-gram
-   vectors returns the ``CANDIDATES`` most similar known values; the most similar one whose numbers
-   agree with the value's (option ``match_numbers``) and whose cosine similarity is at least
-   ``similarity_threshold`` wins (``"navy blu"`` -> ``"navy blue"``);
+3. **nearest neighbour**: the pair's FAISS index over L2-normalised character n-gram vectors
+   returns the ``CANDIDATES`` most similar known values with their scores; the most similar one whose
+   numbers agree with the value's (option ``match_numbers``) and whose score is at least
+   ``similarity_threshold`` wins (``"navy blu"`` -> ``"navy blue"``). The index is exact
+   (``IndexFlatIP``) for pairs of up to ``exact_max_values`` values and an HNSW graph above, whose
+   candidates are scored exactly (see :mod:`mxt_faiss.indexes`);
 4. otherwise the value is returned **unchanged** with ``novel=True``. A pair with no known values
    at all (never seen in training, not in the vocabulary file) gives ``novel=True`` for every value:
    nothing was ever seen for it.
@@ -20,16 +22,17 @@ Matches 1-3 return ``novel=False``. When several known values of a pair share a 
 frequent one (ties: the alphabetically first) is the one reported.
 
 :meth:`~FaissCanonicalizer.canonicalize_many` groups values by pair and searches each pair's distinct
-values in one batch; its results equal one :meth:`~FaissCanonicalizer.canonicalize` per value (the
-final scores are recomputed identically for one query or many). Nearest-neighbour decisions are
+values in one batch; its results equal one :meth:`~FaissCanonicalizer.canonicalize` per value (FAISS
+scores each query the same way alone or in a batch). Nearest-neighbour decisions are
 remembered per pair by loose text (``DECISION_CACHE``), so a repeated near miss costs a lookup.
 Options are fixed after construction. A batched search runs on ``search_threads`` OpenMP threads
 (default 1: over tens of vectors, starting threads costs far more than the search).
 
-One index per pair (not one index with id ranges): a query only ever searches its own pair, so
-per-pair flat indexes make the search cost the size of that pair, need no id bookkeeping, and are
-built lazily, on the first value of a pair that needs one (most pairs at extraction never do,
-because the exact key already matches).
+One index per pair, its kind chosen by the pair's size (not one index with id ranges): a query only
+ever searches its own pair, so the search cost follows that pair alone, no id bookkeeping is needed,
+and each index is built lazily, on the first value of a pair that needs one (most pairs at
+extraction never do, because the exact key already matches). :meth:`~FaissCanonicalizer.index_stats`
+reports the indexes built and the bytes they hold.
 
 Saved layout (``save(directory)`` writes ``directory/canonicalizer/``):
 
@@ -38,8 +41,8 @@ Saved layout (``save(directory)`` writes ``directory/canonicalizer/``):
   merged), itself a valid ``vocabulary_file``.
 
 The vectors are a deterministic function of the value and the options (CRC-32 hashing, exact integer
-counts), so :meth:`load` rebuilds bit-identical indexes from these two small files instead of storing
-``dim * 4`` bytes per value in FAISS's binary format. No pickle anywhere.
+counts), so :meth:`load` rebuilds the indexes from these two small files (exact ones bit-identical,
+HNSW ones with the same codes) instead of storing them in FAISS's binary format. No pickle anywhere.
 """
 from __future__ import annotations
 
@@ -58,6 +61,7 @@ from mxt_sdk import Canonicalizer, ComponentOptions
 from mxt_sdk.errors import ConfigError, DataFileError, NotFittedError
 
 from mxt_faiss.embedding import CharNgramEmbedder, exact_key, loose_text, numbers, numbers_of_loose
+from mxt_faiss.indexes import ExactIndex, HNSWIndex, build_index
 from mxt_faiss.vocabulary import (
     Pair,
     Vocabulary,
@@ -90,7 +94,7 @@ class _PairIndex:
     by_loose: dict[str, str]
     canonical: list[str]
     numbers: list[tuple[str, ...]]
-    index: Any = None  # faiss.IndexFlatIP, built on first use
+    index: ExactIndex | HNSWIndex | None = None  # built on first use
     decisions: dict[str, str | None] = field(default_factory=dict)  # loose text -> nearest-neighbour result
 
 
@@ -116,6 +120,11 @@ class FaissCanonicalizer(Canonicalizer):
         use_training_values: bool = Field(
             default=True,
             description="Index the values fit() receives (with the file's); False: the file's only.")
+        exact_max_values: int = Field(
+            default=20000, ge=1,
+            description="Pairs with up to this many values get an exact index; larger pairs an HNSW graph.")
+        ef_search: int = Field(
+            default=64, ge=8, description="Breadth of the graph search in a large pair (more: slower, closer to exact).")
 
         @model_validator(mode="after")
         def _check(self):
@@ -170,14 +179,27 @@ class FaissCanonicalizer(Canonicalizer):
                 canonical.append(value)
         return _PairIndex(by_exact, by_loose, canonical, [numbers(v) for v in canonical])
 
-    def _index(self, pair: _PairIndex) -> Any:
+    def _index(self, pair: _PairIndex) -> ExactIndex | HNSWIndex:
         if pair.index is None:
             with self._lock:
                 if pair.index is None:
-                    index = faiss.IndexFlatIP(self.options.dim)
-                    index.add(self._embedder.embed_many(pair.canonical))
-                    pair.index = index
+                    pair.index = build_index(self.options.dim, pair.canonical, self._embedder.embed_many,
+                                             exact_max_values=self.options.exact_max_values,
+                                             ef_search=self.options.ef_search)
         return pair.index
+
+    def build_indexes(self) -> None:
+        """Build every pair's index now rather than on its first near miss (e.g. before serving)."""
+        for pair in list(self._pairs.values()):
+            if pair.canonical:
+                self._index(pair)
+
+    def index_stats(self) -> dict[str, int]:
+        """Indexes built so far by kind, the values they hold, and their bytes."""
+        built = [pair.index for pair in self._pairs.values() if pair.index is not None]
+        return {"pairs": len(self._pairs), "exact_indexes": sum(i.kind == "exact" for i in built),
+                "hnsw_indexes": sum(i.kind == "hnsw" for i in built), "indexed_values": sum(i.ntotal for i in built),
+                "index_bytes": sum(i.memory_bytes for i in built)}
 
     @property
     def vocabulary(self) -> Vocabulary:
@@ -234,28 +256,24 @@ class FaissCanonicalizer(Canonicalizer):
         """The known value each loose text maps to by nearest neighbour, or None."""
         index = self._index(pair)
         vectors = self._embedder.embed_loose_many(texts)
-        k = min(CANDIDATES, index.ntotal)
-        _, ids = self._search(index, vectors, k)
-        threshold = self.options.similarity_threshold
-        found: list[str | None] = []
-        for text, vector, row in zip(texts, vectors, ids):
-            row = row[row >= 0]
-            # FAISS may switch to BLAS for larger batches, which can move a score in its last bit;
-            # the decision uses scores recomputed the same way for one value or many.
-            scores = index.reconstruct_batch(row.astype(np.int64)) @ vector
-            order = sorted(range(len(row)), key=lambda i: (-float(scores[i]), int(row[i])))
-            wanted = numbers_of_loose(text) if self.options.match_numbers else None
-            choice = None
-            for i in order:
-                if scores[i] < threshold:
-                    break
-                if wanted is None or pair.numbers[row[i]] == wanted:
-                    choice = pair.canonical[row[i]]
-                    break
-            found.append(choice)
-        return found
+        scores, ids = self._search(index, vectors, min(CANDIDATES, index.ntotal))
+        return [self.decide(pair, text, row_ids, row_scores) for text, row_ids, row_scores in zip(texts, ids, scores)]
 
-    def _search(self, index: Any, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def decide(self, pair: _PairIndex, text: str, ids: np.ndarray, scores: np.ndarray) -> str | None:
+        """The known value a loose ``text`` maps to, given its candidates' ``ids`` and ``scores``: the
+        most similar (ties: lowest id) whose numbers agree and whose score reaches the threshold."""
+        keep = ids >= 0
+        ids, scores = ids[keep], scores[keep]
+        threshold = self.options.similarity_threshold
+        wanted = numbers_of_loose(text) if self.options.match_numbers else None
+        for i in sorted(range(len(ids)), key=lambda i: (-float(scores[i]), int(ids[i]))):
+            if scores[i] < threshold:
+                return None
+            if wanted is None or pair.numbers[ids[i]] == wanted:
+                return pair.canonical[ids[i]]
+        return None
+
+    def _search(self, index: ExactIndex | HNSWIndex, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """``index.search`` with at most ``search_threads`` OpenMP threads. The setting is per
         calling thread in OpenMP, so it is restored afterwards and never leaks to other threads."""
         threads = self.options.search_threads

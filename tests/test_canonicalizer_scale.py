@@ -1,0 +1,58 @@
+"""The ``faiss`` canonicalizer on large pairs: an HNSW graph with exactly scored candidates agrees
+with the exact index, reports its memory, and answers the same alone or in a batch."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from catalog_values import queries, vocabulary  # noqa: E402
+from mxt_faiss.canonicalizer import FaissCanonicalizer  # noqa: E402
+
+
+def _canonicalizer(**options) -> FaissCanonicalizer:
+    return FaissCanonicalizer(FaissCanonicalizer.Options(dim=256, **options))
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    vocab = vocabulary(values=3000, pairs=11, big_pair=2000, seed=3)
+    return vocab, queries(vocab, 400, seed=4)
+
+
+def test_a_large_pair_gets_a_graph_and_agrees_with_exact_search(catalog):
+    vocab, asked = catalog
+    graph, exact = _canonicalizer(exact_max_values=500), _canonicalizer(exact_max_values=10**6)
+    for canon in (graph, exact):
+        canon.fit(vocab)
+        canon.build_indexes()
+    stats = graph.index_stats()
+    assert (stats["hnsw_indexes"], stats["exact_indexes"], stats["indexed_values"]) == (1, 10, 3000)
+    assert stats["index_bytes"] < exact.index_stats()["index_bytes"]  # 1 byte a dimension, not 4
+    answers, reference = graph.canonicalize_many(asked), exact.canonicalize_many(asked)
+    agree = sum(a == b for a, b in zip(answers, reference)) / len(asked)
+    assert agree >= 0.97, agree
+    assert sum(not novel for _, novel in answers) > len(asked) // 3  # slips do find their value
+
+
+def test_graph_answers_do_not_depend_on_the_batch(catalog):
+    vocab, asked = catalog
+    canon = _canonicalizer(exact_max_values=500)
+    canon.fit(vocab)
+    together = canon.canonicalize_many(asked[:60])
+    fresh = _canonicalizer(exact_max_values=500)
+    fresh.fit(vocab)
+    assert [fresh.canonicalize(v, product_type=pt, attribute=a) for v, pt, a in asked[:60]] == together
+
+
+def test_a_known_value_and_a_slip_of_it_in_a_large_pair():
+    vocab = vocabulary(values=1200, pairs=2, big_pair=1000, seed=5)
+    canon = _canonicalizer(exact_max_values=100)
+    canon.fit(vocab)
+    value = sorted(vocab[("any", "brand")])[7]
+    assert canon.canonicalize(value, product_type="any", attribute="brand") == (value, False)
+    slipped = value[:-1] + value[-1] * 2
+    assert canon.canonicalize(slipped, product_type="any", attribute="brand") == (value, False)
+    assert canon.index_stats()["hnsw_indexes"] == 1
