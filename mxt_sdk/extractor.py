@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import tempfile
+from itertools import islice
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,8 @@ class Extractor:
     def iter_extract(self, products: Iterable[Product | dict[str, Any]],
                      attributes: Sequence[str] | Callable[[Product], list[str]] | None = None, *,
                      batch_size: int | None = None, image_root: str | Path | None = None,
-                     on_image_error: str = "error", dtype: str | None = None) -> Iterator[Prediction]:
+                     on_image_error: str = "error", dtype: str | None = None,
+                     skip_records: int = 0) -> Iterator[Prediction]:
         """Stream predictions, one per requested (product, attribute), in input order.
 
         ``attributes=None`` asks each product for the attributes training saw for its product type;
@@ -137,11 +139,13 @@ class Extractor:
         and no value) or ``"text_only"`` (answer from the text, keep the error as a note).
         ``dtype``: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"int8"`` (default: the config's
         ``extraction.dtype``; see :mod:`mxt_sdk.model.numerics`).
+        ``skip_records``: leave out the first records (validated, not answered): how a resumed
+        extraction goes on after the products it already wrote, with their record numbers unchanged.
         """
         engine = self.engine(batch_size=batch_size, image_root=image_root, on_image_error=on_image_error,
                              dtype=dtype)
         self.last_run_stats = engine.settings.stats  # filled while the run streams (e.g. truncated_inputs)
-        yield from engine.run(make_requests(products, attributes, self.metadata))
+        yield from engine.run(islice(make_requests(products, attributes, self.metadata), skip_records, None))
 
     def engine(self, *, batch_size: int | None = None, image_root: str | Path | None = None,
                on_image_error: str = "error", dtype: str | None = None) -> Engine:

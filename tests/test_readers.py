@@ -294,3 +294,10 @@ def test_every_reader_conforms(name, tmp_path):
         (tmp_path / file_name).write_bytes(content)
         assert cls.can_read(tmp_path / file_name) is False, file_name
     assert isinstance(manager.create("readers", name), Reader)
+
+
+def test_a_deeply_nested_line_is_a_bad_record_not_a_crash():
+    from mxt_readers._jsonl import parse_object
+
+    with pytest.raises(RecordError, match="nested too deeply"):
+        parse_object('{"id": "d", "title": ' + "[" * 100_000, "line 3 of x.jsonl")

@@ -31,9 +31,11 @@ from mxt_sdk.extractor import Extractor
               help="Numeric mode (default: the model config's extraction.dtype).")
 @click.option("--on-image-error", type=click.Choice(["error", "text_only"]),
               help="For a product whose image cannot be read: error rows [error], or answer from the text.")
+@click.option("--allow-urls", is_flag=True,
+              help="Download http(s) image URLs (public addresses only; see docs/extraction.md#image-safety).")
 @click.option("--graceful-timeout", default=30.0, show_default=True, type=float,
               help="Seconds a shutdown (SIGINT/SIGTERM) waits for requests in flight.")
-def serve(model_dir, host, port, device, image_root, graceful_timeout, **limits) -> None:
+def serve(model_dir, host, port, device, image_root, allow_urls, graceful_timeout, **limits) -> None:
     """Serve POST /v1/extract, /healthz, /readyz and /metrics for the model in MODEL.
 
     Concurrent requests are merged into engine batches; a full queue answers 429 with Retry-After.
@@ -54,5 +56,7 @@ def serve(model_dir, host, port, device, image_root, graceful_timeout, **limits)
     except ValidationError as exc:
         raise click.BadParameter(describe_validation_errors(exc)) from None
     extractor = Extractor.from_pretrained(model_dir, device=device)
+    if allow_urls:  # the same URL policy as every entry point (mxt_sdk.images.fetch)
+        extractor.config.extraction.allow_urls = True
     uvicorn.run(create_app(extractor, settings), host=host, port=port, log_level="info",
                 timeout_graceful_shutdown=graceful_timeout)

@@ -46,8 +46,11 @@ class ExtractionActor:
     """A Ray Data callable class: loads the model once per actor, then extracts batch after batch."""
 
     def __init__(self, model_dir: str, attributes: Sequence[str] | None = None, image_root: str | None = None,
-                 batch_size: int | None = None, device: str | None = None, on_image_error: str = "error"):
+                 batch_size: int | None = None, device: str | None = None, on_image_error: str = "error",
+                 allow_urls: bool = False):
         self.extractor = Extractor.from_pretrained(model_dir, device=device)
+        if allow_urls:  # the same URL policy as everywhere else (mxt_sdk.images.fetch)
+            self.extractor.config.extraction.allow_urls = True
         self.options = {"batch_size": batch_size, "image_root": image_root, "on_image_error": on_image_error}
         self.attributes = list(attributes) if attributes is not None else None
 
@@ -59,16 +62,19 @@ class ExtractionActor:
 def extract_with_ray(dataset: Any, model_dir: str, *, attributes: Sequence[str] | None = None,
                      image_root: str | None = None, batch_size: int = 64, concurrency: int = 1,
                      num_cpus: float = 1, num_gpus: float = 0, device: str | None = None,
-                     on_image_error: str = "error") -> Any:
+                     on_image_error: str = "error", allow_urls: bool = False) -> Any:
     """Predictions for every product row of ``dataset`` (a ``ray.data.Dataset``), lazily.
 
     ``batch_size`` products go to an actor at a time (and are generated in batches of that size);
     ``concurrency`` actors run, each with ``num_cpus`` / ``num_gpus``. Image paths resolve under
-    ``image_root``, which every worker must be able to read.
+    ``image_root``, which every worker must be able to read. Image URLs are fetched only with
+    ``allow_urls`` (or ``extraction.allow_urls`` in the model's config), under the rules of
+    :mod:`mxt_sdk.images.fetch`.
     """
     return dataset.map_batches(
         ExtractionActor, batch_size=batch_size, batch_format="pandas", concurrency=concurrency,
         num_cpus=num_cpus, num_gpus=num_gpus,
         fn_constructor_kwargs={"model_dir": str(model_dir), "attributes": attributes, "image_root": image_root,
-                               "batch_size": batch_size, "device": device, "on_image_error": on_image_error},
+                               "batch_size": batch_size, "device": device, "on_image_error": on_image_error,
+                               "allow_urls": allow_urls},
     )

@@ -35,6 +35,8 @@ def parse_object(text: str, name: str) -> dict[str, Any]:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
         raise RecordError(name, None, f"is not valid JSON ({exc.msg} at column {exc.colno})") from None
+    except RecursionError:
+        raise RecordError(name, None, "is nested too deeply to parse") from None
     if not isinstance(record, dict):
         raise RecordError(name, None, f"must be a JSON object, got {type(record).__name__}")
     return record
