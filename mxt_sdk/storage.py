@@ -1,14 +1,23 @@
-"""Crash-safe writing of model folders and files: write aside, fsync, rename into place."""
+"""Crash-safe writing of model folders and files: write aside, fsync, rename into place.
+
+A folder replaced by :func:`atomic_directory` is, at every moment, either in place or recoverable:
+the new content is complete (marked) before the old folder is renamed away, and
+:func:`recover_leftovers` (run when training starts) moves whichever complete copy is left back into
+place and deletes the ``.tmp-`` / ``.old-`` leftovers of interrupted writes.
+"""
 from __future__ import annotations
 
 import contextlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from mxt_sdk.faults import crash_point
 
 COMPLETE_MARKER = ".complete"
 
@@ -54,10 +63,12 @@ def atomic_directory(target: Path) -> Iterator[Path]:
         yield staging
         fsync_tree(staging)
         _write_marker(staging)
+        crash_point("atomic_directory.staged")
         retired = None
         if target.exists():
             retired = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
             target.rename(retired)
+            crash_point("atomic_directory.retired")
         staging.rename(target)
         _fsync_dir(target.parent)
         if retired is not None:
@@ -101,6 +112,7 @@ def staged_update(target: Path, owned: frozenset[str] = frozenset()) -> Iterator
                 shutil.rmtree(retired, ignore_errors=True)
             else:
                 os.replace(entry, destination)
+            crash_point("staged_update.moving")
         _write_marker(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -111,8 +123,63 @@ def is_complete(folder: Path) -> bool:
     return (Path(folder) / COMPLETE_MARKER).is_file()
 
 
+_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-[0-9a-f]{8}$")
+
+
+def recover_leftovers(parent: Path, names: set[str] | None = None) -> list[str]:
+    """Finish or undo interrupted folder writes in ``parent`` (only for targets in ``names``, if given).
+
+    A target that is missing gets back its complete new copy (``.tmp-``, written in full before the
+    old one moved away) or else its complete old copy (``.old-``); every other leftover is deleted.
+    Returns what was done, one line per action. Run it only when no other process writes there.
+    """
+    parent, done = Path(parent), []
+    if not parent.is_dir():
+        return done
+    found: dict[str, list[Path]] = {}
+    for entry in parent.iterdir():
+        match = _LEFTOVER.match(entry.name)
+        if match and (names is None or match["name"] in names):
+            found.setdefault(match["name"], []).append(entry)
+    for name, entries in sorted(found.items()):
+        target = parent / name
+        if not target.exists():
+            complete = [e for e in entries if e.is_dir() and is_complete(e)]
+            complete.sort(key=lambda e: (".tmp-" not in e.name, -e.stat().st_mtime))  # new copy first
+            if complete:
+                complete[0].rename(target)
+                done.append(f"restored {target} from {complete[0].name}")
+                entries.remove(complete[0])
+        for entry in entries:
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            done.append(f"removed {entry}")
+    if done:
+        _fsync_dir(parent)
+    return done
+
+
+def write_text(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` atomically: written aside, fsynced, renamed over it."""
+    path = Path(path)
+    staging = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    try:
+        with open(staging, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(staging, path)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
 def write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    """Write ``data`` as sorted, indented JSON, atomically (:func:`write_text`)."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
 def read_json(path: Path) -> Any:

@@ -28,7 +28,7 @@ from mxt_sdk.experiments.ablation_table import build_table, markdown
 from mxt_sdk.experiments.per_type import train_and_evaluate_per_type
 from mxt_sdk.experiments.runs import AblationData, VariantRun, fit_budgeted, stop_note
 from mxt_sdk.plugins import manager
-from mxt_sdk.storage import write_json
+from mxt_sdk.storage import write_json, write_text
 
 __all__ = ["Variant", "VARIANTS", "DEFAULT_VARIANTS", "AblationData", "VariantRun", "get_variant",
            "variant_config", "describe_data", "fit_budgeted", "train_and_evaluate", "run_ablation"]
@@ -235,7 +235,7 @@ def run_ablation(config: str | Path | dict[str, Any] | MXTConfig, data: Ablation
         result["table"] = build_table(result["variants"], reference, precision)
         write_json(output / ABLATION_FILE, _public(result))
     result["markdown"] = markdown(_public(result))
-    (output / TABLE_FILE).write_text(result["markdown"], encoding="utf-8")
+    write_text(output / TABLE_FILE, result["markdown"])
     return _public(result)
 
 

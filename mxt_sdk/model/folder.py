@@ -4,6 +4,8 @@ No pickle anywhere: tensors go to safetensors, everything else to JSON or tokeni
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +16,7 @@ from safetensors.torch import load_model
 from mxt_sdk._version import __version__
 from mxt_sdk.config import MXTConfig
 from mxt_sdk.data.metadata import CatalogMetadata
-from mxt_sdk.errors import ConfigError, PluginNotInstalledError
+from mxt_sdk.errors import ConfigError, MXTError, PluginNotInstalledError, describe_validation_errors
 from mxt_sdk.evaluation.thresholds import Thresholds
 from mxt_sdk.model.mxt import ENCODER_SLOTS, MXTModel
 from mxt_sdk.plugins import manager
@@ -95,6 +97,32 @@ def save_folder(directory: Path, saved: SavedModel) -> None:
                 for n in normalizers])
 
 
+@contextlib.contextmanager
+def _damaged(path: Path, field: str | None = None) -> Iterator[None]:
+    """Turn any failure to read ``path`` (its ``field``) into a ConfigError that names them."""
+    try:
+        yield
+    except MXTError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (any parse/shape/IO failure of a damaged file)
+        reason = describe_validation_errors(exc) if hasattr(exc, "errors") else f"{type(exc).__name__}: {exc}"
+        where = f"{path}, field {field!r}" if field else str(path)
+        raise ConfigError(f"damaged model folder: {where}: {reason}. Save the model again or restore the "
+                          "folder from a copy.") from None
+
+
+def _read_part(path: Path) -> Any:
+    """A JSON file of the folder, with errors naming it."""
+    with _damaged(path):
+        return read_json(path)
+
+
+def _field(data: Any, field: str, path: Path) -> Any:
+    if not isinstance(data, dict) or field not in data:
+        raise ConfigError(f"damaged model folder: {path} has no field {field!r}. Save the model again.")
+    return data[field]
+
+
 def _check_installed(components: list[dict[str, Any]], where: Path) -> None:
     for record in components:
         try:
@@ -132,26 +160,37 @@ def load_folder(directory: Path) -> SavedModel:
             f"{str(directory)!r} is an incomplete model folder (its .complete marker is missing: a save "
             "was interrupted). Save the model again, or restore the folder from a copy."
         )
-    saved = read_json(config_path)
-    if saved.get("format_version") != FORMAT_VERSION:
-        raise ConfigError(f"{config_path} has format_version {saved.get('format_version')!r}; "
+    saved = _read_part(config_path)
+    if _field(saved, "format_version", config_path) != FORMAT_VERSION:
+        raise ConfigError(f"{config_path} has format_version {saved['format_version']!r}; "
                           f"this mxt_sdk reads version {FORMAT_VERSION}.")
-    _check_installed(saved["components"], config_path)
-    config = MXTConfig.model_validate(saved["config"])
-    model = MXTModel(config.model, saved=saved["component_states"])
+    with _damaged(config_path, "components"):
+        _check_installed(_field(saved, "components", config_path), config_path)
+    with _damaged(config_path, "config"):
+        config = MXTConfig.model_validate(_field(saved, "config", config_path))
+    with _damaged(config_path, "component_states"):
+        model = MXTModel(config.model, saved=_field(saved, "component_states", config_path))
     if (directory / TOKENIZER_DIR).is_dir():
-        model.generator.load_tokenizer(directory / TOKENIZER_DIR)
-    load_model(model, str(directory / WEIGHTS_FILE), strict=True)
+        with _damaged(directory / TOKENIZER_DIR):
+            model.generator.load_tokenizer(directory / TOKENIZER_DIR)
+    if not (directory / WEIGHTS_FILE).is_file():
+        raise ConfigError(f"damaged model folder: {directory / WEIGHTS_FILE} is missing. Save the model again.")
+    with _damaged(directory / WEIGHTS_FILE):
+        load_model(model, str(directory / WEIGHTS_FILE), strict=True)
     metadata = None
     if (directory / METADATA_FILE).is_file():
-        metadata = CatalogMetadata.model_validate(read_json(directory / METADATA_FILE))
+        with _damaged(directory / METADATA_FILE):
+            metadata = CatalogMetadata.model_validate(_read_part(directory / METADATA_FILE))
     canonicalizer = None
     spec = config.extraction.canonicalizer
     if spec is not None and (directory / CANONICALIZER_DIR).is_dir():
-        canonicalizer = manager.create("canonicalizers", spec.name, spec.options)
-        canonicalizer.load(directory)
+        with _damaged(directory / CANONICALIZER_DIR):
+            canonicalizer = manager.create("canonicalizers", spec.name, spec.options)
+            canonicalizer.load(directory)
     thresholds = Thresholds()
     if (directory / THRESHOLDS_FILE).is_file():
-        thresholds = Thresholds.model_validate(read_json(directory / THRESHOLDS_FILE))
-    return SavedModel(config, model, metadata, _load_normalizers(directory / NORMALIZERS_FILE), thresholds,
-                      canonicalizer)
+        with _damaged(directory / THRESHOLDS_FILE):
+            thresholds = Thresholds.model_validate(_read_part(directory / THRESHOLDS_FILE))
+    with _damaged(directory / NORMALIZERS_FILE):
+        normalizers = _load_normalizers(directory / NORMALIZERS_FILE)
+    return SavedModel(config, model, metadata, normalizers, thresholds, canonicalizer)

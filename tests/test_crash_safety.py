@@ -1,0 +1,93 @@
+"""Crash safety: folders replaced atomically or recovered, leftovers cleaned, JSON written atomically,
+damaged model folders named in a clear error."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from mxt_sdk import Extractor
+from mxt_sdk.errors import ConfigError
+from mxt_sdk.storage import is_complete, recover_leftovers, write_json
+
+REPLACE_TWICE = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from mxt_sdk.storage import atomic_directory
+    target = Path(sys.argv[1])
+    for version in ("old", "new"):
+        with atomic_directory(target) as staging:
+            (staging / "version.txt").write_text(version)
+""")
+
+
+def _crash(point: str, target) -> None:
+    env = {**os.environ, "MXT_CRASH_AT": point}
+    done = subprocess.run([sys.executable, "-c", REPLACE_TWICE, str(target)], env=env, capture_output=True)
+    assert done.returncode == -9, done.stderr.decode()[-2000:]
+
+
+@pytest.mark.parametrize("point, expected", [("atomic_directory.retired:1", "new"),
+                                             ("atomic_directory.staged:2", "old")])
+def test_a_kill_inside_a_folder_replacement_is_recovered(tmp_path, point, expected):
+    target = tmp_path / "best"
+    _crash(point, target)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "best"]
+    assert leftovers, "the kill should leave the staging or retired copy behind"
+    if point.startswith("atomic_directory.retired"):
+        assert not target.exists()  # the window the issue names: old renamed away, new not in place
+    actions = recover_leftovers(tmp_path)
+    assert actions
+    assert (target / "version.txt").read_text() == expected and is_complete(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["best"]
+
+
+def test_write_json_replaces_whole_files_only(tmp_path, monkeypatch):
+    path = tmp_path / "ablation.json"
+    write_json(path, {"a": 1})
+
+    def failing_dumps(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(json, "dumps", failing_dumps)
+    with pytest.raises(RuntimeError):
+        write_json(path, {"a": 2})
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["ablation.json"]
+
+
+@pytest.fixture
+def saved_model(tmp_path):
+    torch.manual_seed(0)
+    folder = tmp_path / "model"
+    Extractor.from_config(tiny_config([])).save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda f: (f / "config.json").write_text('{"format_version": 1, "config": '), "config.json"),
+    (lambda f: (f / "config.json").write_text('{"format_version": 1}'), "field 'components'"),
+    (lambda f: _edit_config(f, lambda c: c["config"]["model"].update(max_input_tokens="many")),
+     "field 'config'"),
+    (lambda f: (f / "model.safetensors").write_bytes(b"\0" * 10), "model.safetensors"),
+    (lambda f: (f / "model.safetensors").unlink(), "model.safetensors is missing"),
+    (lambda f: (f / "thresholds.json").write_text("[1, 2"), "thresholds.json"),
+])
+def test_damaged_model_folders_give_errors_naming_the_file_and_field(saved_model, damage, named):
+    damage(saved_model)
+    with pytest.raises(ConfigError, match="damaged model folder") as caught:
+        Extractor.from_pretrained(saved_model)
+    assert named in str(caught.value)
+
+
+def _edit_config(folder, change):
+    data = json.loads((folder / "config.json").read_text())
+    change(data)
+    (folder / "config.json").write_text(json.dumps(data))
