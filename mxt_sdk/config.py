@@ -75,6 +75,10 @@ class TrainingConfig(_Section):
     max_grad_norm: float | None = Field(default=1.0, gt=0)
     eval_every: int = Field(default=500, ge=1, description="steps between validation-loss evaluations")
     keep_checkpoints: int = Field(default=2, ge=1, description="most recent complete checkpoints kept")
+    checkpoint_every: int | None = Field(default=None, ge=1, description="steps between checkpoints besides "
+                                                                          "those at each evaluation")
+    checkpoint_every_minutes: float | None = Field(default=10.0, gt=0, description="also checkpoint when this "
+                                                   "much wall-clock time passed since the last one")
     early_stopping_patience: int | None = Field(default=None, ge=1, description="evaluations without improvement")
     seed: int = 42
     mixed_precision: Literal["no", "bf16", "fp16"] = Field(default="no", description="autocast on GPU")

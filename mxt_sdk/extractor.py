@@ -24,6 +24,7 @@ from mxt_sdk.model.numerics import inference_model, resolve_dtype
 from mxt_sdk.plugins import manager
 from mxt_sdk.plugins.components import Canonicalizer, Normalizer
 from mxt_sdk.training.layout import default_run_dir
+from mxt_sdk.training.run_guard import check_resume, fingerprint
 from mxt_sdk.training.trainer import Trainer, TrainingResult
 from mxt_sdk.types import Prediction, Product
 
@@ -93,14 +94,15 @@ class Extractor:
     def fit(self, train: str | Path | Iterable[Product | dict[str, Any]],
             val: str | Path | Iterable[Product | dict[str, Any]] | None = None, *,
             output_dir: str | Path | None = None, image_root: str | Path | None = None,
-            reader: str | None = None, run_dir: str | Path | None = None,
+            reader: str | None = None, run_dir: str | Path | None = None, force_resume: bool = False,
             **training_options: Any) -> TrainingResult:
         """Fine-tune on catalog labels (distant supervision) and save the model to ``output_dir``.
 
         ``train``/``val`` are data files (any registered reader format, ``reader`` to force one) or
         iterables of products. ``training_options`` override fields of the config's ``training``
         section (e.g. ``max_steps=300``). Re-running with the same ``output_dir`` resumes from its
-        last complete checkpoint. ``output_dir`` receives only the model files; checkpoints, caches,
+        last complete checkpoint, if it was made with the same config and data (else
+        :class:`~mxt_sdk.training.run_guard.ResumeMismatchError`; ``force_resume=True`` resumes anyway). ``output_dir`` receives only the model files; checkpoints, caches,
         logs, ``cleaning.json`` and ``rejected.jsonl`` (the bad records, which are skipped and counted in
         the log) go to ``run_dir``, by default ``<output_dir>.run`` beside it
         (:mod:`mxt_sdk.training.layout`). Without ``output_dir`` a temporary folder is used.
@@ -115,6 +117,7 @@ class Extractor:
         rejected.unlink(missing_ok=True)  # this run's rejections only (a resumed run reads the data again)
         train_products = load_products(train, "train", reader, rejected)
         val_products = load_products(val, "val", reader, rejected) if val is not None else None
+        check_resume(run, fingerprint(self.config, train_products, val_products), force_resume)
         root = image_root if image_root is not None else self.config.extraction.image_root
         if root is None and isinstance(train, (str, Path)):
             root = Path(train).parent  # relative image paths are relative to the data file

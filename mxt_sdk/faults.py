@@ -3,8 +3,7 @@
 
 Points: ``atomic_directory.staged`` (new folder complete, old one still in place),
 ``atomic_directory.retired`` (old folder renamed away, new one not yet moved in),
-``staged_update.moving`` (a model folder's files half replaced), ``extract.row`` (after each output row),
-``train.step`` (after each optimizer step).
+``staged_update.moving`` (a model folder's files half replaced), ``extract.row`` (after each output row).
 """
 from __future__ import annotations
 

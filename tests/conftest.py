@@ -100,12 +100,14 @@ def script_answers(monkeypatch, answers: dict) -> None:
 
 def kill_after_first_checkpoint(command: list[str], output, timeout: float = 120) -> int:
     """Start ``command`` (an ``mxt`` run writing to ``output``), SIGKILL it and its children once a
-    complete checkpoint exists, and return the step of the latest complete one."""
+    complete checkpoint exists, and return the step of the latest complete one once the kill's
+    leftovers are recovered (a newer checkpoint killed between its last write and its rename is
+    complete and is put in place, as the re-run's crash recovery does)."""
     import signal
     import subprocess
     import time
 
-    from mxt_sdk.training.checkpoints import complete_checkpoints
+    from mxt_sdk.training.checkpoints import complete_checkpoints, recover_run_folder
 
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -116,4 +118,5 @@ def kill_after_first_checkpoint(command: list[str], output, timeout: float = 120
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+    recover_run_folder(output)
     return int(complete_checkpoints(output)[-1].name.split("-")[1])

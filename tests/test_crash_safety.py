@@ -1,5 +1,5 @@
 """Crash safety: folders replaced atomically or recovered, leftovers cleaned, JSON written atomically,
-damaged model folders named in a clear error."""
+damaged model folders named in a clear error, runs of another config or data never resumed silently."""
 from __future__ import annotations
 
 import json
@@ -15,6 +15,8 @@ from conftest import tiny_config
 from mxt_sdk import Extractor
 from mxt_sdk.errors import ConfigError
 from mxt_sdk.storage import is_complete, recover_leftovers, write_json
+from mxt_sdk.training.checkpoints import complete_checkpoints, recover_run_folder
+from mxt_sdk.training.run_guard import ResumeMismatchError
 
 REPLACE_TWICE = textwrap.dedent("""
     import sys
@@ -46,6 +48,20 @@ def test_a_kill_inside_a_folder_replacement_is_recovered(tmp_path, point, expect
     assert actions
     assert (target / "version.txt").read_text() == expected and is_complete(target)
     assert [p.name for p in tmp_path.iterdir()] == ["best"]
+
+
+def test_recover_run_folder_restores_best_and_cleans_every_leftover(tmp_path):
+    output = tmp_path / "run"
+    best = output / "checkpoints" / "best"
+    _crash("atomic_directory.retired:1", best)
+    (output / ".metrics.json.tmp-0123abcd").write_text("{")
+    (tmp_path / ".run.tmp-89abcdef").mkdir()
+    (tmp_path / ".other.tmp-89abcdef").mkdir()  # not ours: left alone
+    recover_run_folder(output)
+    assert (best / "version.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-89abcdef", "run"]
+    assert sorted(p.name for p in output.iterdir()) == ["checkpoints"]
+    assert sorted(p.name for p in (output / "checkpoints").iterdir()) == ["best"]
 
 
 def test_write_json_replaces_whole_files_only(tmp_path, monkeypatch):
@@ -91,3 +107,43 @@ def _edit_config(folder, change):
     data = json.loads((folder / "config.json").read_text())
     change(data)
     (folder / "config.json").write_text(json.dumps(data))
+
+
+def _catalog(n: int, color: str) -> list[dict]:
+    return [{"id": f"p{i}", "product_type": "mug", "title": f"{color} mug {i}", "attributes": {"color": color}}
+            for i in range(n)]
+
+
+def test_resuming_a_run_of_other_data_or_config_is_an_error_unless_forced(tmp_path):
+    output = tmp_path / "run"
+    config = tiny_config([])
+    config["training"] = {"batch_size": 4, "eval_every": 100, "normalizers": []}
+    Extractor.from_config(config).fit(_catalog(8, "red"), output_dir=output, max_steps=2)
+    assert json.loads((tmp_path / "run.run" / "run.json").read_text())["fingerprint"].keys() == {"config", "data"}
+    with pytest.raises(ResumeMismatchError, match="other training data.*--force-resume"):
+        Extractor.from_config(config).fit(_catalog(8, "blue"), output_dir=output, max_steps=2)
+    config["training"]["learning_rate"] = 1e-2
+    with pytest.raises(ResumeMismatchError, match="another config"):
+        Extractor.from_config(config).fit(_catalog(8, "red"), output_dir=output, max_steps=2)
+    result = Extractor.from_config(config).fit(_catalog(8, "red"), output_dir=output, max_steps=2,
+                                               force_resume=True)
+    assert result.resumed_from_step == 2
+
+
+def test_checkpoints_by_steps_also_without_validation_data(tmp_path):
+    config = tiny_config([])
+    config["training"] = {"batch_size": 4, "eval_every": 1000, "checkpoint_every": 2, "keep_checkpoints": 5,
+                          "normalizers": []}
+    Extractor.from_config(config).fit(_catalog(8, "red"), output_dir=tmp_path / "run", max_steps=5)
+    assert [p.name for p in complete_checkpoints(tmp_path / "run.run")] == [
+        "step-00000002", "step-00000004", "step-00000005"]
+    assert not (tmp_path / "run" / "checkpoints").exists()  # the model folder holds only the model
+
+
+def test_checkpoints_by_minutes_also_without_validation_data(tmp_path):
+    config = tiny_config([])
+    config["training"] = {"batch_size": 4, "eval_every": 1000, "checkpoint_every_minutes": 1e-6,
+                          "keep_checkpoints": 5, "normalizers": []}
+    Extractor.from_config(config).fit(_catalog(8, "red"), output_dir=tmp_path / "run", max_steps=3)
+    assert [p.name for p in complete_checkpoints(tmp_path / "run.run")] == [
+        "step-00000001", "step-00000002", "step-00000003"]

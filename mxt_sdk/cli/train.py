@@ -29,10 +29,12 @@ from mxt_sdk.training.layout import default_run_dir
               help="Folder that relative image paths are resolved under (default: the data file's folder).")
 @click.option("--reader", help="Force a reader instead of detecting the format (see `mxt plugins`).")
 @click.option("--seed", type=int, help="Seed of the initial weights, data order and dropout (training.seed).")
+@click.option("--force-resume", is_flag=True,
+              help="Resume the run in the run folder even though it was made with another config or other data.")
 @set_option
 @command_options
 def train(config_path, train_path, val_path, output, run_dir, max_steps, epochs, batch_size, image_root, reader,
-          seed, overrides) -> None:
+          seed, force_resume, overrides) -> None:
     """Train on TRAIN (distant supervision: catalog values are the labels) and save to OUTPUT.
 
     --set overrides apply first, then --seed, --max-steps, --epochs and --batch-size; the values used
@@ -41,7 +43,7 @@ def train(config_path, train_path, val_path, output, run_dir, max_steps, epochs,
     options = [f"training.{key}={value}" for key, value in options.items() if value is not None]
     extractor = Extractor.from_config(apply_overrides(config_path, [*overrides, *options]))
     result = extractor.fit(train_path, val_path, output_dir=output, image_root=image_root, reader=reader,
-                           run_dir=run_dir)
+                           run_dir=run_dir, force_resume=force_resume)
     run = Path(run_dir) if run_dir else default_run_dir(output)
     click.echo(json.dumps({"output": str(Path(output).resolve()), "run_dir": str(run.resolve()),
                            **result.__dict__}, indent=2))

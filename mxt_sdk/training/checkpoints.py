@@ -8,6 +8,7 @@ so a crash mid-write leaves no folder that :func:`latest_checkpoint` would pick.
 """
 from __future__ import annotations
 
+import logging
 import random
 import re
 import shutil
@@ -18,7 +19,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file
 
-from mxt_sdk.storage import atomic_directory, is_complete, read_json, save_weights, write_json
+from mxt_sdk.storage import atomic_directory, is_complete, read_json, recover_leftovers, save_weights, write_json
+
+log = logging.getLogger("mxt_sdk.training")
 
 CHECKPOINTS = "checkpoints"
 BEST = "best"
@@ -107,6 +110,20 @@ def load_state_dict(prefix: Path) -> Any:
         return value
 
     return decode(read_json(Path(f"{prefix}.json")))
+
+
+def recover_run_folder(*folders: Path) -> list[str]:
+    """Undo or finish writes a crash interrupted in run (or model) folders: a ``best`` or step
+    checkpoint caught between its old and new copy is put back, and every ``.tmp-`` / ``.old-``
+    leftover (of checkpoints, of files in a folder, of the folder itself) is deleted. Logs and returns
+    what was done."""
+    done: list[str] = []
+    for output in dict.fromkeys(Path(folder) for folder in folders):
+        done += (recover_leftovers(output / CHECKPOINTS) + recover_leftovers(output)
+                 + recover_leftovers(output.parent, {output.name}))
+    for action in done:
+        log.info("Crash recovery: %s", action)
+    return done
 
 
 def checkpoint_dir(output: Path, step: int) -> Path:

@@ -179,6 +179,7 @@ def pretrain(inputs: Sequence[str | Path], output: str | Path, config: str | Pat
     torch.manual_seed(seed)
     corpus = read_texts(inputs, reader)
     output.mkdir(parents=True, exist_ok=True)
+    checkpoints.recover_run_folder(output)  # a crash's leftovers (see mxt_sdk.storage)
     latest = checkpoints.latest_checkpoint(output)
     generator = build_generator(config, vocab_size)
     ratio = _prepare_tokenizer(generator, corpus.texts, latest)

@@ -27,6 +27,7 @@ from mxt_sdk.data.examples import collect_metadata, example_rows
 from mxt_sdk.images.batching import ImageLoader, TrainingCollator, truncate
 from mxt_sdk.training.budget_bar import BudgetBar
 from mxt_sdk.images.fetch import UrlPolicy
+from mxt_sdk.training.periodic import CheckpointSchedule
 from mxt_sdk.training.feature_cache import FeatureCache, build_feature_cache, encoders_frozen
 from mxt_sdk.plugins import manager
 from mxt_sdk.storage import write_json
@@ -213,6 +214,9 @@ class Trainer:
         self.output.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         handler, level = _attach_file_log(self.run_dir, accelerator.is_main_process)
+        if accelerator.is_main_process:  # a crash's leftovers (see mxt_sdk.storage)
+            checkpoints.recover_run_folder(self.run_dir, self.output)
+        accelerator.wait_for_everyone()
         try:
             return self._fit(train, val)
         finally:
@@ -271,6 +275,7 @@ class Trainer:
                              seconds_before=seconds_before, enabled=accelerator.is_main_process)
         examples_seen, started, running_loss, running_count, last_loss = 0, time.perf_counter(), 0.0, 0, None
         stop = state["step"] >= total_steps
+        self._schedule = CheckpointSchedule(config.checkpoint_every, config.checkpoint_every_minutes, accelerator)
         while not stop:
             train_loader.set_epoch(state["epoch"])
             skip = state["batches_in_epoch"]
@@ -311,6 +316,8 @@ class Trainer:
                              total_steps)
                 if step % config.eval_every == 0 or step == total_steps or out_of_time:
                     stop = self._evaluate(model, val_loader, state, unwrapped) or step >= total_steps or out_of_time
+                    self._checkpoint(unwrapped, optimizer, scheduler, state)
+                elif self._schedule.due(step):  # between evaluations, also without validation data
                     self._checkpoint(unwrapped, optimizer, scheduler, state)
                 if stop or step >= total_steps:
                     stop = True
@@ -365,6 +372,7 @@ class Trainer:
             checkpoints.prune_checkpoints(self.run_dir, self.config.keep_checkpoints)
             log.info("Saved checkpoint %s", folder.name)
         self.accelerator.wait_for_everyone()
+        self._schedule.saved()
 
     def _finish(self, unwrapped, data: dict[str, Any], state: dict[str, Any], resumed_from: int | None,
                 rate: float) -> TrainingResult:
