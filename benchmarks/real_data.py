@@ -23,6 +23,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
+import yaml
 
 from mxt_sdk import Extractor, Product
 from mxt_sdk.data.readers import read_products
@@ -39,6 +40,17 @@ def _implicitave_split(root: Path, seed: int, test_share: float) -> tuple[list[P
         return int.from_bytes(digest[:4], "big") / 2**32 < test_share
 
     return [p for p in products if not in_test(p)], [p for p in products if in_test(p)]
+
+
+def _train_text_products(root: Path, pairs: set[tuple[str, str]]) -> list[Product]:
+    """ImplicitAVE's text-only training rows (no photos) of the (product type, attribute) pairs in ``pairs``."""
+    rows = [p for path in sorted((root / "train_text").glob("*/train.tsv"))
+            for p in read_products(path, "implicitave") if isinstance(p, Product)]
+    return [p for p in rows if any((p.product_type, a) in pairs for a in p.attributes)]
+
+
+def _blank_title(product: Product) -> Product:
+    return product.model_copy(update={"title": "-", "description": None})
 
 
 def _majority_accuracy(train: list[Product], test: list[Product]) -> float:
@@ -61,6 +73,13 @@ def _majority_accuracy(train: list[Product], test: list[Product]) -> float:
 def run_implicitave(extractor: Extractor, args) -> dict:
     root = args.data / "implicitave"
     train, test = _implicitave_split(root, args.seed, args.test_share)
+    majority = _majority_accuracy(train, test)
+    if args.blank_titles:  # diagnostic: what the image (and product type) alone can give
+        train, test = [_blank_title(p) for p in train], [_blank_title(p) for p in test]
+    photo_products = len(train)
+    if args.train_text:
+        pairs = {(p.product_type, a) for p in train + test for a in p.attributes}
+        train = train * args.photo_repeat + _train_text_products(root, pairs)
     started = time.perf_counter()
     result = extractor.fit(train, output_dir=args.output, image_root=root, max_steps=args.steps,
                            eval_every=10**9, log_every=50)
@@ -75,9 +94,9 @@ def run_implicitave(extractor: Extractor, args) -> dict:
                 absent += 1
                 absent_right += correct
     total = sum(len(p.attributes) for p in test)
-    return {"train_products": len(train), "test_pairs": total, "steps": result.steps, "train_seconds": round(seconds, 1),
+    return {"train_products": len(train), "photo_products": photo_products, "test_pairs": total, "steps": result.steps, "train_seconds": round(seconds, 1),
             "accuracy": round(right / total, 4), "value_absent_accuracy": round(absent_right / max(absent, 1), 4),
-            "value_absent_pairs": absent, "majority_accuracy": round(_majority_accuracy(train, test), 4)}
+            "value_absent_pairs": absent, "majority_accuracy": round(majority, 4)}
 
 
 def run_extractgpt(extractor: Extractor, args) -> dict:
@@ -93,6 +112,19 @@ def run_extractgpt(extractor: Extractor, args) -> dict:
             "macro": report["macro"], "slices": slices}
 
 
+def _with_overrides(config, overrides: list[str]):
+    """``config`` with ``section.field=value`` overrides (values parsed as YAML)."""
+    data = config.model_dump()
+    for item in overrides:
+        path, _, value = item.partition("=")
+        *parents, leaf = path.split(".")
+        node = data
+        for key in parents:
+            node = node[key]
+        node[leaf] = yaml.safe_load(value)
+    return type(config).model_validate(data)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("dataset", choices=["implicitave", "oa-mine", "ae-110k"])
@@ -101,14 +133,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--seed", type=int, default=0, help="seed of the ImplicitAVE split")
     parser.add_argument("--test-share", type=float, default=0.25)
+    parser.add_argument("--train-text", action="store_true",
+                        help="implicitave: also train on train_text/ (text-only rows of the same pairs)")
+    parser.add_argument("--photo-repeat", type=int, default=1,
+                        help="implicitave with --train-text: each photo product appears this many times")
+    parser.add_argument("--blank-titles", action="store_true",
+                        help="implicitave diagnostic: titles replaced by '-' in training and test")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="override one config field (YAML value), e.g. --set training.learning_rate=3e-4")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    extractor = Extractor.from_config(variant_config(args.variant, args.config))
+    extractor = Extractor.from_config(_with_overrides(variant_config(args.variant, args.config), args.overrides))
     run = run_implicitave if args.dataset == "implicitave" else run_extractgpt
-    result = {"dataset": args.dataset, "config": str(args.config), "variant": args.variant, **run(extractor, args)}
+    result = {"dataset": args.dataset, "config": str(args.config), "variant": args.variant,
+              "overrides": args.overrides, **({"train_text": True, "photo_repeat": args.photo_repeat}
+                                              if args.train_text else {}),
+              **({"blank_titles": True} if args.blank_titles else {}), **run(extractor, args)}
     print(json.dumps(result), flush=True)
     return 0
 

@@ -87,6 +87,10 @@ class TrainingConfig(_Section):
         default=True, description="with frozen image encoders, encode each distinct image once and reuse its "
                                   "features for every example and epoch (cache in <run>/cache/image-features)")
     num_workers: int = Field(default=0, ge=0, description="data-loading worker processes")
+    subword_regularization: float = Field(
+        default=0.0, ge=0, lt=1, description="share of training pieces split into smaller ones, alike in prompt "
+                                             "and answer: teaches a copying generator multi-piece values "
+                                             "(mxt_sdk.data.subwords)")
     log_every: int = Field(default=10, ge=1)
     normalizers: list[ComponentSpec] = Field(default_factory=_default_normalizers)
 

@@ -42,9 +42,13 @@ class MAGFusion(Fusion):
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, image: torch.Tensor,
                 has_image: torch.Tensor) -> FusionOutput:
-        image = image.to(hidden.dtype)[:, None, :].expand(-1, hidden.size(1), -1)    # V for every token
-        gate = torch.relu(self.gate(torch.cat([hidden, image], dim=-1)))             # g_i
-        shift = gate * self.displacement(image) + self.displacement_bias             # H_i
+        # W_g [T_i ; V] = W_g,T T_i + W_g,V V: the image's part is computed once per product, not per token.
+        image = image.to(hidden.dtype)
+        text_dim = hidden.size(-1)
+        gate_text = torch.nn.functional.linear(hidden, self.gate.weight[:, :text_dim], self.gate.bias)
+        gate_image = torch.nn.functional.linear(image, self.gate.weight[:, text_dim:])
+        gate = torch.relu(gate_text + gate_image[:, None, :])                          # g_i
+        shift = gate * self.displacement(image)[:, None, :] + self.displacement_bias  # H_i
         shift = shift * has_image[:, None, None].to(shift.dtype)                     # no image: H_i = 0
         text_norm = hidden.norm(dim=-1)
         shift_norm = shift.norm(dim=-1)

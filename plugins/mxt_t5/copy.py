@@ -9,7 +9,18 @@ encoder states ``h_i`` of the prompt's tokens ``w_i``::
     P(w)   = p_gen * P_vocab(w) + (1 - p_gen) * sum_{i : w_i = w} a_t,i
 
 ``P`` is a proper distribution, so the product of the chosen tokens' ``P`` is still the probability
-of the whole answer. The copy attention is a separate single head (not one of T5's cross-attention
+of the whole answer.
+
+**Continuation features** (our addition, in the spirit of CopyNet's "selective read", Gu et al.,
+2016, which tells the decoder where the last copied token sat): a value is usually a run of adjacent
+prompt tokens, so the copy scores of a position get a learned bonus when the tokens just before it
+are the answer's last tokens::
+
+    score_t,i += u_1 [w_{i-1} = y_{t-1}] + u_2 [w_{i-1} = y_{t-1} and w_{i-2} = y_{t-2}]
+
+(``y`` the answer so far). Content attention alone must learn "the token after the one I copied"
+from data, and a generator trained from scratch on single-piece values does not; with the features a
+value of several pieces never seen in training is copied to its end. The copy attention is a separate single head (not one of T5's cross-attention
 heads) so that it can be trained from scratch alongside a pretrained decoder.
 """
 from __future__ import annotations
@@ -28,25 +39,46 @@ _TINY = 1e-30
 class CopyHead(torch.nn.Module):
     """Copy attention and the generate/copy switch of a pointer-generator."""
 
-    def __init__(self, d_model: int):
+    def __init__(self, d_model: int, continuation: bool = True):
         super().__init__()
         self.query = torch.nn.Linear(d_model, d_model, bias=False)
         self.key = torch.nn.Linear(d_model, d_model, bias=False)
         self.switch = torch.nn.Linear(3 * d_model, 1)
         self.scale = 1.0 / math.sqrt(d_model)
+        # u_1, u_2 of the continuation features; None: content attention only
+        self.continuation = torch.nn.Parameter(torch.ones(2)) if continuation else None
 
     def attend(self, decoder_hidden: torch.Tensor, decoder_embeds: torch.Tensor, encoder_text: torch.Tensor,
-               copyable: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+               copyable: torch.Tensor, input_ids: torch.Tensor | None = None,
+               answer_so_far: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Copy attention ``[B, T, N]`` over the prompt's tokens and ``log p_gen`` / ``log(1 - p_gen)``
         as ``[B, T, 2]``. ``encoder_text [B, N, d]`` are the encoder states of the input tokens,
-        ``copyable [B, N]`` marks the tokens that may be copied (not padding)."""
+        ``copyable [B, N]`` marks the tokens that may be copied (not padding). With continuation
+        features, ``input_ids [B, N]`` are the prompt's tokens and ``answer_so_far [B, T + 1]`` the
+        decoder inputs with one more token before them (``[y_{t-2}, y_{t-1}]`` at step ``t``; any id
+        below 0 for "none")."""
         scores = torch.einsum("btd,bnd->btn", self.query(decoder_hidden), self.key(encoder_text)) * self.scale
-        scores = scores.float().masked_fill(~copyable[:, None, :], float("-inf"))
+        scores = scores.float()
+        if self.continuation is not None:
+            if input_ids is None or answer_so_far is None:
+                raise ValueError("the copy head's continuation features need input_ids and answer_so_far")
+            scores = scores + self._continuation_bonus(input_ids, answer_so_far)
+        scores = scores.masked_fill(~copyable[:, None, :], float("-inf"))
         attention = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a row with nothing copyable: all zeros
         context = torch.einsum("btn,bnd->btd", attention.to(encoder_text.dtype), encoder_text)
         switch = self.switch(torch.cat([decoder_hidden, context, decoder_embeds], dim=-1)).float()
         log_switch = torch.cat([torch.nn.functional.logsigmoid(switch), torch.nn.functional.logsigmoid(-switch)], -1)
         return attention, log_switch
+
+    def _continuation_bonus(self, input_ids: torch.Tensor, answer_so_far: torch.Tensor) -> torch.Tensor:
+        """``u_1 [w_{i-1} = y_{t-1}] + u_2 [w_{i-1} = y_{t-1}, w_{i-2} = y_{t-2}]`` as ``[B, T, N]``."""
+        before_1 = torch.nn.functional.pad(input_ids[:, :-1], (1, 0), value=-1)[:, None, :]   # w_{i-1}
+        before_2 = torch.nn.functional.pad(input_ids[:, :-2], (2, 0), value=-1)[:, None, :]   # w_{i-2}
+        last, second_last = answer_so_far[:, 1:, None], answer_so_far[:, :-1, None]           # y_{t-1}, y_{t-2}
+        follows = (before_1 == last) & (last >= 0)
+        follows_two = follows & (before_2 == second_last) & (second_last >= 0)
+        weights = self.continuation.float()
+        return weights[0] * follows.float() + weights[1] * follows_two.float()
 
     @staticmethod
     def token_logprobs(vocab_logprobs: torch.Tensor, attention: torch.Tensor, log_switch: torch.Tensor,

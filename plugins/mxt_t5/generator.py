@@ -50,6 +50,8 @@ class T5Options(ComponentOptions):
     dropout_rate: float = Field(default=0.1, ge=0.0, lt=1.0)
     copy_mechanism: bool = Field(default=False, description="pointer-generator: the answer may copy the "
                                                             "prompt's tokens (mxt_t5.copy)")
+    copy_continuation: bool = Field(default=True, description="with copy_mechanism: favour copying the prompt "
+                                                              "token that follows the answer's last ones")
 
 
 class T5Backbone(Generator):
@@ -179,7 +181,7 @@ class T5Generator(T5Backbone):
 
     def __init__(self, options: T5Options, *, saved: Mapping[str, Any] | None = None):
         super().__init__(options, saved=saved)
-        self.copy_head = CopyHead(self.d_model) if options.copy_mechanism else None
+        self.copy_head = CopyHead(self.d_model, options.copy_continuation) if options.copy_mechanism else None
         if self.copy_head is not None and saved is None and options.from_pretrained:
             self._load_pretrained_copy_head(Path(options.from_pretrained))
 
@@ -204,6 +206,11 @@ class T5Generator(T5Backbone):
         copyable = attention_mask[:, offset:].bool() & (input_ids != self.model.config.pad_token_id)
         return encoder_hidden[:, offset:], copyable
 
+    def _answer_so_far(self, decoder_input_ids: torch.Tensor) -> torch.Tensor:
+        """The decoder inputs with one "none" (-1) before them, padding and the start token as "none"."""
+        tokens = decoder_input_ids.masked_fill(decoder_input_ids == self.model.config.pad_token_id, -1)
+        return torch.nn.functional.pad(tokens, (1, 0), value=-1)
+
     def _decode(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
                 decoder_input_ids: torch.Tensor, cache=None):
         """One decoder pass: (vocabulary logits ``[B, T, V]`` in fp32, final decoder states, cache)."""
@@ -224,7 +231,8 @@ class T5Generator(T5Backbone):
         decoder_input_ids = self.model._shift_right(labels)
         logits, hidden, _ = self._decode(encoder_hidden, attention_mask, decoder_input_ids)
         vocab_logprobs = torch.log_softmax(logits, dim=-1)
-        attention, log_switch = self.copy_head.attend(hidden, self.embed(decoder_input_ids), encoder_text, copyable)
+        attention, log_switch = self.copy_head.attend(hidden, self.embed(decoder_input_ids), encoder_text, copyable,
+                                                      input_ids, self._answer_so_far(decoder_input_ids))
         target = labels != -100
         logprobs = CopyHead.token_logprobs(vocab_logprobs, attention, log_switch, input_ids, labels.clamp_min(0))
         return -(logprobs * target).sum() / target.sum().clamp_min(1)
@@ -239,6 +247,7 @@ class T5Generator(T5Backbone):
                                 device=encoder_hidden.device)
         finished = torch.zeros(batch, dtype=torch.bool, device=encoder_hidden.device)
         cache, ids, logprobs = EncoderDecoderCache(DynamicCache(), DynamicCache()), [], []
+        previous_input = torch.full_like(next_input, -1)  # y_{t-2} for the copy head's continuation features
         usable = len(self._tokenizer) if self._tokenizer is not None else config.vocab_size
         for _ in range(max_new_tokens):
             logits, hidden, cache = self._decode(encoder_hidden, attention_mask, next_input, cache)
@@ -247,8 +256,9 @@ class T5Generator(T5Backbone):
                 logits[:, usable:] = float("-inf")
             step_logprobs = torch.log_softmax(logits, dim=-1)
             if self.copy_head is not None:
-                attention, log_switch = self.copy_head.attend(hidden[:, -1:], self.embed(next_input),
-                                                              encoder_text, copyable)
+                attention, log_switch = self.copy_head.attend(
+                    hidden[:, -1:], self.embed(next_input), encoder_text, copyable, input_ids,
+                    self._answer_so_far(torch.cat([previous_input, next_input], dim=1))[:, 1:])
                 step_logprobs = CopyHead.mixture_logprobs(step_logprobs, attention[:, 0], log_switch[:, 0],
                                                           input_ids)
             best_logprob, best_id = step_logprobs.max(dim=-1)
@@ -259,5 +269,5 @@ class T5Generator(T5Backbone):
             finished |= best_id == config.eos_token_id
             if bool(finished.all()):
                 break
-            next_input = best_id[:, None]
+            previous_input, next_input = next_input, best_id[:, None]
         return GreedyOutput(torch.stack(ids, dim=1), torch.stack(logprobs, dim=1))

@@ -1,0 +1,80 @@
+"""Subword regularization of training examples: some pieces are split into smaller pieces.
+
+A tokenizer trained on the catalog learns every frequent word, brand names included, as one piece,
+while a value never seen in training (a new brand) is cut into several. A generator that only ever
+copied one-piece values then copies the first piece of a new one and stops. Splitting a share of the
+training pieces (in the spirit of Kudo, 2018, "Subword Regularization", and BPE-dropout, Provilkov et
+al., 2020) shows it multi-piece values to copy, and where they end.
+
+The split of a piece depends only on (seed, example key, piece): the same piece is split the same way
+in an example's prompt and in its answer, so the answer can still be copied piece by piece, and the
+same data and seed give the same training set in every process.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+__all__ = ["SubwordSplitter"]
+
+_WORD_START = "\u2581"  # SentencePiece's word-start mark
+
+
+class SubwordSplitter:
+    """Splits each piece of at least two characters, with probability ``rate``, at one point drawn
+    uniformly, and re-tokenizes both halves with the tokenizer's own subword model.
+
+    ``tokenizer`` is a transformers fast tokenizer whose backend model tokenizes raw strings (Unigram,
+    BPE, WordPiece); special tokens are never split.
+    """
+
+    def __init__(self, tokenizer, rate: float, seed: int):
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"subword split rate must be in [0, 1), got {rate}")
+        backend = getattr(tokenizer, "backend_tokenizer", None)
+        if backend is None:
+            raise ValueError(f"subword regularization needs a fast tokenizer; {type(tokenizer).__name__} is not one")
+        self.rate, self.seed = rate, seed
+        self._model = backend.model
+        self._tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        self._special = set(tokenizer.all_special_ids)
+        self._splits: dict[tuple[int, int], tuple[int, ...]] = {}
+
+    @classmethod
+    def supports(cls, tokenizer) -> bool:
+        """Whether ``tokenizer`` can be regularized (a fast tokenizer with a subword model)."""
+        return getattr(tokenizer, "backend_tokenizer", None) is not None
+
+    def __call__(self, ids: Sequence[int], key: str) -> list[int]:
+        """``ids`` with some pieces split; ``key`` names the example (e.g. its prompt text)."""
+        if self.rate == 0.0:
+            return list(ids)
+        out: list[int] = []
+        for token_id in ids:
+            point = self._split_point(token_id, key)
+            out.extend(self._split(token_id, point) if point else (token_id,))
+        return out
+
+    def _split_point(self, token_id: int, key: str) -> int:
+        """0 to keep the piece whole, else the number of its body's characters left of the cut."""
+        if token_id in self._special or token_id >= len(self._tokens):
+            return 0
+        body = len(self._tokens[token_id].removeprefix(_WORD_START))
+        if body < 2:
+            return 0
+        digest = hashlib.blake2b(f"{self.seed}\x1f{key}\x1f{token_id}".encode(), digest_size=16).digest()
+        draw = int.from_bytes(digest[:8], "little") / 2**64
+        if draw >= self.rate:
+            return 0
+        return 1 + int.from_bytes(digest[8:], "little") % (body - 1)
+
+    def _split(self, token_id: int, point: int) -> tuple[int, ...]:
+        split = self._splits.get((token_id, point))
+        if split is None:
+            piece = self._tokens[token_id]
+            mark = _WORD_START if piece.startswith(_WORD_START) else ""
+            body = piece[len(mark):]
+            halves = (mark + body[:point], body[point:])
+            split = tuple(token.id for half in halves for token in self._model.tokenize(half))
+            self._splits[(token_id, point)] = split
+        return split

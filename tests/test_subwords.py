@@ -1,0 +1,61 @@
+"""Subword regularization: splits keep the text, agree between prompt and answer, and are reproducible."""
+import pytest
+from transformers import ByT5Tokenizer
+
+from mxt_sdk.data.subwords import SubwordSplitter
+from mxt_t5.tokenizers import train_unigram_tokenizer
+
+TEXTS = ["acme women red cotton t-shirt striped short sleeve",
+         "northwind men blue wool dress with long sleeves",
+         "bluebird kids green linen backpack"] * 40
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return train_unigram_tokenizer(TEXTS, 200)
+
+
+def _pieces(tokenizer, ids):
+    return tokenizer.convert_ids_to_tokens(ids)
+
+
+def test_rate_zero_changes_nothing(tokenizer):
+    ids = tokenizer("northwind men blue wool dress")["input_ids"]
+    assert SubwordSplitter(tokenizer, 0.0, seed=1)(ids, "key") == ids
+
+
+def test_splits_keep_the_text_and_never_touch_special_tokens(tokenizer):
+    splitter = SubwordSplitter(tokenizer, 0.5, seed=1)
+    for text in TEXTS[:3]:
+        ids = tokenizer(text)["input_ids"]
+        split = splitter(ids, text)
+        assert len(split) > len(ids)  # at rate 0.5 some of the many long pieces split
+        assert tokenizer.decode(split, skip_special_tokens=True) == tokenizer.decode(ids, skip_special_tokens=True)
+        assert split[-1] == tokenizer.eos_token_id and split.count(tokenizer.eos_token_id) == 1
+        assert all(0 <= i < len(tokenizer) for i in split)
+
+
+def test_a_piece_splits_alike_in_prompt_and_answer_of_one_example(tokenizer):
+    splitter = SubwordSplitter(tokenizer, 0.9, seed=3)
+    prompt = "question: brand context: northwind men blue wool dress"
+    answer_ids = tokenizer("northwind")["input_ids"]
+    prompt_split = _pieces(tokenizer, splitter(tokenizer(prompt)["input_ids"], prompt))
+    answer_split = _pieces(tokenizer, splitter(answer_ids, prompt))[:-1]  # without </s>
+    assert len(answer_split) > 1, "at rate 0.9 the brand's piece should split"
+    n = len(answer_split)  # the answer occurs in the prompt piece by piece: it can be copied
+    assert any(prompt_split[i:i + n] == answer_split for i in range(len(prompt_split) - n + 1))
+
+
+def test_same_seed_and_key_give_the_same_split_and_other_keys_vary(tokenizer):
+    ids = tokenizer(" ".join(TEXTS[:3]))["input_ids"]
+    first = SubwordSplitter(tokenizer, 0.3, seed=7)
+    assert first(ids, "k") == SubwordSplitter(tokenizer, 0.3, seed=7)(ids, "k")
+    assert len({tuple(first(ids, f"key {n}")) for n in range(10)}) > 1
+
+
+def test_rejects_a_tokenizer_without_subword_model_and_bad_rates(tokenizer):
+    assert not SubwordSplitter.supports(ByT5Tokenizer())
+    with pytest.raises(ValueError, match="fast tokenizer"):
+        SubwordSplitter(ByT5Tokenizer(), 0.1, seed=0)
+    with pytest.raises(ValueError, match="rate"):
+        SubwordSplitter(tokenizer, 1.0, seed=0)
