@@ -20,6 +20,16 @@ __all__ = ["SubwordSplitter"]
 _WORD_START = "\u2581"  # SentencePiece's word-start mark
 
 
+_MASK = 2**64 - 1
+
+
+def _mix64(value: int) -> int:
+    """SplitMix64's finalizer: a well-mixed 64-bit integer from another (cheap, deterministic)."""
+    value = (value ^ (value >> 30)) * 0xBF58476D1CE4E5B9 & _MASK
+    value = (value ^ (value >> 27)) * 0x94D049BB133111EB & _MASK
+    return value ^ (value >> 31)
+
+
 class SubwordSplitter:
     """Splits each piece of at least two characters, with probability ``rate``, at one point drawn
     uniformly, and re-tokenizes both halves with the tokenizer's own subword model.
@@ -49,24 +59,24 @@ class SubwordSplitter:
         """``ids`` with some pieces split; ``key`` names the example (e.g. its prompt text)."""
         if self.rate == 0.0:
             return list(ids)
+        example = int.from_bytes(hashlib.blake2b(f"{self.seed}\x1f{key}".encode(), digest_size=8).digest(), "little")
         out: list[int] = []
         for token_id in ids:
-            point = self._split_point(token_id, key)
+            point = self._split_point(token_id, example)
             out.extend(self._split(token_id, point) if point else (token_id,))
         return out
 
-    def _split_point(self, token_id: int, key: str) -> int:
+    def _split_point(self, token_id: int, example: int) -> int:
         """0 to keep the piece whole, else the number of its body's characters left of the cut."""
         if token_id in self._special or token_id >= len(self._tokens):
             return 0
         body = len(self._tokens[token_id].removeprefix(_WORD_START))
         if body < 2:
             return 0
-        digest = hashlib.blake2b(f"{self.seed}\x1f{key}\x1f{token_id}".encode(), digest_size=16).digest()
-        draw = int.from_bytes(digest[:8], "little") / 2**64
-        if draw >= self.rate:
+        draw = _mix64(example ^ (token_id * 0x9E3779B97F4A7C15 & _MASK))
+        if draw / 2**64 >= self.rate:
             return 0
-        return 1 + int.from_bytes(digest[8:], "little") % (body - 1)
+        return 1 + _mix64(draw) % (body - 1)
 
     def _split(self, token_id: int, point: int) -> tuple[int, ...]:
         split = self._splits.get((token_id, point))
