@@ -81,3 +81,29 @@ def _train_and_score(copy: bool) -> float:
 def test_copy_generates_tokens_never_seen_in_training_and_plain_t5_does_not():
     assert _train_and_score(copy=True) >= 0.9
     assert _train_and_score(copy=False) <= 0.05
+
+
+def test_continuation_features_favour_the_token_after_the_answer_so_far():
+    head = CopyHead(4)
+    with torch.no_grad():
+        head.continuation.copy_(torch.tensor([1.0, 2.0, 0.5]))
+    input_ids = torch.tensor([[5, 6, 7, 6, 8]])
+    answer_so_far = torch.tensor([[-1, 5, 6]])  # step 0: y_{-1} none, y_0 = 5; step 1: y_0 = 5, y_1 = 6
+    follows, bonus = head._continuation_bonus(input_ids, answer_so_far)
+    assert follows.tolist() == [[[False, True, False, False, False], [False, False, True, False, True]]]
+    # position 2 follows "5 6" (both features), position 4 follows only "6"
+    assert bonus.tolist() == [[[0.0, 1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 3.0, 0.0, 1.0]]]
+
+
+def test_the_switch_leans_to_copying_only_where_the_answer_stops_inside_a_word():
+    torch.manual_seed(0)
+    head = CopyHead(8).eval()
+    hidden, embeds, text = torch.randn(1, 2, 8), torch.randn(1, 2, 8), torch.randn(1, 4, 8)
+    input_ids, copyable = torch.tensor([[5, 6, 7, 9]]), torch.ones(1, 4, dtype=torch.bool)
+    answer_so_far = torch.tensor([[-1, 5, 7]])  # step 0 continues at "6", step 1 at "9"
+    inside = torch.tensor([[False, True, False, False]])  # "6" continues the word "5 6"; "9" starts one
+    with torch.no_grad():
+        _, plain = head.attend(hidden, embeds, text, copyable, input_ids, answer_so_far, torch.zeros_like(inside))
+        _, leaning = head.attend(hidden, embeds, text, copyable, input_ids, answer_so_far, inside)
+    assert leaning[0, 0, 1] > plain[0, 0, 1]  # more copy mass where the word goes on
+    assert torch.equal(leaning[0, 1], plain[0, 1])

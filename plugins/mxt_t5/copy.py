@@ -18,7 +18,9 @@ are the answer's last tokens::
 
     score_t,i += u_1 [w_{i-1} = y_{t-1}] + u_2 [w_{i-1} = y_{t-1} and w_{i-2} = y_{t-2}]
 
-(``y`` the answer so far). Content attention alone must learn "the token after the one I copied"
+(``y`` the answer so far), and the switch leans towards copying, by a learned ``u_3``, when a prompt
+position that continues the answer is itself inside a word (a piece without the word-start mark):
+stopping mid-word is rarely right. Content attention alone must learn "the token after the one I copied"
 from data, and a generator trained from scratch on single-piece values does not; with the features a
 value of several pieces never seen in training is copied to its end. The copy attention is a separate single head (not one of T5's cross-attention
 heads) so that it can be trained from scratch alongside a pretrained decoder.
@@ -45,40 +47,49 @@ class CopyHead(torch.nn.Module):
         self.key = torch.nn.Linear(d_model, d_model, bias=False)
         self.switch = torch.nn.Linear(3 * d_model, 1)
         self.scale = 1.0 / math.sqrt(d_model)
-        # u_1, u_2 of the continuation features; None: content attention only
-        self.continuation = torch.nn.Parameter(torch.ones(2)) if continuation else None
+        # u_1, u_2 of the continuation features and u_3 of the switch's; None: content attention only
+        self.continuation = torch.nn.Parameter(torch.ones(3)) if continuation else None
 
     def attend(self, decoder_hidden: torch.Tensor, decoder_embeds: torch.Tensor, encoder_text: torch.Tensor,
                copyable: torch.Tensor, input_ids: torch.Tensor | None = None,
-               answer_so_far: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               answer_so_far: torch.Tensor | None = None,
+               inside_word: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Copy attention ``[B, T, N]`` over the prompt's tokens and ``log p_gen`` / ``log(1 - p_gen)``
         as ``[B, T, 2]``. ``encoder_text [B, N, d]`` are the encoder states of the input tokens,
         ``copyable [B, N]`` marks the tokens that may be copied (not padding). With continuation
         features, ``input_ids [B, N]`` are the prompt's tokens and ``answer_so_far [B, T + 1]`` the
         decoder inputs with one more token before them (``[y_{t-2}, y_{t-1}]`` at step ``t``; any id
-        below 0 for "none")."""
+        below 0 for "none"), and ``inside_word [B, N]`` marks the prompt tokens that continue a word
+        (all False when the tokenizer does not say)."""
         scores = torch.einsum("btd,bnd->btn", self.query(decoder_hidden), self.key(encoder_text)) * self.scale
         scores = scores.float()
+        follows = None
         if self.continuation is not None:
-            if input_ids is None or answer_so_far is None:
-                raise ValueError("the copy head's continuation features need input_ids and answer_so_far")
-            scores = scores + self._continuation_bonus(input_ids, answer_so_far)
+            if input_ids is None or answer_so_far is None or inside_word is None:
+                raise ValueError("the copy head's continuation features need input_ids, answer_so_far and inside_word")
+            follows, bonus = self._continuation_bonus(input_ids, answer_so_far)
+            scores = scores + bonus
         scores = scores.masked_fill(~copyable[:, None, :], float("-inf"))
         attention = torch.softmax(scores, dim=-1).nan_to_num(0.0)  # a row with nothing copyable: all zeros
         context = torch.einsum("btn,bnd->btd", attention.to(encoder_text.dtype), encoder_text)
         switch = self.switch(torch.cat([decoder_hidden, context, decoder_embeds], dim=-1)).float()
+        if follows is not None:  # the answer stops inside a word of the prompt: lean towards copying on
+            mid_word = (follows & (inside_word & copyable)[:, None, :]).any(-1, keepdim=True)
+            switch = switch - self.continuation[2].float() * mid_word.float()
         log_switch = torch.cat([torch.nn.functional.logsigmoid(switch), torch.nn.functional.logsigmoid(-switch)], -1)
         return attention, log_switch
 
-    def _continuation_bonus(self, input_ids: torch.Tensor, answer_so_far: torch.Tensor) -> torch.Tensor:
-        """``u_1 [w_{i-1} = y_{t-1}] + u_2 [w_{i-1} = y_{t-1}, w_{i-2} = y_{t-2}]`` as ``[B, T, N]``."""
+    def _continuation_bonus(self, input_ids: torch.Tensor,
+                            answer_so_far: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[w_{i-1} = y_{t-1}]`` and the bonus ``u_1 [w_{i-1} = y_{t-1}] + u_2 [w_{i-1} = y_{t-1},
+        w_{i-2} = y_{t-2}]``, both ``[B, T, N]``."""
         before_1 = torch.nn.functional.pad(input_ids[:, :-1], (1, 0), value=-1)[:, None, :]   # w_{i-1}
         before_2 = torch.nn.functional.pad(input_ids[:, :-2], (2, 0), value=-1)[:, None, :]   # w_{i-2}
         last, second_last = answer_so_far[:, 1:, None], answer_so_far[:, :-1, None]           # y_{t-1}, y_{t-2}
         follows = (before_1 == last) & (last >= 0)
         follows_two = follows & (before_2 == second_last) & (second_last >= 0)
         weights = self.continuation.float()
-        return weights[0] * follows.float() + weights[1] * follows_two.float()
+        return follows, weights[0] * follows.float() + weights[1] * follows_two.float()
 
     @staticmethod
     def token_logprobs(vocab_logprobs: torch.Tensor, attention: torch.Tensor, log_switch: torch.Tensor,

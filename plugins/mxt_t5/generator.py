@@ -206,6 +206,21 @@ class T5Generator(T5Backbone):
         copyable = attention_mask[:, offset:].bool() & (input_ids != self.model.config.pad_token_id)
         return encoder_hidden[:, offset:], copyable
 
+    def _inside_word(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """Which prompt tokens continue a word: SentencePiece pieces without the word-start mark (none
+        for a tokenizer without that mark, e.g. bytes)."""
+        tokenizer = self._tokenizer
+        key = (id(tokenizer), len(tokenizer))
+        if getattr(self, "_inside_word_key", None) != key:
+            pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+            marked = any(isinstance(p, str) and p.startswith("\u2581") for p in pieces)
+            special = set(tokenizer.all_special_ids)
+            table = [marked and isinstance(p, str) and not p.startswith("\u2581") and i not in special
+                     for i, p in enumerate(pieces)]
+            self._inside_word_table, self._inside_word_key = torch.tensor(table, dtype=torch.bool), key
+        table = self._inside_word_table.to(input_ids.device)
+        return table[input_ids.clamp(0, table.numel() - 1)] & (input_ids < table.numel())
+
     def _answer_so_far(self, decoder_input_ids: torch.Tensor) -> torch.Tensor:
         """The decoder inputs with one "none" (-1) before them, padding and the start token as "none"."""
         tokens = decoder_input_ids.masked_fill(decoder_input_ids == self.model.config.pad_token_id, -1)
@@ -232,7 +247,8 @@ class T5Generator(T5Backbone):
         logits, hidden, _ = self._decode(encoder_hidden, attention_mask, decoder_input_ids)
         vocab_logprobs = torch.log_softmax(logits, dim=-1)
         attention, log_switch = self.copy_head.attend(hidden, self.embed(decoder_input_ids), encoder_text, copyable,
-                                                      input_ids, self._answer_so_far(decoder_input_ids))
+                                                      input_ids, self._answer_so_far(decoder_input_ids),
+                                                      self._inside_word(input_ids))
         target = labels != -100
         logprobs = CopyHead.token_logprobs(vocab_logprobs, attention, log_switch, input_ids, labels.clamp_min(0))
         return -(logprobs * target).sum() / target.sum().clamp_min(1)
@@ -243,6 +259,7 @@ class T5Generator(T5Backbone):
         batch = encoder_hidden.size(0)
         if self.copy_head is not None:
             encoder_text, copyable = self._copy_inputs(encoder_hidden, attention_mask, input_ids)
+            inside_word = self._inside_word(input_ids)
         next_input = torch.full((batch, 1), config.decoder_start_token_id, dtype=torch.long,
                                 device=encoder_hidden.device)
         finished = torch.zeros(batch, dtype=torch.bool, device=encoder_hidden.device)
@@ -258,7 +275,7 @@ class T5Generator(T5Backbone):
             if self.copy_head is not None:
                 attention, log_switch = self.copy_head.attend(
                     hidden[:, -1:], self.embed(next_input), encoder_text, copyable, input_ids,
-                    self._answer_so_far(torch.cat([previous_input, next_input], dim=1))[:, 1:])
+                    self._answer_so_far(torch.cat([previous_input, next_input], dim=1))[:, 1:], inside_word)
                 step_logprobs = CopyHead.mixture_logprobs(step_logprobs, attention[:, 0], log_switch[:, 0],
                                                           input_ids)
             best_logprob, best_id = step_logprobs.max(dim=-1)
