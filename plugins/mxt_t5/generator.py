@@ -50,6 +50,8 @@ class T5Options(ComponentOptions):
     dropout_rate: float = Field(default=0.1, ge=0.0, lt=1.0)
     copy_mechanism: bool = Field(default=False, description="pointer-generator: the answer may copy the "
                                                             "prompt's tokens (mxt_t5.copy)")
+    copy_switch_loss: float = Field(default=1.0, ge=0.0, description="with copy_mechanism: weight of the "
+                                    "supervised switch loss (copy every answer token the prompt holds)")
     copy_continuation: bool = Field(default=True, description="with copy_mechanism: favour copying the prompt "
                                                               "token that follows the answer's last ones")
 
@@ -251,7 +253,22 @@ class T5Generator(T5Backbone):
                                                       self._inside_word(input_ids))
         target = labels != -100
         logprobs = CopyHead.token_logprobs(vocab_logprobs, attention, log_switch, input_ids, labels.clamp_min(0))
-        return -(logprobs * target).sum() / target.sum().clamp_min(1)
+        loss = -(logprobs * target).sum() / target.sum().clamp_min(1)
+        if self.options.copy_switch_loss > 0:
+            loss = loss + self.options.copy_switch_loss * self._switch_loss(log_switch, input_ids, copyable, labels)
+        return loss
+
+    def _switch_loss(self, log_switch: torch.Tensor, input_ids: torch.Tensor, copyable: torch.Tensor,
+                     labels: torch.Tensor) -> torch.Tensor:
+        """Supervised switch (Gulcehre et al., 2016, "Pointing the Unknown Words"): the negative
+        log-likelihood of "copy" for each answer token the prompt holds (end of answer excepted) and
+        of "generate" for the others, averaged over answer tokens."""
+        target = labels != -100
+        tokens = labels.clamp_min(0)
+        in_prompt = ((input_ids[:, None, :] == tokens[..., None]) & copyable[:, None, :]).any(-1)
+        in_prompt &= tokens != self.model.config.eos_token_id
+        chosen = torch.where(in_prompt, log_switch[..., 1], log_switch[..., 0])
+        return -(chosen * target).sum() / target.sum().clamp_min(1)
 
     def greedy(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
                max_new_tokens: int, *, input_ids: torch.Tensor | None = None) -> GreedyOutput:
