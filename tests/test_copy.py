@@ -107,3 +107,15 @@ def test_the_switch_leans_to_copying_only_where_the_answer_stops_inside_a_word()
         _, leaning = head.attend(hidden, embeds, text, copyable, input_ids, answer_so_far, inside)
     assert leaning[0, 0, 1] > plain[0, 0, 1]  # more copy mass where the word goes on
     assert torch.equal(leaning[0, 1], plain[0, 1])
+
+
+def test_the_supervised_switch_loss_asks_to_copy_exactly_the_answer_tokens_the_prompt_holds():
+    generator = _generator(copy=True)
+    eos = generator.model.config.eos_token_id
+    input_ids = torch.tensor([[7, 8, 9, eos]])
+    copyable = torch.ones_like(input_ids, dtype=torch.bool)
+    labels = torch.tensor([[8, 42, eos, -100]])  # 8 is in the prompt, 42 is not, the end is generated
+    log_switch = torch.log(torch.tensor([[[0.2, 0.8], [0.6, 0.4], [0.9, 0.1], [0.5, 0.5]]]))  # (p_gen, 1 - p_gen)
+    loss = generator._switch_loss(log_switch, input_ids, copyable, labels)
+    expected = -(torch.log(torch.tensor(0.8)) + torch.log(torch.tensor(0.6)) + torch.log(torch.tensor(0.9))) / 3
+    assert torch.allclose(loss, expected)

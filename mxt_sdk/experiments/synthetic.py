@@ -11,8 +11,8 @@ title and description built from templates with brands, materials and filler. By
   type, attribute) pair (zero-shot values): values training uses for other product types only
   ("silk" t-shirts), new combinations of known words ("dark blue" when training saw "dark red" and
   "blue"), and one new word ("teal"); they are always written in the text;
-* ``brand`` is always the first word of the title; training draws from a pool of made-up brand names,
-  and half of the test products carry a brand from a disjoint pool, never seen in training: a model
+* ``brand`` is always the first word of the title; training draws from a pool of about a thousand
+  made-up brand names (syllable strings, like a real catalog's long tail), and half of the test products carry a brand from a disjoint pool, never seen in training: a model
   can only get those right by copying them from the title.
 
 :func:`write_catalog` writes ``train.jsonl`` / ``test.jsonl`` in the SDK's product format and the
@@ -75,8 +75,10 @@ def _brand_pool(seed: int, count: int) -> list[str]:
     return sorted(names)
 
 
-_POOL = _brand_pool(2024, 120)
-TRAIN_BRANDS = [*BRANDS, *_POOL[::2][:52]]
+# About a thousand training brands, as a real catalog has: most appear once or twice in training, so
+# a model learns to copy the brand from the title rather than to memorise a short list of names.
+_POOL = _brand_pool(2024, 2100)
+TRAIN_BRANDS = [*BRANDS, *_POOL[::2][:1000]]
 HELD_OUT_BRANDS = [b for b in _POOL[1::2] if b not in TRAIN_BRANDS][:40]
 FILLERS = ["Machine washable.", "Imported.", "Ships in 2 days.", "Gift ready packaging.",
            "Easy returns.", "Designed in Portugal.", "Everyday essential.", "Limited edition."]
