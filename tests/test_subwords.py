@@ -59,3 +59,17 @@ def test_rejects_a_tokenizer_without_subword_model_and_bad_rates(tokenizer):
         SubwordSplitter(ByT5Tokenizer(), 0.1, seed=0)
     with pytest.raises(ValueError, match="rate"):
         SubwordSplitter(tokenizer, 1.0, seed=0)
+
+
+def test_an_example_splits_only_the_pieces_its_answer_shares_with_its_prompt(tokenizer):
+    splitter = SubwordSplitter(tokenizer, 0.9, seed=3)
+    prompt = "question: brand context: northwind men blue wool dress"
+    prompt_ids, brand_ids = (tokenizer(t)["input_ids"] for t in (prompt, "northwind"))
+    absent_ids = [i for i in tokenizer("green linen backpack")["input_ids"] if i not in set(prompt_ids)]
+    assert absent_ids  # an answer sharing no piece with the prompt
+    new_prompt, new_brand = splitter.split_example(prompt_ids, brand_ids, prompt)
+    assert len(new_brand) > len(brand_ids) and len(new_prompt) > len(prompt_ids)
+    assert tokenizer.decode(new_prompt) == tokenizer.decode(prompt_ids)
+    shared = set(prompt_ids) & set(brand_ids)  # only those pieces split: the rest is as many pieces as before
+    assert len(new_prompt) - len(prompt_ids) == sum(len(splitter([i], prompt)) - 1 for i in prompt_ids if i in shared)
+    assert splitter.split_example(prompt_ids, absent_ids, prompt) == (prompt_ids, absent_ids)

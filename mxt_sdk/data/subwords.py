@@ -3,8 +3,10 @@
 A tokenizer trained on the catalog learns every frequent word, brand names included, as one piece,
 while a value never seen in training (a new brand) is cut into several. A generator that only ever
 copied one-piece values then copies the first piece of a new one and stops. Splitting a share of the
-training pieces (in the spirit of Kudo, 2018, "Subword Regularization", and BPE-dropout, Provilkov et
-al., 2020) shows it multi-piece values to copy, and where they end.
+pieces a training answer shares with its prompt (in the spirit of Kudo, 2018, "Subword
+Regularization", and BPE-dropout, Provilkov et al., 2020) shows it multi-piece values to copy, and
+where they end. Pieces the answer does not copy keep their segmentation: splitting those only made
+values read from the image harder to write (ImplicitAVE accuracy fell from 0.32 to 0.21).
 
 The split of a piece depends only on (seed, example key, piece): the same piece is split the same way
 in an example's prompt and in its answer, so the answer can still be copied piece by piece, and the
@@ -55,14 +57,22 @@ class SubwordSplitter:
         """Whether ``tokenizer`` can be regularized (a fast tokenizer with a subword model)."""
         return getattr(tokenizer, "backend_tokenizer", None) is not None
 
-    def __call__(self, ids: Sequence[int], key: str) -> list[int]:
-        """``ids`` with some pieces split; ``key`` names the example (e.g. its prompt text)."""
+    def split_example(self, prompt: Sequence[int], answer: Sequence[int], key: str) -> tuple[list[int], list[int]]:
+        """The prompt and answer of one example with some of the pieces they *share* split: the part of
+        the answer the generator can copy. Other pieces keep the tokenizer's segmentation, so a value
+        that is not in the text (read from the image, or generated) is never made harder to write."""
+        shared = set(prompt) & set(answer)
+        return self(prompt, key, shared), self(answer, key, shared)
+
+    def __call__(self, ids: Sequence[int], key: str, eligible: set[int] | None = None) -> list[int]:
+        """``ids`` with some pieces split; ``key`` names the example (e.g. its prompt text);
+        ``eligible``: only these pieces may split (default: any)."""
         if self.rate == 0.0:
             return list(ids)
         example = int.from_bytes(hashlib.blake2b(f"{self.seed}\x1f{key}".encode(), digest_size=8).digest(), "little")
         out: list[int] = []
         for token_id in ids:
-            point = self._split_point(token_id, example)
+            point = 0 if eligible is not None and token_id not in eligible else self._split_point(token_id, example)
             out.extend(self._split(token_id, point) if point else (token_id,))
         return out
 

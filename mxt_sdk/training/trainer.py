@@ -154,8 +154,8 @@ class Trainer:
             inputs = tokenizer(batch["prompt"])["input_ids"]
             labels = tokenizer(batch["answer"])["input_ids"]
             if splitter is not None:  # keyed by the prompt: a piece splits alike in the prompt and the answer
-                inputs = [splitter(ids, key) for ids, key in zip(inputs, batch["prompt"])]
-                labels = [splitter(ids, key) for ids, key in zip(labels, batch["prompt"])]
+                pairs = [splitter.split_example(*example) for example in zip(inputs, labels, batch["prompt"])]
+                inputs, labels = [prompt for prompt, _ in pairs], [answer for _, answer in pairs]
             return {"input_ids": [truncate(ids, limit) for ids in inputs],
                     "truncated": [len(ids) > limit for ids in inputs], "labels": labels}
 

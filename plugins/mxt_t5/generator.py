@@ -50,10 +50,12 @@ class T5Options(ComponentOptions):
     dropout_rate: float = Field(default=0.1, ge=0.0, lt=1.0)
     copy_mechanism: bool = Field(default=False, description="pointer-generator: the answer may copy the "
                                                             "prompt's tokens (mxt_t5.copy)")
-    copy_switch_loss: float = Field(default=1.0, ge=0.0, description="with copy_mechanism: weight of the "
+    # Both help copy values of several pieces never seen in training (the demo's unseen brands), and both
+    # cost accuracy where values are not in the text (ImplicitAVE): off unless asked for (docs/architecture.md).
+    copy_switch_loss: float = Field(default=0.0, ge=0.0, description="with copy_mechanism: weight of the "
                                     "supervised switch loss (copy every answer token the prompt holds)")
-    copy_continuation: bool = Field(default=True, description="with copy_mechanism: favour copying the prompt "
-                                                              "token that follows the answer's last ones")
+    copy_continuation: bool = Field(default=False, description="with copy_mechanism: favour copying the prompt "
+                                                               "token that follows the answer's last ones")
 
 
 class T5Backbone(Generator):
