@@ -12,7 +12,7 @@ from mxt_sdk.experiments.demo import DemoSettings, run_demo
               help="Folder for the data, models, predictions, plots and report.")
 @click.option("--quick", is_flag=True, help="CI-sized run: 300 products, 60 training steps per model.")
 @click.option("--products", type=int, help="Training products (default 2000; 300 with --quick).")
-@click.option("--steps", type=click.IntRange(min=1), help="Training steps of each model (default 300; 60 with --quick).")
+@click.option("--steps", type=click.IntRange(min=1), help="Training steps of each model (default 600; 60 with --quick).")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
               help="Safety stop: end a model's training after this many minutes (default 5; 1.5 with --quick).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the catalog and of both models.")

@@ -14,6 +14,8 @@ from typing import Any
 
 from mxt_sdk.data.metadata import CatalogMetadata, pair_key
 from mxt_sdk.data.prompt import build_prompt
+from mxt_sdk.data.subwords import SubwordSplitter
+from mxt_sdk.images.batching import truncate
 from mxt_sdk.types import Product
 
 
@@ -37,3 +39,20 @@ def collect_metadata(products: Iterable[Product]) -> CatalogMetadata:
             if value is not None:
                 pair[value] += 1
     return CatalogMetadata(values={key: dict(counter.most_common()) for key, counter in counts.items()})
+
+
+def example_tokenizer(tokenizer, limit: int, splitter: SubwordSplitter | None = None):
+    """A batched ``datasets.map`` function: ``prompt`` / ``answer`` columns -> ``input_ids`` (cut to
+    ``limit`` tokens), ``truncated`` and ``labels``; with ``splitter``, subword regularization keyed by
+    the prompt, so a piece splits alike in an example's prompt and answer."""
+
+    def tokenize(batch: dict[str, list]) -> dict[str, list]:
+        inputs = tokenizer(batch["prompt"])["input_ids"]
+        labels = tokenizer(batch["answer"])["input_ids"]
+        if splitter is not None:
+            pairs = [splitter.split_example(*example) for example in zip(inputs, labels, batch["prompt"])]
+            inputs, labels = [prompt for prompt, _ in pairs], [answer for _, answer in pairs]
+        return {"input_ids": [truncate(ids, limit) for ids in inputs],
+                "truncated": [len(ids) > limit for ids in inputs], "labels": labels}
+
+    return tokenize

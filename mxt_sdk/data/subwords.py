@@ -15,9 +15,12 @@ same data and seed give the same training set in every process.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 
-__all__ = ["SubwordSplitter"]
+__all__ = ["SubwordSplitter", "subword_splitter"]
+
+log = logging.getLogger(__name__)
 
 _WORD_START = "\u2581"  # SentencePiece's word-start mark
 
@@ -98,3 +101,15 @@ class SubwordSplitter:
             split = tuple(token.id for half in halves for token in self._model.tokenize(half))
             self._splits[(token_id, point)] = split
         return split
+
+
+def subword_splitter(tokenizer, rate: float, seed: int) -> SubwordSplitter | None:
+    """The splitter of ``training.subword_regularization`` for ``tokenizer``; None when the rate is 0
+    or the tokenizer has no subword model (then with a warning)."""
+    if rate == 0.0:
+        return None
+    if not SubwordSplitter.supports(tokenizer):
+        log.warning("training.subword_regularization=%s ignored: the %s tokenizer has no subword model",
+                    rate, type(tokenizer).__name__)
+        return None
+    return SubwordSplitter(tokenizer, rate, seed)

@@ -23,9 +23,9 @@ from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_s
 
 from mxt_sdk.config import TrainingConfig
 from mxt_sdk.data.cleaning import apply_normalizers, clean_products
-from mxt_sdk.data.examples import collect_metadata, example_rows
-from mxt_sdk.data.subwords import SubwordSplitter
-from mxt_sdk.images.batching import ImageLoader, TrainingCollator, truncate
+from mxt_sdk.data.examples import collect_metadata, example_rows, example_tokenizer
+from mxt_sdk.data.subwords import SubwordSplitter, subword_splitter
+from mxt_sdk.images.batching import ImageLoader, TrainingCollator
 from mxt_sdk.training.budget_bar import BudgetBar
 from mxt_sdk.images.fetch import UrlPolicy
 from mxt_sdk.training.periodic import CheckpointSchedule
@@ -117,22 +117,12 @@ class Trainer:
             generator.train_tokenizer(corpus)
             log.info("Trained a %d-token tokenizer on the training text", len(generator.tokenizer))
         cache = self.run_dir / "cache"
-        train_set, truncated = self._tokenized(train, cache / "train.jsonl", self._subword_splitter())
+        splitter = subword_splitter(generator.tokenizer, self.config.subword_regularization, self.config.seed)
+        train_set, truncated = self._tokenized(train, cache / "train.jsonl", splitter)
         val_set = self._tokenized(val, cache / "val.jsonl")[0] if val else None
         metadata.max_answer_tokens = max((len(r) for r in train_set["labels"]), default=1)
         return {"train": train_set, "val": val_set, "metadata": metadata, "cleaning": summary,
                 "truncated": truncated, "normalizers": normalizers}
-
-    def _subword_splitter(self) -> SubwordSplitter | None:
-        """Subword regularization of the training examples (``training.subword_regularization``)."""
-        rate, tokenizer = self.config.subword_regularization, self.extractor.model.generator.tokenizer
-        if rate == 0.0:
-            return None
-        if not SubwordSplitter.supports(tokenizer):
-            log.warning("training.subword_regularization=%s ignored: the %s tokenizer has no subword model",
-                        rate, type(tokenizer).__name__)
-            return None
-        return SubwordSplitter(tokenizer, rate, self.config.seed)
 
     def _tokenized(self, products: list[Product], path: Path,
                    splitter: SubwordSplitter | None = None) -> tuple[datasets.Dataset, int]:
@@ -148,17 +138,7 @@ class Trainer:
                         handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             rows = datasets.load_dataset("json", data_files=str(path), split="train",
                                          cache_dir=str(path.parent / "datasets"))
-        limit = model_config.max_input_tokens
-
-        def tokenize(batch: dict[str, list]) -> dict[str, list]:
-            inputs = tokenizer(batch["prompt"])["input_ids"]
-            labels = tokenizer(batch["answer"])["input_ids"]
-            if splitter is not None:  # keyed by the prompt: a piece splits alike in the prompt and the answer
-                pairs = [splitter.split_example(*example) for example in zip(inputs, labels, batch["prompt"])]
-                inputs, labels = [prompt for prompt, _ in pairs], [answer for _, answer in pairs]
-            return {"input_ids": [truncate(ids, limit) for ids in inputs],
-                    "truncated": [len(ids) > limit for ids in inputs], "labels": labels}
-
+        tokenize = example_tokenizer(tokenizer, model_config.max_input_tokens, splitter)
         with self.accelerator.main_process_first():
             tokenized = rows.map(tokenize, batched=True, desc=f"Tokenizing {path.stem}",
                                  remove_columns=["prompt"], new_fingerprint=None)
