@@ -23,9 +23,9 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
-import yaml
 
 from mxt_sdk import Extractor, Product
+from mxt_sdk.config_overrides import apply_overrides
 from mxt_sdk.data.readers import read_products
 from mxt_sdk.evaluation.metrics import values_match
 from mxt_sdk.experiments.ablation import variant_config
@@ -112,19 +112,6 @@ def run_extractgpt(extractor: Extractor, args) -> dict:
             "macro": report["macro"], "slices": slices}
 
 
-def _with_overrides(config, overrides: list[str]):
-    """``config`` with ``section.field=value`` overrides (values parsed as YAML)."""
-    data = config.model_dump()
-    for item in overrides:
-        path, _, value = item.partition("=")
-        *parents, leaf = path.split(".")
-        node = data
-        for key in parents:
-            node = node[key]
-        node[leaf] = yaml.safe_load(value)
-    return type(config).model_validate(data)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("dataset", choices=["implicitave", "oa-mine", "ae-110k"])
@@ -146,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    extractor = Extractor.from_config(_with_overrides(variant_config(args.variant, args.config), args.overrides))
+    extractor = Extractor.from_config(apply_overrides(variant_config(args.variant, args.config), args.overrides))
     run = run_implicitave if args.dataset == "implicitave" else run_extractgpt
     result = {"dataset": args.dataset, "config": str(args.config), "variant": args.variant,
               "overrides": args.overrides, **({"train_text": True, "photo_repeat": args.photo_repeat}

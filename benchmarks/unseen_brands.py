@@ -18,20 +18,11 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
-from mxt_sdk.config import load_config
+from mxt_sdk.config_overrides import apply_overrides
 from mxt_sdk.experiments import demo
 from mxt_sdk.experiments.ablation import AblationData, train_and_evaluate
 from mxt_sdk.experiments.synthetic import write_catalog
-
-
-def _override(config: dict, item: str) -> None:
-    path, _, value = item.partition("=")
-    *parents, leaf = path.split(".")
-    for key in parents:
-        config = config[key]
-    config[leaf] = yaml.safe_load(value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,11 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     settings = demo.DemoSettings()
     paths = write_catalog(args.output / "data", settings.train_products, settings.test_products, settings.seed)
-    config = demo._demo_config("mxt").model_dump()
-    for item in args.overrides:
-        _override(config, item)
+    config = apply_overrides(demo._demo_config("mxt"), args.overrides)
     started = time.perf_counter()
-    run = train_and_evaluate(load_config(config), AblationData(train=paths["train"], test=paths["test"]),
+    run = train_and_evaluate(config, AblationData(train=paths["train"], test=paths["test"]),
                              args.output / "mxt", args.output / "eval" / "report.json", steps=args.steps,
                              max_seconds=None, seed=settings.seed)
     rows = [json.loads(line) for line in (args.output / "eval" / "report.predictions.jsonl").read_text().splitlines()]
