@@ -40,14 +40,20 @@ class MAGFusion(Fusion):
         self.layer_norm = torch.nn.LayerNorm(text_dim, eps=options.layer_norm_eps)
         self.dropout = torch.nn.Dropout(options.dropout)
 
+    def _gate(self, hidden: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """``W_g [T_i ; V] + b_g`` as ``W_g,T T_i + W_g,V V + b_g``: the image's part once per product, not
+        per token. A quantized ``gate`` (int8 extraction) has no weight to slice: it gets the concatenation."""
+        weight = self.gate.weight
+        if not isinstance(weight, torch.Tensor):
+            return self.gate(torch.cat([hidden, image[:, None, :].expand(-1, hidden.size(1), -1)], dim=-1))
+        text_dim = hidden.size(-1)
+        text_part = torch.nn.functional.linear(hidden, weight[:, :text_dim], self.gate.bias)
+        return text_part + torch.nn.functional.linear(image, weight[:, text_dim:])[:, None, :]
+
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, image: torch.Tensor,
                 has_image: torch.Tensor) -> FusionOutput:
-        # W_g [T_i ; V] = W_g,T T_i + W_g,V V: the image's part is computed once per product, not per token.
         image = image.to(hidden.dtype)
-        text_dim = hidden.size(-1)
-        gate_text = torch.nn.functional.linear(hidden, self.gate.weight[:, :text_dim], self.gate.bias)
-        gate_image = torch.nn.functional.linear(image, self.gate.weight[:, text_dim:])
-        gate = torch.relu(gate_text + gate_image[:, None, :])                          # g_i
+        gate = torch.relu(self._gate(hidden, image))                                     # g_i
         shift = gate * self.displacement(image)[:, None, :] + self.displacement_bias  # H_i
         shift = shift * has_image[:, None, None].to(shift.dtype)                     # no image: H_i = 0
         text_norm = hidden.norm(dim=-1)
