@@ -145,7 +145,9 @@ def test_two_process_data_parallel_on_cpu(catalog, tmp_path):
 def test_vocabulary_file_makes_near_misses_canonical_and_the_rest_novel(catalog, tmp_path):
     torch.manual_seed(5)
     extractor = Extractor.from_config(_config(eval_every=50))
-    extractor.fit(catalog["train"], output_dir=tmp_path / "m", max_steps=60)
+    # 120 steps: at 60 the model sometimes still answered "not stated" everywhere, depending on the
+    # thread count and on the tests run before it in the same process
+    extractor.fit(catalog["train"], output_dir=tmp_path / "m", max_steps=120)
     products = [json.loads(line) for line in catalog["test"].read_text().splitlines()]
     extractor.set_canonicalizer(None)
     raw = [p for p in extractor.extract(products, image_root=catalog["train"].parent) if p.value]
