@@ -5,11 +5,12 @@ Every section forbids unknown keys, so a typo is an error rather than a silently
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from mxt_sdk.devices import DEVICE_FORMS, check_device_name
 from mxt_sdk.errors import ConfigError, describe_validation_errors
 
 __all__ = ["ComponentSpec", "ModelConfig", "TrainingConfig", "ExtractionConfig", "MXTConfig", "load_config",
@@ -81,12 +82,17 @@ class TrainingConfig(_Section):
                                                    "much wall-clock time passed since the last one")
     early_stopping_patience: int | None = Field(default=None, ge=1, description="evaluations without improvement")
     seed: int = 42
-    mixed_precision: Literal["no", "bf16", "fp16"] = Field(default="no", description="autocast on GPU")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        default="auto", description="autocast on CUDA; auto: bf16 where the GPU supports it; never on CPU")
+    device: str = Field(default="auto", description=f"where a single-process run trains ({DEVICE_FORMS}; auto: CUDA "
+                                                    "when available); launched processes take their local GPU")
     freeze_image_encoders: bool = False
     cache_image_features: bool = Field(
         default=True, description="with frozen image encoders, encode each distinct image once and reuse its "
                                   "features for every example and epoch (cache in <run>/cache/image-features)")
-    num_workers: int = Field(default=0, ge=0, description="data-loading worker processes")
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        default="auto", description="data-loading worker processes; auto: 0 on CPU (workers would compete with "
+                                    "the model for the cores), on CUDA up to 4 when batches decode images")
     subword_regularization: float = Field(
         default=0.0, ge=0, lt=1, description="share of training pieces split into smaller ones, alike in prompt "
                                              "and answer: teaches a copying generator multi-piece values "
@@ -94,12 +100,17 @@ class TrainingConfig(_Section):
     log_every: int = Field(default=10, ge=1)
     normalizers: list[ComponentSpec] = Field(default_factory=_default_normalizers)
 
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        return check_device_name(value, "training.device")
+
 
 class ExtractionConfig(_Section):
     """Defaults for :meth:`mxt_sdk.Extractor.extract`."""
 
     batch_size: int = Field(default=32, ge=1)
-    device: str = "cpu"
+    device: str = Field(default="auto", description=f"{DEVICE_FORMS}; auto: CUDA when available, else CPU")
     canonicalizer: ComponentSpec | None = Field(
         default_factory=lambda: ComponentSpec(name="faiss"),
         description="maps generations onto known values of their pair, flags the rest novel; null: off")

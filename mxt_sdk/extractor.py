@@ -11,6 +11,7 @@ import torch
 
 from mxt_sdk.config import ComponentSpec, MXTConfig, TrainingConfig, load_config
 from mxt_sdk.data.metadata import CatalogMetadata
+from mxt_sdk.devices import resolve_device
 from mxt_sdk.data.readers import REJECTED_FILE, load_products
 from mxt_sdk.errors import DataFileError, NotFittedError
 from mxt_sdk.evaluation.metrics import group_by_pair
@@ -59,13 +60,13 @@ class Extractor:
         with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
             torch.manual_seed(config.training.seed)  # the same config gives the same initial weights
             model = MXTModel(config.model)
-        return cls(config, model.to(device or config.extraction.device))
+        return cls(config, model.to(resolve_device(device or config.extraction.device)))
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, *, device: str | None = None) -> "Extractor":
         """Load a folder written by :meth:`save_pretrained`. Never downloads anything."""
         saved = load_folder(Path(directory))
-        return cls(saved.config, saved.model.to(device or saved.config.extraction.device), saved.metadata,
+        return cls(saved.config, saved.model.to(resolve_device(device or saved.config.extraction.device)), saved.metadata,
                    saved.normalizers, saved.thresholds, saved.canonicalizer)
 
     def save_pretrained(self, directory: str | Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from mxt_sdk.cli import exits
-from mxt_sdk.cli.common import command_options, config_help, set_option
+from mxt_sdk.cli.common import command_options, config_help, device_option, set_option
 from mxt_sdk.config_overrides import apply_overrides
 from mxt_sdk.experiments.ablation import DEFAULT_VARIANTS, VARIANTS, AblationData, run_ablation
 
@@ -36,14 +36,18 @@ _EPILOG = "\b\nVariants (docs/evaluation.md, section Ablations):\n" + "\n".join(
               help="Image root for relative image paths (default: each data file's folder).")
 @click.option("--precision", default=0.9, show_default=True, type=click.FloatRange(0.0, 1.0, min_open=True),
               help="Target precision of recall@P.")
+@device_option("the config's training.device and extraction.device")
 @set_option
 @command_options
 def ablate(config_path, train, test, val, variants, reference, steps, max_seconds, output, seed, images,
-           precision, overrides) -> None:
+           precision, device, overrides) -> None:
     """Train each variant with the same data, seed and steps, evaluate it on --test, and print
     a table of recall@P improvements over --reference for the top-5/10/15 attributes by test support,
     plus absolute numbers. A failing variant is recorded in the table; the others still run (exit
-    status 4; 3 when every variant failed). --set overrides apply to the base config."""
+    status 4; 3 when every variant failed). --set overrides apply to the base config, then --device (training
+    and evaluation of every variant)."""
+    if device is not None:
+        overrides = [*overrides, f"training.device={device}", f"extraction.device={device}"]
     names = [name.strip() for name in variants.split(",") if name.strip()]
     result = run_ablation(apply_overrides(config_path, overrides), AblationData(train, test, val, images), output, variants=names,
                           reference=reference, steps=steps or None, max_seconds=max_seconds, seed=seed,

@@ -14,6 +14,8 @@ import click
 
 from mxt_sdk import progress
 from mxt_sdk.config import builtin_configs
+from mxt_sdk.devices import check_device_name, resolve_device
+from mxt_sdk.errors import ConfigError
 
 #: loggers of libraries that print on their own; quiet unless -vv
 _THIRD_PARTY = ("transformers", "datasets", "accelerate", "timm", "torch", "urllib3", "filelock", "huggingface_hub")
@@ -79,3 +81,22 @@ set_option = click.option(
     "--set", "overrides", multiple=True, metavar="SECTION.FIELD=VALUE",
     help="Override one config field, e.g. --set training.learning_rate=0.002 or "
          "--set model.generator.options.d_model=64 (value read as YAML); repeatable, applied in order.")
+
+
+def _check_device(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """The --device value, checked now (form, CUDA present, N in range), so a bad one is a usage error
+    before anything loads; passed on as written (``auto`` stays ``auto``)."""
+    if value is None:
+        return None
+    try:
+        resolve_device(value, "--device")
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc).removeprefix("--device: "), ctx, param) from None
+    return check_device_name(value)
+
+
+def device_option(default_help: str = "the config's device, auto by default") -> Callable[..., Any]:
+    """``--device`` for a command that runs the model: auto, cpu, cuda or cuda:N (:mod:`mxt_sdk.devices`)."""
+    return click.option("--device", metavar="auto|cpu|cuda|cuda:N", callback=_check_device,
+                        help=f"Where to run the model: auto (CUDA when available, else CPU), cpu, cuda or cuda:N "
+                             f"(default: {default_help}).")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from mxt_sdk.cli.common import command_options
+from mxt_sdk.cli.common import command_options, device_option
 from mxt_sdk.experiments.demo import DemoSettings, run_demo
 
 
@@ -16,11 +16,14 @@ from mxt_sdk.experiments.demo import DemoSettings, run_demo
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
               help="Safety stop: end a model's training after this many minutes (default 5; 1.5 with --quick).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the catalog and of both models.")
+@device_option("auto")
 @command_options
-def demo(output, quick, products, steps, max_minutes, seed) -> None:
+def demo(output, quick, products, steps, max_minutes, seed, device) -> None:
     """Build a synthetic catalog, train MXT and a text-only baseline on it, evaluate, report."""
     settings = DemoSettings.quick() if quick else DemoSettings()
     settings.seed = seed
+    if device:
+        settings.device = device
     if products:
         settings.train_products, settings.test_products = products, max(20, products // 5)
     if steps:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mxt_sdk.cli import exits
-from mxt_sdk.cli.common import command_options
+from mxt_sdk.cli.common import command_options, device_option
 from mxt_sdk.evaluation.thresholds import DEFAULT_MIN_SUPPORT, calibration_summary
 from mxt_sdk.extractor import Extractor
 
@@ -21,6 +21,7 @@ _images = click.option("--images", "image_root", type=click.Path(exists=True, fi
                        help="Folder relative image paths resolve under (default: the data file's folder).")
 _reader = click.option("--reader", help="Force a reader instead of detecting the format.")
 _batch = click.option("--batch-size", type=int, help="Examples per generation batch.")
+_device = device_option("the model config's extraction.device")
 
 
 @click.command()
@@ -32,14 +33,15 @@ _batch = click.option("--batch-size", type=int, help="Examples per generation ba
 @_images
 @_reader
 @_batch
+@_device
 @command_options
-def evaluate(model_dir, data, output, precision, image_root, reader, batch_size) -> None:
+def evaluate(model_dir, data, output, precision, image_root, reader, batch_size, device) -> None:
     """Evaluate MODEL on DATA: per-pair P/R/F1, recall@P, zero-shot and value-absent slices.
 
     Beside OUTPUT: the predictions (JSONL), a Markdown summary, PR-curve PNGs and a self-contained
     HTML page with a gallery of the products (OUTPUT with .html). Exit status 4 when some rows have an
     error, 3 when all do."""
-    report = Extractor.from_pretrained(model_dir).evaluate(
+    report = Extractor.from_pretrained(model_dir, device=device).evaluate(
         data, precision=precision, output=output, image_root=image_root, reader=reader, batch_size=batch_size)
     click.echo(Path(output).with_suffix(".md").read_text(encoding="utf-8"))
     click.echo(f"Report: {output} (micro F1 {report['micro']['f1']:.3f}, "
@@ -55,12 +57,13 @@ def evaluate(model_dir, data, output, precision, image_root, reader, batch_size)
 @_images
 @_reader
 @_batch
+@_device
 @click.option("--min-support", default=DEFAULT_MIN_SUPPORT, show_default=True, type=click.IntRange(1),
               help="Labelled rows a pair needs for its own threshold; fewer: pooled over its attribute or all rows.")
 @command_options
-def calibrate(model_dir, data, precision, image_root, reader, batch_size, min_support) -> None:
+def calibrate(model_dir, data, precision, image_root, reader, batch_size, min_support, device) -> None:
     """Set per-pair confidence thresholds of MODEL reaching PRECISION on DATA; saved in MODEL."""
-    extractor = Extractor.from_pretrained(model_dir)
+    extractor = Extractor.from_pretrained(model_dir, device=device)
     thresholds = extractor.calibrate(data, precision=precision, image_root=image_root, reader=reader,
                                      batch_size=batch_size, min_support=min_support)
     extractor.save_pretrained(model_dir)

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from mxt_sdk import progress
 from mxt_sdk.cli import exits
-from mxt_sdk.cli.common import command_options
+from mxt_sdk.cli.common import command_options, device_option
 from mxt_sdk.data.readers import read_products
 from mxt_sdk.extractor import Extractor
 from mxt_sdk.faults import crash_point
@@ -26,7 +26,7 @@ from mxt_sdk.inference.resume import cut, resume_point
 @click.option("--attributes", help="Comma-separated attributes to ask of every product "
                                    "(default: those training saw for each product type).")
 @click.option("--batch-size", type=int, help="Examples per generation batch.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Where to run the model.")
+@device_option("the model config's extraction.device")
 @click.option("--images", "image_root", type=click.Path(exists=True, file_okay=False),
               help="Folder relative image paths resolve under (default: the input file's folder).")
 @click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "int8"]),

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from mxt_sdk.cli.common import command_options, config_help, set_option
+from mxt_sdk.cli.common import command_options, config_help, device_option, set_option
 from mxt_sdk.config_overrides import apply_overrides
 from mxt_sdk.training.pretrain import CHECKPOINT_EVERY, DEFAULT_STEPS, pretrain as run_pretraining
 from mxt_sdk.training.span_corruption import OBJECTIVES
@@ -33,10 +33,11 @@ from mxt_sdk.training.span_corruption import OBJECTIVES
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=CHECKPOINT_EVERY, show_default=True,
               help="Steps between checkpoints (a re-run resumes from the latest).")
 @click.option("--reader", help="Force a reader instead of detecting each file's format (see `mxt plugins`).")
+@device_option("the config's training.device")
 @set_option
 @command_options
 def pretrain(inputs, output, config_path, steps, batch_size, seed, vocab_size, objective, max_seconds,
-             checkpoint_every, reader, overrides) -> None:
+             checkpoint_every, reader, device, overrides) -> None:
     """Pretrain the generator on the text of INPUT files (no labels needed) and write it to OUTPUT.
 
     A training config then starts from it with
@@ -44,5 +45,5 @@ def pretrain(inputs, output, config_path, steps, batch_size, seed, vocab_size, o
     """
     result = run_pretraining(inputs, output, apply_overrides(config_path, overrides), steps=steps, batch_size=batch_size, seed=seed,
                              vocab_size=vocab_size, objective=objective, max_seconds=max_seconds, reader=reader,
-                             checkpoint_every=checkpoint_every)
+                             checkpoint_every=checkpoint_every, device=device)
     click.echo(json.dumps(result.__dict__, indent=2))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 from pydantic import ValidationError
 
-from mxt_sdk.cli.common import setup_logging
+from mxt_sdk.cli.common import device_option, setup_logging
 from mxt_sdk.errors import describe_validation_errors
 from mxt_sdk.extractor import Extractor
 
@@ -14,7 +14,7 @@ from mxt_sdk.extractor import Extractor
               help="Model folder written by `mxt train` / save_pretrained.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), help="Where to run the model.")
+@device_option("the model config's extraction.device")
 @click.option("--image-root", type=click.Path(exists=True, file_okay=False),
               help="Folder that image paths in requests resolve under (without it, paths are refused).")
 @click.option("--max-batch-size", type=int, help="Products merged into one engine batch [32]; 1 turns batching off.")

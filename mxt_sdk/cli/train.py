@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from mxt_sdk.cli.common import command_options, config_help, set_option
+from mxt_sdk.cli.common import command_options, config_help, device_option, set_option
 from mxt_sdk.config_overrides import apply_overrides
 from mxt_sdk.extractor import Extractor
 from mxt_sdk.training.layout import default_run_dir
@@ -31,15 +31,16 @@ from mxt_sdk.training.layout import default_run_dir
 @click.option("--seed", type=int, help="Seed of the initial weights, data order and dropout (training.seed).")
 @click.option("--force-resume", is_flag=True,
               help="Resume the run in the run folder even though it was made with another config or other data.")
+@device_option("the config's training.device")
 @set_option
 @command_options
 def train(config_path, train_path, val_path, output, run_dir, max_steps, epochs, batch_size, image_root, reader,
-          seed, force_resume, overrides) -> None:
+          seed, force_resume, device, overrides) -> None:
     """Train on TRAIN (distant supervision: catalog values are the labels) and save to OUTPUT.
 
-    --set overrides apply first, then --seed, --max-steps, --epochs and --batch-size; the values used
-    are recorded in OUTPUT/config.json."""
-    options = {"seed": seed, "max_steps": max_steps, "epochs": epochs, "batch_size": batch_size}
+    --set overrides apply first, then --seed, --max-steps, --epochs, --batch-size and --device (training.device);
+    the values used are recorded in OUTPUT/config.json."""
+    options = {"seed": seed, "max_steps": max_steps, "epochs": epochs, "batch_size": batch_size, "device": device}
     options = [f"training.{key}={value}" for key, value in options.items() if value is not None]
     extractor = Extractor.from_config(apply_overrides(config_path, [*overrides, *options]))
     result = extractor.fit(train_path, val_path, output_dir=output, image_root=image_root, reader=reader,

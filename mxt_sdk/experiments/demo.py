@@ -41,6 +41,7 @@ class DemoSettings:
     steps: int = 600  # MXT reads the image-only attributes by 300; copying new brands needs more
     max_seconds: float | None = 300.0
     seed: int = 0
+    device: str = "auto"  # training and evaluation of both models (mxt_sdk.devices)
 
     @classmethod
     def quick(cls) -> "DemoSettings":
@@ -94,13 +95,14 @@ def _summary(settings: DemoSettings, output: Path, runs: dict[str, dict[str, Any
     return "\n".join(lines) + "\n"
 
 
-def _demo_config(variant: str) -> MXTConfig:
+def _demo_config(variant: str, device: str = "auto") -> MXTConfig:
     """The variant of ``mxt-cpu`` the demo trains, at the demo's image size, with the copy head's
     continuation features, supervised switch and subword regularization on: the catalog's new brands
     are written in the title (on photos whose values are not, these cost accuracy: off in mxt-cpu)."""
     config = variant_config(variant, DEMO_CONFIG).model_dump()
     config["model"]["generator"]["options"].update(DEMO_COPY_OPTIONS)
     config["training"]["subword_regularization"] = DEMO_SUBWORD_REGULARIZATION
+    config["training"]["device"] = config["extraction"]["device"] = device
     for slot in ("global_encoder", "regional_encoder"):
         if config["model"][slot] is not None:
             config["model"][slot]["options"]["image_size"] = DEMO_IMAGE_SIZE
@@ -127,7 +129,7 @@ def run_demo(output: str | Path, settings: DemoSettings | None = None) -> dict[s
         log.info("Demo model %d of %d: %s (%d steps; at most %s s)", number, len(models), name, settings.steps,
                  "-" if settings.max_seconds is None else f"{settings.max_seconds:.0f}")
         with progress.stage(f"demo model {number}/{len(models)}: {name}"):
-            run = train_and_evaluate(_demo_config(name), data, output / name, folder / "report.json",
+            run = train_and_evaluate(_demo_config(name, settings.device), data, output / name, folder / "report.json",
                                      steps=settings.steps, max_seconds=settings.max_seconds, seed=settings.seed)
         rows = [json.loads(line) for line in (folder / "report.predictions.jsonl").read_text().splitlines()]
         sample = [r for r in rows if r["attribute"] in IMAGE_ONLY][:4] + [r for r in rows if r["zero_shot"]][:4]

@@ -26,8 +26,10 @@ import torch
 from mxt_sdk.config import MXTConfig, load_config
 from mxt_sdk.data.prompt import CONTEXT_MARKER, QUESTION_MARKER
 from mxt_sdk.data.texts import check_tokenizer, read_texts
+from mxt_sdk.devices import mixed_precision_for, resolve_device
 from mxt_sdk.errors import ConfigError
 from mxt_sdk.evaluation.plots import line_plot
+from mxt_sdk.model.numerics import autocast
 from mxt_sdk.plugins import manager
 from mxt_sdk.plugins.components import Generator
 from mxt_sdk.storage import staged_update, write_json
@@ -175,7 +177,8 @@ def pretrain(inputs: Sequence[str | Path], output: str | Path, config: str | Pat
     config, output = load_config(config), Path(output)
     training = config.training
     batch_size, seed = batch_size or training.batch_size, training.seed if seed is None else seed
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = resolve_device(device or training.device)
+    precision = mixed_precision_for(training.mixed_precision, device)
     torch.manual_seed(seed)
     corpus = read_texts(inputs, reader)
     output.mkdir(parents=True, exist_ok=True)
@@ -213,7 +216,8 @@ def pretrain(inputs: Sequence[str | Path], output: str | Path, config: str | Pat
     stopped_by_time, first_step = False, state["step"]
     while state["step"] < steps:
         batch = {k: v.to(device) for k, v in batches(state["step"]).items()}
-        loss = _step_loss(generator, batch)
+        with autocast(precision, device):  # bf16 on CUDA (mixed_precision auto/bf16); else a no-op
+            loss = _step_loss(generator, batch)
         loss.backward()
         if training.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(generator.parameters(), training.max_grad_norm)

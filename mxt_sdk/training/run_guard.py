@@ -26,7 +26,7 @@ RUN_FILE = "run.json"
 #: ``max_steps`` / ``epochs`` is how a finished run is trained further)
 BOOKKEEPING = frozenset({"keep_checkpoints", "checkpoint_every", "checkpoint_every_minutes", "log_every",
                          "num_workers", "max_train_seconds", "max_steps", "epochs", "eval_every",
-                         "early_stopping_patience"})
+                         "early_stopping_patience", "device"})
 
 
 class ResumeMismatchError(MXTError):

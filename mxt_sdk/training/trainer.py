@@ -22,6 +22,7 @@ from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
 
 from mxt_sdk.config import TrainingConfig
+from mxt_sdk.devices import loader_workers, mixed_precision_for, training_device
 from mxt_sdk.data.cleaning import apply_normalizers, clean_products
 from mxt_sdk.data.examples import collect_metadata, example_rows, example_tokenizer
 from mxt_sdk.data.subwords import SubwordSplitter, subword_splitter
@@ -93,10 +94,11 @@ class Trainer:
         self.extractor, self.config, self.output = extractor, config, Path(output)
         self.run_dir = Path(run_dir) if run_dir is not None else self.output
         self.image_root = image_root
+        device = training_device(config.device)
         self.accelerator = Accelerator(
             gradient_accumulation_steps=config.gradient_accumulation_steps,
-            mixed_precision=config.mixed_precision if torch.cuda.is_available() else "no",
-            cpu=not torch.cuda.is_available(),
+            mixed_precision=mixed_precision_for(config.mixed_precision, device),
+            cpu=device.type == "cpu",
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         )
@@ -168,8 +170,11 @@ class Trainer:
         columns = data.select_columns(["input_ids", "labels", "image"])
         # Its own generator: starting an iteration (as a resumed run does mid-epoch) then draws no number
         # from the global RNG, whose sequence (dropout) must not depend on where a run was resumed.
+        device = self.accelerator.device
+        workers = loader_workers(self.config.num_workers, device, isinstance(images, ImageLoader))
         return torch.utils.data.DataLoader(columns, batch_size=self.config.batch_size, shuffle=shuffle,
-                                           collate_fn=collate, num_workers=self.config.num_workers,
+                                           collate_fn=collate, num_workers=workers, persistent_workers=workers > 0,
+                                           pin_memory=device.type == "cuda",
                                            generator=torch.Generator().manual_seed(self.config.seed))
 
     # ----------------------------------------------------------------- loop pieces
