@@ -9,6 +9,11 @@ attributes, zero-shot values recovered, and a few of the brands it got wrong. Th
     python benchmarks/unseen_brands.py --output /tmp/brands --steps 600
     python benchmarks/unseen_brands.py --output /tmp/brands-plain --steps 600 \\
         --set model.generator.options.copy_continuation=false --set model.generator.options.copy_switch_loss=0
+    python benchmarks/unseen_brands.py --output /tmp/brands --reuse --decode whole_words=false
+
+``--decode OPTION=VALUE`` (repeatable) evaluates the same trained model a second time with these
+generator options changed (decode-time options such as ``whole_words``), and prints both results
+side by side; ``--reuse`` evaluates the model already in ``OUTPUT/mxt`` instead of training one.
 """
 from __future__ import annotations
 
@@ -18,10 +23,12 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
+from mxt_sdk import Extractor
 from mxt_sdk.config_overrides import apply_overrides
 from mxt_sdk.experiments import demo
-from mxt_sdk.experiments.ablation import AblationData, train_and_evaluate
+from mxt_sdk.experiments.runs import fit_budgeted
 from mxt_sdk.experiments.synthetic import write_catalog
 
 
@@ -31,26 +38,51 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=demo.DemoSettings().steps)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")
+    parser.add_argument("--decode", action="append", default=[], metavar="OPTION=VALUE",
+                        help="evaluate the trained model again with this generator option changed")
+    parser.add_argument("--reuse", action="store_true", help="evaluate the model in OUTPUT/mxt, do not train")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     settings = demo.DemoSettings()
     paths = write_catalog(args.output / "data", settings.train_products, settings.test_products, settings.seed)
     config = apply_overrides(demo._demo_config("mxt"), args.overrides)
     started = time.perf_counter()
-    run = train_and_evaluate(config, AblationData(train=paths["train"], test=paths["test"]),
-                             args.output / "mxt", args.output / "eval" / "report.json", steps=args.steps,
-                             max_seconds=None, seed=settings.seed)
-    rows = [json.loads(line) for line in (args.output / "eval" / "report.predictions.jsonl").read_text().splitlines()]
+    model_dir, test = args.output / "mxt", paths["test"]
+    if args.reuse:
+        extractor, steps = Extractor.from_pretrained(model_dir), None
+    else:
+        _, result, _ = fit_budgeted(config, paths["train"], model_dir, steps=args.steps, max_seconds=None,
+                                    seed=settings.seed)
+        extractor, steps = Extractor.from_pretrained(model_dir), result.steps
+    results = {"steps": steps, "seconds": round(time.perf_counter() - started), "overrides": args.overrides}
+    options = extractor.model.generator.options
+    results["as_trained"] = _evaluate(extractor, test, args.output / "eval-as-trained" / "report.json",
+                                      dict(options))
+    if args.decode:
+        for item in args.decode:
+            name, _, value = item.partition("=")
+            if name not in type(options).model_fields:
+                parser.error(f"--decode {item}: the generator has no option {name!r}")
+            setattr(options, name, yaml.safe_load(value))
+        results["decoded"] = _evaluate(extractor, test, args.output / "eval-decoded" / "report.json", dict(options))
+    print(json.dumps(results), flush=True)
+    return 0
+
+
+def _evaluate(extractor: Extractor, test: Path, report_path: Path, options: dict) -> dict:
+    """Evaluate on the demo's test split; the brand, image-only and zero-shot figures."""
+    extractor.evaluate(test, output=report_path)
+    rows = [json.loads(line) for line in report_path.with_suffix(".predictions.jsonl").read_text().splitlines()]
     right, asked = demo._unseen_brands(rows)
     image_only = [r for r in rows if r["attribute"] in demo.IMAGE_ONLY]
     zero_shot = [r for r in rows if r["zero_shot"]]
     wrong = [(r["gold"], r["value"]) for r in rows if r["attribute"] == "brand" and not r["correct"]][:10]
-    print(json.dumps({"steps": run.steps, "seconds": round(time.perf_counter() - started), "overrides": args.overrides,
-                      "unseen_brands": [right, asked],
-                      "image_only_accuracy": round(sum(bool(r["correct"]) for r in image_only) / len(image_only), 3),
-                      "zero_shot": [sum(bool(r["correct"]) for r in zero_shot), len(zero_shot)],
-                      "wrong_brands": wrong}), flush=True)
-    return 0
+    return {"generator_options": {k: options[k] for k in ("copy_continuation", "copy_switch_loss", "whole_words")
+                                  if k in options},
+            "unseen_brands": [right, asked],
+            "image_only_accuracy": round(sum(bool(r["correct"]) for r in image_only) / len(image_only), 3),
+            "zero_shot": [sum(bool(r["correct"]) for r in zero_shot), len(zero_shot)],
+            "wrong_brands": wrong}
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from mxt_sdk.errors import ConfigError
 
 from mxt_t5 import tokenizers
 from mxt_t5.copy import CopyHead
+from mxt_t5.words import WholeWordGuard, WordTables
 
 COPY_HEAD_FILE = "copy_head.safetensors"  # beside the T5 weights in a folder written by ``mxt pretrain``
 # transformers 5 renamed the decoder cache argument (and output field) ``past_key_values`` -> ``cache``.
@@ -56,6 +57,8 @@ class T5Options(ComponentOptions):
                                     "supervised switch loss (copy every answer token the prompt holds)")
     copy_continuation: bool = Field(default=False, description="with copy_mechanism: favour copying the prompt "
                                                                "token that follows the answer's last ones")
+    whole_words: bool = Field(default=False, description="greedy decoding neither starts an answer with a piece "
+                              "that continues a word nor ends it inside a word it copied (mxt_t5.words)")
 
 
 class T5Backbone(Generator):
@@ -225,6 +228,17 @@ class T5Generator(T5Backbone):
         table = self._inside_word_table.to(input_ids.device)
         return table[input_ids.clamp(0, table.numel() - 1)] & (input_ids < table.numel())
 
+    def _whole_word_guard(self, input_ids: torch.Tensor | None,
+                          attention_mask: torch.Tensor) -> WholeWordGuard | None:
+        """The guard of ``whole_words`` over the prompt's tokens (None without a tokenizer or prompt ids)."""
+        if input_ids is None or self._tokenizer is None:
+            return None
+        if not hasattr(self, "_word_tables"):
+            self._word_tables = WordTables()
+        offset = attention_mask.size(1) - input_ids.size(1)
+        valid = attention_mask[:, offset:].bool() & (input_ids != self.model.config.pad_token_id)
+        return WholeWordGuard(self._word_tables.update(self._tokenizer), input_ids, valid)
+
     def _answer_so_far(self, decoder_input_ids: torch.Tensor) -> torch.Tensor:
         """The decoder inputs with one "none" (-1) before them, padding and the start token as "none"."""
         tokens = decoder_input_ids.masked_fill(decoder_input_ids == self.model.config.pad_token_id, -1)
@@ -285,6 +299,7 @@ class T5Generator(T5Backbone):
         cache, ids, logprobs = EncoderDecoderCache(DynamicCache(), DynamicCache()), [], []
         previous_input = torch.full_like(next_input, -1)  # y_{t-2} for the copy head's continuation features
         usable = len(self._tokenizer) if self._tokenizer is not None else config.vocab_size
+        guard = self._whole_word_guard(input_ids, attention_mask) if self.options.whole_words else None
         for _ in range(max_new_tokens):
             logits, hidden, cache = self._decode(encoder_hidden, attention_mask, next_input, cache)
             logits = logits[:, -1]
@@ -295,8 +310,11 @@ class T5Generator(T5Backbone):
                 attention, log_switch = self.copy_head.attend(
                     hidden[:, -1:], self.embed(next_input), encoder_text, copyable, input_ids,
                     self._answer_so_far(torch.cat([previous_input, next_input], dim=1))[:, 1:], inside_word)
+                copied_ids = guard.first_copy_ids() if guard is not None and not ids else input_ids
                 step_logprobs = CopyHead.mixture_logprobs(step_logprobs, attention[:, 0], log_switch[:, 0],
-                                                          input_ids)
+                                                          copied_ids)
+            if guard is not None:
+                step_logprobs = guard.constrain(step_logprobs, config.eos_token_id)
             best_logprob, best_id = step_logprobs.max(dim=-1)
             best_id = best_id.masked_fill(finished, config.pad_token_id)
             best_logprob = best_logprob.masked_fill(finished, 0.0)
@@ -305,5 +323,7 @@ class T5Generator(T5Backbone):
             finished |= best_id == config.eos_token_id
             if bool(finished.all()):
                 break
+            if guard is not None:
+                guard.advance(best_id)
             previous_input, next_input = next_input, best_id[:, None]
         return GreedyOutput(torch.stack(ids, dim=1), torch.stack(logprobs, dim=1))
