@@ -11,6 +11,7 @@ from mxt_sdk.config import load_config
 from mxt_sdk.errors import ConfigError
 from mxt_sdk.images.io import Preprocessing, to_pixels
 from mxt_sdk.model.mxt import ImagePixels, MXTModel
+from mxt_sdk.plugins import manager
 
 VARIANTS = {"text-only": [], "mag": ["mag"], "xattn": ["xattn"], "mag+xattn": ["mag", "xattn"],
             "concat+xattn": ["concat", "xattn"]}
@@ -120,3 +121,30 @@ def test_unknown_config_key_is_rejected(tmp_path):
     path.write_text("model:\n  generator: t5\n  fusion: [mag]\n")
     with pytest.raises(ConfigError, match="fusion"):
         Extractor.from_config(path)
+
+
+@pytest.mark.parametrize("fusion, image_shape", [("mag", (2, 5)), ("xattn", (2, 3, 5))])
+def test_image_norm_makes_a_fusion_blind_to_the_feature_scale(fusion, image_shape):
+    torch.manual_seed(0)
+    extra = {"heads": 2} if fusion == "xattn" else {}
+    layer = manager.create("fusions", fusion, {"dropout": 0.0, "image_norm": True, **extra}, text_dim=4,
+                           image_dim=5).eval()
+    hidden, mask = torch.randn(2, 3, 4), torch.ones(2, 3, dtype=torch.long)
+    image, has_image = torch.rand(image_shape) * 3, torch.tensor([True, True])
+    base = layer(hidden, mask, image, has_image).hidden
+    assert torch.allclose(layer(hidden, mask, image * 40 + 0.0, has_image).hidden, base, atol=1e-4)
+    plain = manager.create("fusions", fusion, {"dropout": 0.0, **extra}, text_dim=4, image_dim=5).eval()
+    assert not torch.allclose(plain(hidden, mask, image * 40, has_image).hidden,
+                              plain(hidden, mask, image, has_image).hidden, atol=1e-4)
+
+
+def test_image_dropout_acts_in_training_only():
+    torch.manual_seed(0)
+    mag = manager.create("fusions", "mag", {"dropout": 0.0, "image_dropout": 0.5}, text_dim=4, image_dim=6)
+    hidden, mask = torch.randn(2, 3, 4), torch.ones(2, 3, dtype=torch.long)
+    image, has_image = torch.rand(2, 6) + 0.5, torch.tensor([True, True])
+    mag.eval()
+    first, second = (mag(hidden, mask, image, has_image).hidden for _ in range(2))
+    assert torch.equal(first, second)
+    mag.train()
+    assert not torch.equal(mag(hidden, mask, image, has_image).hidden, first)

@@ -8,11 +8,13 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from mxt_sdk import ComponentOptions, Fusion, FusionOutput
+from mxt_sdk import Fusion, FusionOutput
 from mxt_sdk.errors import ConfigError
 
+from mxt_fusions.image_input import ImageInput, ImageInputOptions
 
-class CrossAttentionOptions(ComponentOptions):
+
+class CrossAttentionOptions(ImageInputOptions):
     heads: int = Field(default=8, ge=1)
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     layer_norm_eps: float = Field(default=1e-6, gt=0.0)
@@ -32,6 +34,7 @@ class CrossAttentionFusion(Fusion):
         super().__init__(options, text_dim=text_dim, image_dim=image_dim)
         if text_dim % options.heads:
             raise ConfigError(f"xattn: heads={options.heads} must divide the text width {text_dim}.")
+        self.image_prep = ImageInput(options, image_dim, options.layer_norm_eps)  # regions -> norm / dropout
         self.region_projection = torch.nn.Linear(image_dim, text_dim)
         self.attention = torch.nn.MultiheadAttention(text_dim, options.heads, dropout=options.dropout,
                                                      batch_first=True)
@@ -40,7 +43,7 @@ class CrossAttentionFusion(Fusion):
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, image: torch.Tensor,
                 has_image: torch.Tensor) -> FusionOutput:
-        regions = self.region_projection(image.to(hidden.dtype))
+        regions = self.region_projection(self.image_prep(image.to(hidden.dtype)))
         attended, _ = self.attention(hidden, regions, regions, need_weights=False)
         attended = attended * has_image[:, None, None].to(attended.dtype)
         return FusionOutput(self.layer_norm(hidden + self.dropout(attended)), attention_mask)

@@ -14,10 +14,12 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from mxt_sdk import ComponentOptions, Fusion, FusionOutput
+from mxt_sdk import Fusion, FusionOutput
+
+from mxt_fusions.image_input import ImageInput, ImageInputOptions
 
 
-class MAGOptions(ComponentOptions):
+class MAGOptions(ImageInputOptions):
     beta: float = Field(default=1.0, gt=0.0, description="scale of the displacement's norm ratio")
     dropout: float = Field(default=0.1, ge=0.0, lt=1.0)
     layer_norm_eps: float = Field(default=1e-6, gt=0.0)
@@ -39,6 +41,7 @@ class MAGFusion(Fusion):
         self.displacement_bias = torch.nn.Parameter(torch.zeros(text_dim))     # b_H
         self.layer_norm = torch.nn.LayerNorm(text_dim, eps=options.layer_norm_eps)
         self.dropout = torch.nn.Dropout(options.dropout)
+        self.image_prep = ImageInput(options, image_dim, options.layer_norm_eps)  # V -> norm / dropout
 
     def _gate(self, hidden: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """``W_g [T_i ; V] + b_g`` as ``W_g,T T_i + W_g,V V + b_g``: the image's part once per product, not
@@ -52,7 +55,7 @@ class MAGFusion(Fusion):
 
     def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor, image: torch.Tensor,
                 has_image: torch.Tensor) -> FusionOutput:
-        image = image.to(hidden.dtype)
+        image = self.image_prep(image.to(hidden.dtype))
         gate = torch.relu(self._gate(hidden, image))                                     # g_i
         shift = gate * self.displacement(image)[:, None, :] + self.displacement_bias  # H_i
         shift = shift * has_image[:, None, None].to(shift.dtype)                     # no image: H_i = 0
