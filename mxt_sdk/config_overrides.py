@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import typing
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,25 +49,59 @@ def _unknown(keys: list[str], depth: int, valid: Sequence[str]) -> ConfigError:
                        f"Valid fields of {where}: {', '.join(valid)}.")
 
 
+def _nested_model(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The config section type inside a field's annotation, and whether the field is a list of them."""
+    is_list = typing.get_origin(annotation) is list
+    candidates = (annotation, *typing.get_args(annotation))
+    if is_list:
+        candidates = typing.get_args(annotation)
+    else:  # Optional[list[...]] and the like
+        for arg in typing.get_args(annotation):
+            if typing.get_origin(arg) is list:
+                is_list, candidates = True, typing.get_args(arg)
+    nested = [t for t in candidates if isinstance(t, type) and issubclass(t, BaseModel)]
+    return (nested[0] if nested else None), is_list
+
+
 def _check_path(keys: list[str]) -> None:
-    """Raise :class:`ConfigError` unless ``keys`` names a field of :class:`MXTConfig`."""
+    """Raise :class:`ConfigError` unless ``keys`` names a field of :class:`MXTConfig` (a list of sections,
+    such as ``model.fusions``, takes an index: ``model.fusions.0.options.dropout``)."""
     model: type[BaseModel] | None = MXTConfig
-    for depth, key in enumerate(keys):
+    depth = 0
+    while depth < len(keys):
+        key = keys[depth]
         if model is None:  # inside a free-form mapping (component options): any key
             return
         if key not in model.model_fields:
             raise _unknown(keys, depth, _fields(model))
-        annotation = model.model_fields[key].annotation
-        nested = [t for t in (annotation, *getattr(annotation, "__args__", ())) if isinstance(t, type)
-                  and issubclass(t, BaseModel)]
-        if depth == len(keys) - 1:
+        if depth == len(keys) - 1 or (model is ComponentSpec and key == "options"):
             return
-        if model is ComponentSpec and key == "options":
-            return
-        if not nested:
+        nested, is_list = _nested_model(model.model_fields[key].annotation)
+        if is_list:
+            depth += 1
+            if not keys[depth].isdigit():
+                raise ConfigError(f"--set {'.'.join(keys)}: {'.'.join(keys[:depth])} is a list; name an item by its "
+                                  f"position, e.g. {'.'.join([*keys[:depth], '0', *keys[depth + 1:]])}.")
+            if depth == len(keys) - 1:
+                return
+        elif nested is None:
             raise ConfigError(f"--set {'.'.join(keys)}: {'.'.join(keys[:depth + 1])} is a value, not a section; "
                               f"set it as --set {'.'.join(keys[:depth + 1])}=VALUE.")
-        model = nested[0]
+        model = nested
+        depth += 1
+
+
+def _child(target: Any, key: str, keys: list[str], depth: int) -> Any:
+    """``target[key]`` while walking an override's path; a list takes a position in range."""
+    if isinstance(target, list):
+        position = int(key)
+        if position >= len(target):
+            raise ConfigError(f"--set {'.'.join(keys)}: {'.'.join(keys[:depth])} has {len(target)} item(s); "
+                              f"there is no position {position}.")
+        return target[position]
+    if target.get(key) is None:
+        target[key] = {}
+    return target[key]
 
 
 def apply_overrides(config: str | Any, overrides: Sequence[str]) -> MXTConfig:
@@ -77,9 +112,11 @@ def apply_overrides(config: str | Any, overrides: Sequence[str]) -> MXTConfig:
         keys, value = parse_override(text)
         _check_path(keys)
         target = data
-        for key in keys[:-1]:
-            if target.get(key) is None:
-                target[key] = {}
-            target = target[key]
-        target[keys[-1]] = value
+        for depth, key in enumerate(keys[:-1]):
+            target = _child(target, key, keys, depth)
+        if isinstance(target, list):
+            _child(target, keys[-1], keys, len(keys) - 1)  # the position must exist
+            target[int(keys[-1])] = value
+        else:
+            target[keys[-1]] = value
     return load_config(data)

@@ -13,6 +13,7 @@ from conftest import tiny_config
 from mxt_sdk import Extractor, __version__, progress
 from mxt_sdk.cli import main
 from mxt_sdk.cli.common import setup_logging
+from mxt_sdk.config import load_config
 from mxt_sdk.config_overrides import apply_overrides
 from mxt_sdk.errors import ConfigError
 from mxt_sdk.experiments.synthetic import write_catalog
@@ -44,6 +45,12 @@ def test_overrides_set_fields_at_any_depth_with_yaml_values():
     assert [n.name for n in config.training.normalizers] == ["text"]
 
 
+def test_overrides_reach_into_lists_of_sections_by_position():
+    config = apply_overrides("mxt-cpu", ["model.fusions.1.options.heads=2", "model.fusions.0.name=concat"])
+    assert config.model.fusions[1].options["heads"] == 2 and config.model.fusions[0].name == "concat"
+    assert config.model.fusions[0].options == load_config("mxt-cpu").model.fusions[0].options
+
+
 @pytest.mark.parametrize("text, expected", [
     ("training.learnin_rate=1", ["training has no field 'learnin_rate'", "Did you mean 'training.learning_rate'",
                                  "Valid fields of training: learning_rate, weight_decay"]),
@@ -51,6 +58,8 @@ def test_overrides_set_fields_at_any_depth_with_yaml_values():
     ("training.seed.x=1", ["training.seed is a value, not a section"]),
     ("training=1", ["not of the form section.field=value"]),
     ("training.batch_size=many", ["batch_size"]),
+    ("model.fusions.mag.options.dropout=0", ["model.fusions is a list", "model.fusions.0.options.dropout"]),
+    ("model.fusions.9.options.dropout=0", ["model.fusions has 2 item(s); there is no position 9"]),
 ])
 def test_a_bad_override_is_a_clear_error(text, expected):
     with pytest.raises(ConfigError) as error:
