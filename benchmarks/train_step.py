@@ -1,8 +1,10 @@
 """Cost of one training step: MXT with frozen encoders and cached features vs text-only vs pixels.
 
 One process, one batch of real (product, attribute) examples from the synthetic catalog, the same
-generator weights for every variant. Each variant runs ``--warmup`` steps, then ``--steps`` timed
-optimizer steps (forward, backward, AdamW) on the same batch, one variant after the other:
+generator weights for every variant. The variants take turns: each round times one optimizer step
+(forward, backward, AdamW) of every variant on the same batch, so a change in the machine's load falls
+on all of them alike; after ``--warmup`` rounds, ``--steps`` rounds are timed and the table gives each
+variant's median seconds per step and the median over rounds of its ratio to text-only:
 
 * ``text-only``: the config's generator alone (no image encoders, no fusions);
 * ``mxt, cached features``: MAG + cross-attention fed from the feature cache (what ``fit`` does with
@@ -50,19 +52,32 @@ def _batch_rows(extractor: Extractor, folder: Path, size: int) -> list[dict]:
     return rows
 
 
-def _time_steps(model: torch.nn.Module, batch: dict, warmup: int, steps: int) -> list[float]:
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=1e-4)
-    model.train()
-    times = []
-    for index in range(warmup + steps):
+class _Stepper:
+    """One variant: a model, its batch and its own AdamW."""
+
+    def __init__(self, model: torch.nn.Module, batch: dict):
+        self.model, self.batch = model.train(), batch
+        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+
+    def step(self) -> float:
         started = time.perf_counter()
-        loss = model(batch["input_ids"], batch["attention_mask"], batch["labels"], batch["images"], batch["image_index"])
+        batch = self.batch
+        loss = self.model(batch["input_ids"], batch["attention_mask"], batch["labels"], batch["images"],
+                          batch["image_index"])
         loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        if index >= warmup:
-            times.append(time.perf_counter() - started)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        return time.perf_counter() - started
+
+
+def _interleaved(steppers: dict[str, _Stepper], warmup: int, steps: int) -> dict[str, list[float]]:
+    """Seconds of each timed round's step, per variant (variants take turns within a round)."""
+    times: dict[str, list[float]] = {name: [] for name in steppers}
+    for index in range(warmup + steps):
+        for name, stepper in steppers.items():
+            seconds = stepper.step()
+            if index >= warmup:
+                times[name].append(seconds)
     return times
 
 
@@ -94,17 +109,20 @@ def main(argv: list[str] | None = None) -> int:
             "mxt, cached features": (copy.deepcopy(mxt.model), TrainingCollator(pad, cache)(rows)),
             "mxt, pixels every step": (copy.deepcopy(mxt.model), TrainingCollator(pad, pixels)(rows)),
         }
-        results = {name: statistics.median(_time_steps(model, batch, args.warmup, args.steps))
-                   for name, (model, batch) in runs.items()}
-    base = results["text-only"]
-    lines = [f"# Training step cost ({args.config}, batch {args.batch_size}, median of {args.steps} steps, "
-             f"{args.threads} threads)", "", "| variant | s/step | vs text-only |", "| --- | ---: | ---: |"]
-    lines += [f"| {name} | {seconds:.3f} | {seconds / base:.2f}x |" for name, seconds in results.items()]
+        times = _interleaved({name: _Stepper(model, batch) for name, (model, batch) in runs.items()},
+                             args.warmup, args.steps)
+    results = {name: statistics.median(values) for name, values in times.items()}
+    ratios = {name: statistics.median(t / b for t, b in zip(values, times["text-only"]))
+              for name, values in times.items()}
+    lines = [f"# Training step cost ({args.config}, batch {args.batch_size}, {args.steps} interleaved rounds, "
+             f"{args.threads} threads)", "", "| variant | median s/step | median ratio to text-only |",
+             "| --- | ---: | ---: |"]
+    lines += [f"| {name} | {results[name]:.3f} | {ratios[name]:.2f}x |" for name in results]
     print("\n".join(lines))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps({"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()},
-                                           "seconds_per_step": results}, indent=2))
+                                           "seconds_per_step": results, "ratio_to_text_only": ratios}, indent=2))
     return 0
 
 
