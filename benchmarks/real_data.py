@@ -12,6 +12,11 @@ tables. Data sets (from ``--data``, default ``../shared/data``; never copied int
 
     python benchmarks/real_data.py implicitave --config mxt-cpu --variant mxt --steps 600 --output /tmp/r/i-mxt
     python benchmarks/real_data.py oa-mine --config mxt-cpu --variant text-only --steps 600 --output /tmp/r/o
+    python benchmarks/real_data.py oa-mine --reuse --decode whole_words=true --output /tmp/r/o
+
+``--reuse`` evaluates the model already saved in ``--output`` instead of training one; ``--decode
+OPTION=VALUE`` (repeatable) changes a generator option before evaluation (decode-time options such as
+``whole_words``), so decoding rules are compared on one trained model.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
+import yaml
 
 from mxt_sdk import Extractor, Product
 from mxt_sdk.config_overrides import apply_overrides
@@ -70,6 +76,32 @@ def _majority_accuracy(train: list[Product], test: list[Product]) -> float:
     return right / max(total, 1)
 
 
+def _fit(extractor: Extractor, train, args, **options) -> tuple[int | None, float | None]:
+    """Train for ``args.steps`` into ``args.output`` (steps, seconds); with ``--reuse`` nothing (None, None)."""
+    if args.reuse:
+        return None, None
+    started = time.perf_counter()
+    result = extractor.fit(train, output_dir=args.output, max_steps=args.steps, eval_every=10**9, log_every=50,
+                           **options)
+    return result.steps, round(time.perf_counter() - started, 1)
+
+
+def _extractor(args) -> Extractor:
+    """The model to evaluate: a fresh one from the config and ``--set``, or the saved one (``--reuse``), with
+    the ``--decode`` generator options applied."""
+    if args.reuse:
+        extractor = Extractor.from_pretrained(args.output)
+    else:
+        extractor = Extractor.from_config(apply_overrides(variant_config(args.variant, args.config), args.overrides))
+    options = extractor.model.generator.options
+    for item in args.decode:
+        name, _, value = item.partition("=")
+        if name not in type(options).model_fields:
+            raise SystemExit(f"--decode {item}: the generator has no option {name!r}")
+        setattr(options, name, yaml.safe_load(value))
+    return extractor
+
+
 def run_implicitave(extractor: Extractor, args) -> dict:
     root = args.data / "implicitave"
     train, test = _implicitave_split(root, args.seed, args.test_share)
@@ -80,10 +112,7 @@ def run_implicitave(extractor: Extractor, args) -> dict:
     if args.train_text:
         pairs = {(p.product_type, a) for p in train + test for a in p.attributes}
         train = train * args.photo_repeat + _train_text_products(root, pairs)
-    started = time.perf_counter()
-    result = extractor.fit(train, output_dir=args.output, image_root=root, max_steps=args.steps,
-                           eval_every=10**9, log_every=50)
-    seconds = time.perf_counter() - started
+    steps, seconds = _fit(extractor, train, args, image_root=root)
     right = absent_right = absent = 0
     for product in test:
         for prediction in extractor.extract([product], list(product.attributes), image_root=root):
@@ -94,21 +123,18 @@ def run_implicitave(extractor: Extractor, args) -> dict:
                 absent += 1
                 absent_right += correct
     total = sum(len(p.attributes) for p in test)
-    return {"train_products": len(train), "photo_products": photo_products, "test_pairs": total, "steps": result.steps, "train_seconds": round(seconds, 1),
+    return {"train_products": len(train), "photo_products": photo_products, "test_pairs": total, "steps": steps, "train_seconds": seconds,
             "accuracy": round(right / total, 4), "value_absent_accuracy": round(absent_right / max(absent, 1), 4),
             "value_absent_pairs": absent, "majority_accuracy": round(majority, 4)}
 
 
 def run_extractgpt(extractor: Extractor, args) -> dict:
     root = args.data / "extractgpt" / args.dataset
-    started = time.perf_counter()
-    result = extractor.fit(root / "train.jsonl", output_dir=args.output, max_steps=args.steps, eval_every=10**9,
-                           log_every=50)
-    seconds = time.perf_counter() - started
+    steps, seconds = _fit(extractor, root / "train.jsonl", args)
     report = extractor.evaluate(root / "test.jsonl", output=args.output / "eval" / "report.json")
     slices = {name: {k: v for k, v in values.items() if not isinstance(v, list)}
               for name, values in report["slices"].items()}
-    return {"steps": result.steps, "train_seconds": round(seconds, 1), "micro": report["micro"],
+    return {"steps": steps, "train_seconds": seconds, "micro": report["micro"],
             "macro": report["macro"], "slices": slices}
 
 
@@ -131,12 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--reuse", action="store_true", help="evaluate the model saved in --output, do not train")
+    parser.add_argument("--decode", action="append", default=[], metavar="OPTION=VALUE",
+                        help="set this generator option before evaluating (e.g. whole_words=true)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    extractor = Extractor.from_config(apply_overrides(variant_config(args.variant, args.config), args.overrides))
+    extractor = _extractor(args)
     run = run_implicitave if args.dataset == "implicitave" else run_extractgpt
     result = {"dataset": args.dataset, "config": str(args.config), "variant": args.variant,
-              "overrides": args.overrides, **({"train_text": True, "photo_repeat": args.photo_repeat}
+              "overrides": args.overrides, "reuse": args.reuse, "decode": args.decode, **({"train_text": True, "photo_repeat": args.photo_repeat}
                                               if args.train_text else {}),
               **({"blank_titles": True} if args.blank_titles else {}), **run(extractor, args)}
     print(json.dumps(result), flush=True)
