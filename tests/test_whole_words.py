@@ -118,3 +118,24 @@ def test_a_first_copy_into_a_word_copies_the_piece_that_starts_it():
             word_start = position
         assert first[position] == ids[word_start if piece[:1].isalnum() else position], (pieces, position)
     assert first != ids  # some piece continued a word
+
+
+def test_a_guard_narrowed_to_some_rows_keeps_their_state():
+    tokenizer = _tokenizer()
+    tables = WordTables().update(tokenizer)
+    rows = [tokenizer(text, add_special_tokens=False)["input_ids"] for text in ("cotton shirt", "kavennox boots")]
+    width = max(map(len, rows))
+    prompt_ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+    guard = WholeWordGuard(tables, prompt_ids, prompt_ids != 0)
+    kaven = rows[1]
+    guard.advance(torch.tensor([rows[0][0], kaven[0]]))
+    guard.advance(torch.tensor([rows[0][1], kaven[1]]))
+    blocked_before = _end_blocked_rows(guard, tokenizer)
+    guard.select(torch.tensor([1]))
+    assert _end_blocked_rows(guard, tokenizer) == blocked_before[1:]
+
+
+def _end_blocked_rows(guard: WholeWordGuard, tokenizer) -> list[bool]:
+    rows = guard.prompt_ids.size(0)
+    logprobs = torch.log_softmax(torch.zeros(rows, len(tokenizer)), -1)
+    return torch.isinf(guard.constrain(logprobs, tokenizer.eos_token_id)[:, tokenizer.eos_token_id]).tolist()

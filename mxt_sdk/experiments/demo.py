@@ -24,7 +24,7 @@ log = logging.getLogger("mxt_sdk.demo")
 DEMO_CONFIG = "mxt-cpu"
 #: the catalog's pictures are drawn at 96 px; 128 px input keeps EfficientNet's cost a third of 224's
 DEMO_IMAGE_SIZE = 128
-DEMO_COPY_OPTIONS = {"copy_continuation": True, "copy_switch_loss": 1.0}
+DEMO_COPY_OPTIONS = {"copy_continuation": True, "copy_switch_loss": 1.0, "whole_words": True}
 DEMO_SUBWORD_REGULARIZATION = 0.2
 
 

@@ -110,6 +110,13 @@ class WholeWordGuard:
         guarded[blocked] = torch.log_softmax(guarded[blocked], dim=-1)
         return guarded
 
+    def select(self, keep: torch.Tensor) -> None:
+        """Keep rows ``keep`` (indices) only: for a decoding loop that drops the rows that finished."""
+        for name in ("prompt_ids", "valid", "cut_after", "continues_at"):
+            setattr(self, name, getattr(self, name)[keep])
+        if self.ends is not None:
+            self.ends = self.ends[keep]
+
     def advance(self, chosen: torch.Tensor) -> None:
         """Extend the occurrences by the tokens ``chosen`` ``[B]`` at this step."""
         hit = (self.prompt_ids == chosen[:, None]) & self.valid
