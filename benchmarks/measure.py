@@ -75,3 +75,20 @@ def matmul_gflops(dtype: torch.dtype = torch.float32, size: int = 2048, repeats:
     for _ in range(repeats):
         a @ b
     return 2 * size**3 * repeats / (time.perf_counter() - started) / 1e9
+
+
+def apply_decode_options(extractor, items: list[str]) -> None:
+    """Apply ``OPTION=VALUE`` items (YAML values) to a built or loaded extractor, for evaluation: an
+    ``extraction`` setting (``choose_among_known=50``) goes to its config, anything else must be a
+    generator option (``whole_words=true``). Raises SystemExit naming an unknown option."""
+    import yaml
+
+    options = extractor.model.generator.options
+    for item in items:
+        name, _, value = item.partition("=")
+        if name in type(extractor.config.extraction).model_fields:
+            setattr(extractor.config.extraction, name, yaml.safe_load(value))
+        elif name in type(options).model_fields:
+            setattr(options, name, yaml.safe_load(value))
+        else:
+            raise SystemExit(f"--decode {item}: neither an extraction setting nor a generator option")

@@ -15,26 +15,29 @@ tables. Data sets (from ``--data``, default ``../shared/data``; never copied int
     python benchmarks/real_data.py oa-mine --reuse --decode whole_words=true --output /tmp/r/o
 
 ``--reuse`` evaluates the model already saved in ``--output`` instead of training one; ``--decode
-OPTION=VALUE`` (repeatable) changes a generator option before evaluation (decode-time options such as
-``whole_words``), so decoding rules are compared on one trained model.
+OPTION=VALUE`` (repeatable) changes a generator option (``whole_words``) or an extraction setting
+(``choose_among_known``) before evaluation, so decoding rules are compared on one trained model.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
 import json
+import sys
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import torch
-import yaml
 
 from mxt_sdk import Extractor, Product
 from mxt_sdk.config_overrides import apply_overrides
 from mxt_sdk.data.readers import read_products
 from mxt_sdk.evaluation.metrics import values_match
 from mxt_sdk.experiments.ablation import variant_config
+
+sys.path.insert(0, str(Path(__file__).parent))
+from measure import apply_decode_options  # noqa: E402
 
 
 def _implicitave_split(root: Path, seed: int, test_share: float) -> tuple[list[Product], list[Product]]:
@@ -93,12 +96,7 @@ def _extractor(args) -> Extractor:
         extractor = Extractor.from_pretrained(args.output)
     else:
         extractor = Extractor.from_config(apply_overrides(variant_config(args.variant, args.config), args.overrides))
-    options = extractor.model.generator.options
-    for item in args.decode:
-        name, _, value = item.partition("=")
-        if name not in type(options).model_fields:
-            raise SystemExit(f"--decode {item}: the generator has no option {name!r}")
-        setattr(options, name, yaml.safe_load(value))
+    apply_decode_options(extractor, args.decode)
     return extractor
 
 
@@ -159,13 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--reuse", action="store_true", help="evaluate the model saved in --output, do not train")
     parser.add_argument("--decode", action="append", default=[], metavar="OPTION=VALUE",
-                        help="set this generator option before evaluating (e.g. whole_words=true)")
+                        help="set this generator option or extraction setting before evaluating "
+                             "(e.g. whole_words=true, choose_among_known=50)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     extractor = _extractor(args)
     run = run_implicitave if args.dataset == "implicitave" else run_extractgpt
     result = {"dataset": args.dataset, "config": str(args.config), "variant": args.variant,
-              "overrides": args.overrides, "reuse": args.reuse, "decode": args.decode, **({"train_text": True, "photo_repeat": args.photo_repeat}
+              "overrides": args.overrides, "reuse": args.reuse, "decode": args.decode,
+ **({"train_text": True, "photo_repeat": args.photo_repeat}
                                               if args.train_text else {}),
               **({"blank_titles": True} if args.blank_titles else {}), **run(extractor, args)}
     print(json.dumps(result), flush=True)

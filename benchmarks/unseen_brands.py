@@ -12,24 +12,27 @@ attributes, zero-shot values recovered, and a few of the brands it got wrong. Th
     python benchmarks/unseen_brands.py --output /tmp/brands --reuse --decode whole_words=false
 
 ``--decode OPTION=VALUE`` (repeatable) evaluates the same trained model a second time with these
-generator options changed (decode-time options such as ``whole_words``), and prints both results
+generator options or extraction settings changed (``whole_words``, ``choose_among_known``), and prints both results
 side by side; ``--reuse`` evaluates the model already in ``OUTPUT/mxt`` instead of training one.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from mxt_sdk import Extractor
 from mxt_sdk.config_overrides import apply_overrides
 from mxt_sdk.experiments import demo
 from mxt_sdk.experiments.runs import fit_budgeted
 from mxt_sdk.experiments.synthetic import write_catalog
+
+sys.path.insert(0, str(Path(__file__).parent))
+from measure import apply_decode_options  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,11 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     results["as_trained"] = _evaluate(extractor, test, args.output / "eval-as-trained" / "report.json",
                                       dict(options))
     if args.decode:
-        for item in args.decode:
-            name, _, value = item.partition("=")
-            if name not in type(options).model_fields:
-                parser.error(f"--decode {item}: the generator has no option {name!r}")
-            setattr(options, name, yaml.safe_load(value))
+        apply_decode_options(extractor, args.decode)
         results["decoded"] = _evaluate(extractor, test, args.output / "eval-decoded" / "report.json", dict(options))
     print(json.dumps(results), flush=True)
     return 0
@@ -79,6 +78,7 @@ def _evaluate(extractor: Extractor, test: Path, report_path: Path, options: dict
     wrong = [(r["gold"], r["value"]) for r in rows if r["attribute"] == "brand" and not r["correct"]][:10]
     return {"generator_options": {k: options[k] for k in ("copy_continuation", "copy_switch_loss", "whole_words")
                                   if k in options},
+            "choose_among_known": extractor.config.extraction.choose_among_known,
             "unseen_brands": [right, asked],
             "image_only_accuracy": round(sum(bool(r["correct"]) for r in image_only) / len(image_only), 3),
             "zero_shot": [sum(bool(r["correct"]) for r in zero_shot), len(zero_shot)],

@@ -124,6 +124,10 @@ class ExtractionConfig(_Section):
     url_cache_dir: str | None = Field(default=None, description="keep downloaded images here, keyed by URL")
     url_allow_networks: list[str] = Field(default_factory=list,
                                           description="networks exempt from the public-address rule")
+    choose_among_known: int = Field(
+        default=0, ge=0, description="pairs with at most this many values seen in training answer the most likely "
+                                     "of them or the none answer, unless the free answer is written in the "
+                                     "product's text; 0: off, free generation")
     dtype: Literal["auto", "fp32", "bf16", "int8"] = Field(
         default="auto", description="numeric mode of extraction (see mxt_sdk.model.numerics); auto: bf16 on "
                                     "CUDA, fp32 on CPU")

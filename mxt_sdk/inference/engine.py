@@ -6,6 +6,7 @@ why, and never stops the job.
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from mxt_sdk.evaluation.metrics import written_in
 from mxt_sdk.evaluation.thresholds import Thresholds
 from mxt_sdk.images.batching import ImageLoader, pad_batch, truncate
 from mxt_sdk.images.fetch import UrlPolicy
+from mxt_sdk.inference.known_values import KnownValueChooser
 from mxt_sdk.model.mxt import ImageFeatures, ImagePixels, MXTModel
 from mxt_sdk.model.numerics import autocast, channels_last_pixels
 from mxt_sdk.plugins.components import Canonicalizer
@@ -28,6 +30,9 @@ from mxt_sdk.types import Prediction, Product, product_from_record
 
 ALL_ATTRIBUTES = "*"
 Answer = tuple[str, float, bool]  #: decoded text, confidence, cut at the generation bound (no EOS)
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,6 +62,7 @@ class EngineSettings:
     on_image_error: str = "error"
     urls: UrlPolicy | None = None  #: image URL rules (None: URLs refused)
     dtype: str = "fp32"  #: a resolved mode of :mod:`mxt_sdk.model.numerics`
+    choose_among_known: int = 0  #: pairs with at most this many known values answer the likeliest (0: off)
     stats: dict[str, int] = field(default_factory=lambda: {"truncated_inputs": 0})
 
 
@@ -116,6 +122,14 @@ class Engine:
         self.canonicalizer = canonicalizer
         self.images = ImageLoader(model.preprocessing(), settings.image_root,
                                   settings.max_image_pixels, settings.urls) if model.uses_images else None
+        self.known = None
+        if settings.choose_among_known > 0 and metadata is not None:
+            if model.generator.scores_answers:
+                self.known = KnownValueChooser(model, tokenizer, metadata, settings.none_answer,
+                                               settings.choose_among_known)
+            else:
+                logger.warning("extraction.choose_among_known is ignored: generator %r cannot score given answers "
+                               "(its free answers are kept)", model.generator.name)
 
     def run(self, requests: Iterable[Request]) -> Iterator[Prediction]:
         """Predictions for ``requests`` in input order, a chunk of ``batch_size`` products at a time."""
@@ -185,7 +199,25 @@ class Engine:
             ended = (output.token_ids == eos).any(dim=1).tolist() if eos is not None else [True] * len(batch)
             for i, text, confidence, done in zip(batch, texts, confidences, ended):
                 answers[examples[i]] = (" ".join(text.split()), confidence, not done)
+            if self.known is not None:
+                self._choose_known(chunk, [examples[i] for i in batch], answers, input_ids.to(device),
+                                   attention_mask.to(device), features, rows)
         return answers
+
+    def _choose_known(self, chunk: list[Request], batch: list[tuple[int, str]], answers: dict,
+                      input_ids: torch.Tensor, attention_mask: torch.Tensor, features: ImageFeatures | None,
+                      rows: torch.Tensor) -> None:
+        """Replace the free answers of ``batch`` by the likeliest known value of their pair, except the answers
+        written in the product's text (a stated value is kept, so values new to training stay possible)."""
+        pairs = []
+        for row, attribute in batch:
+            product, value = chunk[row].product, self._value(answers[(row, attribute)][0])
+            stated = value is not None and written_in(value, product.text)
+            pairs.append(None if stated else (product.product_type, attribute))
+        chosen = self.known.choose(input_ids, attention_mask, features, rows, pairs)
+        for example, choice in zip(batch, chosen):
+            if choice is not None:
+                answers[example] = (choice[0], choice[1], False)
 
     def _prediction(self, request: Request, attribute: str, answer: Answer | None,
                     canonical: tuple[str, bool] | None, image_used: bool) -> Prediction:

@@ -189,6 +189,14 @@ class MXTModel(torch.nn.Module):
         hidden, mask = self.encode_text(input_ids, attention_mask, self.image_features(images, image_index))
         return self.generator.greedy(hidden, mask, max_new_tokens, input_ids=input_ids)
 
+    def answer_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                        images: ImagePixels | ImageFeatures | None, labels: torch.Tensor, example: torch.Tensor,
+                        image_index: torch.Tensor | None = None) -> torch.Tensor:
+        """Log-probability ``[R]`` of answer ``labels[r]`` for example ``example[r]`` (``R`` answers over
+        ``B`` examples: each example's prompt is encoded once, whatever its number of candidate answers)."""
+        hidden, mask = self.encode_text(input_ids, attention_mask, self.image_features(images, image_index))
+        return self.generator.answer_logprobs(hidden[example], mask[example], labels, input_ids=input_ids[example])
+
     def export_states(self) -> dict[str, Any]:
         """JSON-able state of each component slot, for :class:`MXTModel` ``saved=``."""
         states: dict[str, Any] = {"generator": self.generator.export_state()}

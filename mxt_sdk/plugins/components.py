@@ -204,6 +204,19 @@ class Generator(Component, torch.nn.Module, abc.ABC):
                max_new_tokens: int, *, input_ids: torch.Tensor) -> GreedyOutput:
         """Greedy answers of at most ``max_new_tokens`` tokens (EOS included) per row."""
 
+    def answer_logprobs(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
+                        labels: torch.Tensor, *, input_ids: torch.Tensor) -> torch.Tensor:
+        """Log-probability ``[B]`` of each whole answer ``labels [B, T]`` (-100 = padding), as :meth:`greedy`
+        scores its own answers. Used to choose among known values (``extraction.choose_among_known``);
+        a generator that cannot score given answers keeps this default and refuses that setting."""
+        raise ConfigError(f"generator {self.name!r} cannot score given answers: set "
+                          "extraction.choose_among_known to 0 with it")
+
+    @property
+    def scores_answers(self) -> bool:
+        """Whether this generator implements :meth:`answer_logprobs`."""
+        return type(self).answer_logprobs is not Generator.answer_logprobs
+
     @staticmethod
     def text_offset(encoder_hidden: torch.Tensor, input_ids: torch.Tensor) -> int:
         """How many positions fusions put in front of the text: input token ``n`` is at

@@ -260,6 +260,27 @@ class T5Generator(T5Backbone):
             output = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=encoder_hidden),
                                 attention_mask=attention_mask, labels=labels)
             return output.loss
+        logprobs, log_switch, copyable = self._copy_token_logprobs(encoder_hidden, attention_mask, labels, input_ids)
+        target = labels != -100
+        loss = -(logprobs * target).sum() / target.sum().clamp_min(1)
+        if self.options.copy_switch_loss > 0:
+            loss = loss + self.options.copy_switch_loss * self._switch_loss(log_switch, input_ids, copyable, labels)
+        return loss
+
+    def answer_logprobs(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
+                        labels: torch.Tensor, *, input_ids: torch.Tensor | None = None) -> torch.Tensor:
+        target = labels != -100
+        if self.copy_head is None:
+            logits, _, _ = self._decode(encoder_hidden, attention_mask, self.model._shift_right(labels))
+            logprobs = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp_min(0)[..., None])[..., 0]
+        else:
+            logprobs, _, _ = self._copy_token_logprobs(encoder_hidden, attention_mask, labels, input_ids)
+        return (logprobs * target).sum(-1)
+
+    def _copy_token_logprobs(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
+                             input_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Teacher-forced log-probability ``[B, T]`` of each label token under the copy mixture, the switch's
+        log-probabilities and which prompt tokens may be copied."""
         encoder_text, copyable = self._copy_inputs(encoder_hidden, attention_mask, input_ids)
         decoder_input_ids = self.model._shift_right(labels)
         logits, hidden, _ = self._decode(encoder_hidden, attention_mask, decoder_input_ids)
@@ -267,12 +288,8 @@ class T5Generator(T5Backbone):
         attention, log_switch = self.copy_head.attend(hidden, self.embed(decoder_input_ids), encoder_text, copyable,
                                                       input_ids, self._answer_so_far(decoder_input_ids),
                                                       self._inside_word(input_ids))
-        target = labels != -100
         logprobs = CopyHead.token_logprobs(vocab_logprobs, attention, log_switch, input_ids, labels.clamp_min(0))
-        loss = -(logprobs * target).sum() / target.sum().clamp_min(1)
-        if self.options.copy_switch_loss > 0:
-            loss = loss + self.options.copy_switch_loss * self._switch_loss(log_switch, input_ids, copyable, labels)
-        return loss
+        return logprobs, log_switch, copyable
 
     def _switch_loss(self, log_switch: torch.Tensor, input_ids: torch.Tensor, copyable: torch.Tensor,
                      labels: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,89 @@
+"""Choosing among known values (extraction.choose_among_known): whole-answer scores and the engine rule."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from mxt_sdk import Extractor, Product
+from mxt_sdk.data.metadata import CatalogMetadata, pair_key
+from mxt_sdk.plugins import manager
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_answer_logprobs_of_the_greedy_answer_are_greedy_scores(copy):
+    torch.manual_seed(0)
+    generator = manager.create("generators", "t5", {"tokenizer": "byte", "d_model": 32, "d_ff": 64, "num_layers": 2,
+                                                    "num_heads": 4, "dropout_rate": 0.0, "copy_mechanism": copy})
+    generator.eval()
+    input_ids = torch.randint(3, 200, (4, 9))
+    mask = torch.ones_like(input_ids)
+    with torch.no_grad():
+        hidden = generator.encode(generator.embed(input_ids), mask)
+        out = generator.greedy(hidden, mask, 4, input_ids=input_ids)
+        labels = out.token_ids.clone()
+        for row in labels:  # what follows the first EOS is padding
+            eos = (row == generator.model.config.eos_token_id).nonzero()
+            if len(eos):
+                row[int(eos[0]) + 1:] = -100
+        scores = generator.answer_logprobs(hidden, mask, labels, input_ids=input_ids)
+    assert torch.allclose(scores, out.token_logprobs.sum(-1), atol=1e-4)
+
+
+def _extractor(values: dict[str, int], limit: int) -> Extractor:
+    extractor = Extractor.from_config({**tiny_config([]), "extraction": {"canonicalizer": None,
+                                                                           "choose_among_known": limit}})
+    extractor.metadata = CatalogMetadata(values={pair_key("shirt", "color"): values}, max_answer_tokens=6)
+    return extractor
+
+
+def test_a_short_value_list_answers_its_likeliest_value_with_its_probability():
+    values = {"red": 3, "blue": 2, "dark green": 1}
+    extractor = _extractor(values, limit=5)
+    product = Product(id="p1", product_type="shirt", title="A plain cotton tee")
+    [prediction] = extractor.extract([product], ["color"])
+    none = extractor.config.model.none_answer
+    assert prediction.raw_value in {*values, none}
+    # the answer is the candidate with the highest whole-answer probability, and that is its confidence
+    model, tokenizer = extractor.model.eval(), extractor.model.generator.tokenizer
+    prompt = tokenizer([extractor_prompt(product)], return_tensors="pt")
+    candidates = [*sorted(values), none]
+    labels = tokenizer(candidates, padding=True, return_tensors="pt")["input_ids"]
+    labels[labels == tokenizer.pad_token_id] = -100
+    with torch.no_grad():
+        scores = model.answer_logprobs(prompt["input_ids"], prompt["attention_mask"], None, labels,
+                                       torch.zeros(len(candidates), dtype=torch.long))
+    best = int(scores.argmax())
+    assert prediction.raw_value == candidates[best]
+    assert prediction.confidence == pytest.approx(float(scores[best].exp()), rel=1e-4)
+
+
+def test_a_long_value_list_keeps_the_free_answer():
+    values = {f"v{i}": 1 for i in range(6)}
+    extractor = _extractor(values, limit=5)
+    products = [Product(id="p", product_type="shirt", title="tee"), Product(id="q", product_type="mug", title="mug")]
+    limited = [(p.raw_value, p.confidence) for p in extractor.extract(products, ["color"])]
+    extractor.config.extraction.choose_among_known = 0
+    free = [(p.raw_value, p.confidence) for p in extractor.extract(products, ["color"])]
+    assert limited == free  # 6 values > 5, and the mug's pair is unknown
+    extractor.config.extraction.choose_among_known = 6
+    assert extractor.extract(products[:1], ["color"])[0].raw_value in {*values, extractor.config.model.none_answer}
+
+
+def extractor_prompt(product: Product) -> str:
+    from mxt_sdk.data.prompt import build_prompt
+
+    return build_prompt("color", product)
+
+
+def test_a_generator_that_cannot_score_keeps_its_free_answers(caplog):
+    config = {**tiny_config([]), "extraction": {"canonicalizer": None, "choose_among_known": 5}}
+    config["model"]["generator"] = {"name": "span", "options": {"tokenizer": "byte", "d_model": 32, "d_ff": 64,
+                                                                "num_layers": 2, "num_heads": 4}}
+    extractor = Extractor.from_config(config)
+    extractor.metadata = CatalogMetadata(values={pair_key("shirt", "color"): {"red": 1}}, max_answer_tokens=6)
+    assert not extractor.model.generator.scores_answers
+    with caplog.at_level("WARNING"):
+        [prediction] = extractor.extract([Product(id="p", product_type="shirt", title="red tee")], ["color"])
+    assert prediction.error is None
+    assert "choose_among_known is ignored" in caplog.text
