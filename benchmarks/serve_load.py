@@ -1,15 +1,20 @@
 """Load test of ``mxt serve`` on loopback: micro-batching on vs off, overload, answers checked.
 
-Run from the repository root (not a test; about 10 minutes on 2 CPU cores)::
+Run from the repository root (not a test; about 5 minutes on 2 idle CPU cores)::
 
-    nice -n 10 python benchmarks/serve_load.py --output serve-results/serve_load.json
+    python benchmarks/serve_load.py --model /tmp/serve-model --torch-threads 1 --output serve-results/serve_load.json
 
-Unless ``--model`` names an existing model folder it trains tiny-cpu for ``--train-steps`` steps on the synthetic catalog first, so the
-answers are real ones (not argmax ties of noise). Then, against ``mxt serve`` started as a separate
-process on 127.0.0.1, one client process sends one product per request from 1, 8 and 32 concurrent
-clients (asyncio), first with micro-batching on (``--max-batch-size 32 --max-wait-ms 5``), then off
-(``--max-batch-size 1``: one request per forward pass), on the same server code and model. Every
-request is bounded: ``--requests`` per run and ``--max-seconds`` per run, whichever comes first.
+Unless ``--model`` names an existing model folder it trains tiny-cpu for ``--train-steps`` steps on the
+synthetic catalog first (and saves it there), so the answers are real ones (not argmax ties of noise).
+Then, against two ``mxt serve`` processes on 127.0.0.1 (same code and model): micro-batching on
+(``--max-batch-size 32 --max-wait-ms 5``) and off (``--max-batch-size 1``: one request per engine
+call), one client process sends one product per request from 1, 8 and 32 concurrent clients, the
+modes alternating (``--rounds`` times per client count) so a change in the machine's load falls on
+both. The clients are lean asyncio HTTP/1.1 connections (:class:`Connection`), so the client's own
+work is a small part of what is measured. Every request is bounded: ``--requests`` per run and
+``--max-seconds`` per run, whichever comes first. Each run also reports the mean products per engine
+batch, and per answered request the engine's wall time, the server process's CPU time and the
+client process's CPU time.
 
 Every answer is compared with ``Extractor.extract`` on the same products, run in this process:
 *lost* = a request without a 200 answer (transport error, timeout, 5xx), *duplicated* = a (product,
@@ -17,7 +22,9 @@ attribute) row answered more than once, *wrong* = a row whose fields differ from
 (confidence to rel. 1e-4, as batches are composed differently) or that belongs to another request
 (each request carries its own product id). The overload run sends ``--overload-clients`` clients
 against a queue of ``--overload-queue`` products; refused requests (429) are not retried and are
-counted apart, with their answer times; then a paced run checks that the server recovers.
+counted apart, with their answer times as the clients saw them, as a separate probe process saw
+them, and as the server measured them (``mxt_refusal_latency_seconds``); then a paced run checks
+that the server recovers.
 """
 from __future__ import annotations
 
@@ -85,6 +92,16 @@ class Server:
         self.process.terminate()
         self.process.wait(60)
 
+    def totals(self) -> tuple[float, float, float]:
+        """(products, engine batches, engine seconds) the server has run so far, from its /metrics page."""
+        return tuple(scrape(self.url, name) or 0.0
+                     for name in ("mxt_batch_size_sum", "mxt_batch_size_count", "mxt_batch_seconds_sum"))
+
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the server process has used so far (Linux /proc)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 def expected_rows(model: Path, products: list[dict[str, Any]], images: Path) -> dict[str, list[dict[str, Any]]]:
     """``Extractor.extract`` on the same products: the rows of each product id."""
@@ -113,10 +130,55 @@ def check(answer: list[dict[str, Any]], request_id: str, reference: list[dict[st
     return duplicated, wrong
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection on asyncio streams: a lean client, so that the load generator's
+    own work (a few hundred microseconds per request) is not what the answer times measure. httpx's
+    AsyncClient costs milliseconds per request; with 96 concurrent clients in one process on 2 cores
+    its own queueing alone made answers of a server that refuses at once take 0.7 s (p50) to 5 s."""
+
+    def __init__(self, url: str):
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        self.host, self.port = host, int(port)
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, payload: bytes) -> tuple[int, dict[str, str], bytes]:
+        """(status, headers with lower-case names, body); raises OSError / IncompleteReadError / ValueError
+        when the connection fails (it is then closed, and the next call opens a new one)."""
+        try:
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                              f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+                              + payload)
+            status = int((await self.reader.readline()).split()[1])
+            headers = {}
+            while (line := await self.reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                headers[name.strip().lower()] = value.strip()
+            body = await self.reader.readexactly(int(headers["content-length"]))
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError, KeyError):
+            await self.close()
+            raise ConnectionError("the connection failed") from None
+        if headers.get("connection", "").lower() == "close":
+            await self.close()
+        return status, headers, body
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            try:
+                await self.writer.wait_closed()
+            except OSError:
+                pass
+        self.reader = self.writer = None
+
+
 async def load(url: str, products: list[dict[str, Any]], reference: dict[str, list[dict[str, Any]]],
-               clients: int, requests: int, max_seconds: float, pace: float = 0.0) -> dict[str, Any]:
-    """``clients`` concurrent clients send ``requests`` one-product requests in all (or stop after
-    ``max_seconds``); each answer is checked against ``reference``."""
+               clients: int, requests: int, max_seconds: float, pace: float = 0.0,
+               timeout: float = 120.0) -> dict[str, Any]:
+    """``clients`` concurrent clients (one connection each) send ``requests`` one-product requests in all
+    (or stop after ``max_seconds``); each answer is checked against ``reference``."""
     counts = {"sent": 0, "ok": 0, "refused_429": 0, "lost": 0, "duplicated": 0, "wrong": 0}
     latencies: list[float] = []
     refusals: list[float] = []
@@ -124,45 +186,49 @@ async def load(url: str, products: list[dict[str, Any]], reference: dict[str, li
     next_index = iter(range(requests))
     stop_at = time.monotonic() + max_seconds
 
-    async def client(http: httpx.AsyncClient) -> None:
-        for index in next_index:
-            if time.monotonic() > stop_at:
-                return
-            product = products[index % len(products)]
-            request_id = f"{product['id']}#{index}"
-            counts["sent"] += 1
-            started = time.perf_counter()
-            try:
-                answer = await http.post(url + "/v1/extract", json={"product": {**product, "id": request_id}})
-            except httpx.HTTPError:
-                counts["lost"] += 1
-                continue
-            seconds = time.perf_counter() - started
-            if answer.status_code == 429:
-                counts["refused_429"] += 1
-                refusals.append(seconds)
-                retry_after.add(answer.headers.get("Retry-After", "missing"))
-            elif answer.status_code != 200:
-                counts["lost"] += 1
-            else:
-                counts["ok"] += 1
-                latencies.append(seconds)
-                duplicated, wrong = check(answer.json()["predictions"], request_id, reference[product["id"]])
-                counts["duplicated"] += duplicated
-                counts["wrong"] += wrong
-            if pace:
-                await asyncio.sleep(pace)
+    async def client() -> None:
+        connection = Connection(url)
+        try:
+            for index in next_index:
+                if time.monotonic() > stop_at:
+                    return
+                product = products[index % len(products)]
+                request_id = f"{product['id']}#{index}"
+                payload = json.dumps({"product": {**product, "id": request_id}}).encode()
+                counts["sent"] += 1
+                started = time.perf_counter()
+                try:
+                    status, headers, body = await asyncio.wait_for(connection.post("/v1/extract", payload), timeout)
+                except (ConnectionError, asyncio.TimeoutError):
+                    await connection.close()
+                    counts["lost"] += 1
+                    continue
+                seconds = time.perf_counter() - started
+                if status == 429:
+                    counts["refused_429"] += 1
+                    refusals.append(seconds)
+                    retry_after.add(headers.get("retry-after", "missing"))
+                elif status != 200:
+                    counts["lost"] += 1
+                else:
+                    counts["ok"] += 1
+                    latencies.append(seconds)
+                    duplicated, wrong = check(json.loads(body)["predictions"], request_id, reference[product["id"]])
+                    counts["duplicated"] += duplicated
+                    counts["wrong"] += wrong
+                if pace:
+                    await asyncio.sleep(pace)
+        finally:
+            await connection.close()
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     started = time.perf_counter()
-    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
-        await asyncio.gather(*(client(http) for _ in range(clients)))
+    await asyncio.gather(*(client() for _ in range(clients)))
     wall = time.perf_counter() - started
     return {**counts, "clients": clients, "seconds": round(wall, 2),
             "throughput_rps": round(counts["ok"] / wall, 2) if wall else None,
             "p50_ms": _ms(percentile(latencies, 50)), "p99_ms": _ms(percentile(latencies, 99)),
-            "refusal_p50_ms": _ms(percentile(refusals, 50)), "refusal_max_ms": _ms(max(refusals, default=None)),
-            "retry_after": sorted(retry_after)}
+            "refusal_p50_ms": _ms(percentile(refusals, 50)), "refusal_p99_ms": _ms(percentile(refusals, 99)),
+            "refusal_max_ms": _ms(max(refusals, default=None)), "retry_after": sorted(retry_after)}
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -225,9 +291,11 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=150)
     parser.add_argument("--products", type=int, default=64, help="Distinct test products, cycled.")
     parser.add_argument("--concurrency", default="1,8,32")
-    parser.add_argument("--requests", type=int, default=160, help="Requests per run at most.")
+    parser.add_argument("--requests", type=int, default=480, help="Requests per run at most.")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="Seconds per run at most.")
-    parser.add_argument("--overload-clients", type=int, default=96)
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="Times each client count is run in both modes (on, off, on, off, ...).")
+    parser.add_argument("--overload-clients", type=int, default=96, help="Clients of the overload run (0: none).")
     parser.add_argument("--overload-queue", type=int, default=16)
     parser.add_argument("--torch-threads", type=int, help="--torch-threads of both servers (default: torch's).")
     parser.add_argument("--output", help="JSON file for the results.")
@@ -247,18 +315,33 @@ def main() -> None:
         # Both servers run at once and the modes alternate at each client count, so a change in the
         # machine's load during the benchmark (it may be shared) falls on both alike.
         with Server(model, images, MODES["batching on"]) as on, Server(model, images, MODES["batching off"]) as off:
-            for clients in map(int, args.concurrency.split(",")):
+            for clients, round_ in ((c, r) for c in map(int, args.concurrency.split(",")) for r in range(args.rounds)):
                 for mode, server in (("batching on", on), ("batching off", off)):
+                    before, cpu_before, client_before = server.totals(), server.cpu_seconds(), time.process_time()
                     run = asyncio.run(load(server.url, products, reference, clients, args.requests, args.max_seconds))
-                    results["runs"].append({"mode": mode, **run})
+                    client_cpu, cpu = time.process_time() - client_before, server.cpu_seconds() - cpu_before
+                    products_run, batches, engine = (a - b for a, b in zip(server.totals(), before))
+                    per_request = (lambda seconds: round(1000 * seconds / run["ok"], 1) if run["ok"] else None)
+                    results["runs"].append({
+                        "mode": mode, "round": round_ + 1, **run, "engine_batches": int(batches),
+                        "mean_batch": round(products_run / batches, 1) if batches else None,
+                        # where the time went, per answered request: the engine's wall time (worker thread),
+                        # the server process's CPU time (engine + HTTP + JSON), the client process's CPU time
+                        "engine_ms_per_request": per_request(engine), "server_cpu_ms_per_request": per_request(cpu),
+                        "client_cpu_ms_per_request": per_request(client_cpu), "load_average": os.getloadavg()[0]})
                     print(json.dumps(results["runs"][-1]), flush=True)
-        overload = ["--queue-size", str(args.overload_queue), *MODES["batching on"]]
-        with Server(model, images, overload) as server:
-            storm = storm_with_probe(server.url, products, reference, args)
-            calm = asyncio.run(load(server.url, products, reference, 2, 40, args.max_seconds, pace=0.05))
-            results["overload"] = {"storm": storm, "after": calm,
-                                   "queue_depth_after": scrape(server.url, "mxt_queue_depth")}
-        print(json.dumps(results["overload"]), flush=True)
+        if args.overload_clients:
+            overload = ["--queue-size", str(args.overload_queue), *MODES["batching on"]]
+            with Server(model, images, overload) as server:
+                storm = storm_with_probe(server.url, products, reference, args)
+                calm = asyncio.run(load(server.url, products, reference, 2, 40, args.max_seconds, pace=0.05))
+                refusals = {"count": scrape(server.url, "mxt_refusal_latency_seconds_count"),
+                            "within_25ms": scrape(server.url, 'mxt_refusal_latency_seconds_bucket{le="0.025"}'),
+                            "within_100ms": scrape(server.url, 'mxt_refusal_latency_seconds_bucket{le="0.1"}'),
+                            "sum_seconds": scrape(server.url, "mxt_refusal_latency_seconds_sum")}
+                results["overload"] = {"storm": storm, "after": calm, "server_refusals": refusals,
+                                       "queue_depth_after": scrape(server.url, "mxt_queue_depth")}
+            print(json.dumps(results["overload"]), flush=True)
     print(report(results))
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -267,21 +350,31 @@ def main() -> None:
 
 def report(results: dict[str, Any]) -> str:
     """The Markdown tables of a run."""
-    lines = ["| mode | clients | requests ok | throughput (req/s) | p50 ms | p99 ms | lost | duplicated | wrong |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| mode | clients | round | requests ok | throughput (req/s) | p50 ms | p99 ms | products per batch "
+             "| engine ms / req | server CPU ms / req | client CPU ms / req | lost | duplicated | wrong |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for run in results["runs"]:
-        lines.append(f"| {run['mode']} | {run['clients']} | {run['ok']} | {run['throughput_rps']} | {run['p50_ms']} "
-                     f"| {run['p99_ms']} | {run['lost']} | {run['duplicated']} | {run['wrong']} |")
-    by = {(r["mode"], r["clients"]): r["throughput_rps"] for r in results["runs"]}
-    for clients in sorted({r["clients"] for r in results["runs"]}):
-        on, off = by.get(("batching on", clients)), by.get(("batching off", clients))
+        lines.append(f"| {run['mode']} | {run['clients']} | {run['round']} | {run['ok']} | {run['throughput_rps']} "
+                     f"| {run['p50_ms']} | {run['p99_ms']} | {run['mean_batch']} | {run['engine_ms_per_request']} "
+                     f"| {run['server_cpu_ms_per_request']} | {run['client_cpu_ms_per_request']} | {run['lost']} "
+                     f"| {run['duplicated']} | {run['wrong']} |")
+    by = {(r["mode"], r["clients"], r["round"]): r["throughput_rps"] for r in results["runs"]}
+    lines.append("")
+    for clients, round_ in sorted({(r["clients"], r["round"]) for r in results["runs"]}):
+        on, off = by.get(("batching on", clients, round_)), by.get(("batching off", clients, round_))
         if on and off:
-            lines.append(f"\nclients {clients}: batching on / off throughput = {on / off:.2f}x")
+            lines.append(f"clients {clients}, round {round_}: batching on / off throughput = {on / off:.2f}x")
+    if "overload" not in results:
+        return "\n".join(lines)
     storm, after = results["overload"]["storm"], results["overload"]["after"]
     lines.append(f"\noverload ({storm['clients']} clients): {storm['sent']} sent, {storm['ok']} ok, "
-                 f"{storm['refused_429']} refused 429 (answer p50 {storm['refusal_p50_ms']} ms, max "
-                 f"{storm['refusal_max_ms']} ms, Retry-After {storm['retry_after']}), lost {storm['lost']}, "
-                 f"duplicated {storm['duplicated']}, wrong {storm['wrong']}")
+                 f"{storm['refused_429']} refused 429 (answer p50 {storm['refusal_p50_ms']} ms, p99 "
+                 f"{storm['refusal_p99_ms']} ms, max {storm['refusal_max_ms']} ms, Retry-After {storm['retry_after']}), "
+                 f"lost {storm['lost']}, duplicated {storm['duplicated']}, wrong {storm['wrong']}")
+    server = results["overload"]["server_refusals"]
+    lines.append(f"server side (mxt_refusal_latency_seconds, arrival at the app to the 429): {server['count']:.0f} "
+                 f"refusals, {server['within_25ms']:.0f} within 25 ms, {server['within_100ms']:.0f} within 100 ms, "
+                 f"mean {1000 * server['sum_seconds'] / max(server['count'], 1):.1f} ms")
     probed = storm["probe"]
     lines.append(f"probe process during the overload: {probed['answers']} requests one at a time, "
                  f"{probed['refused_429']} refused 429 (answer p50 {probed['refusal_p50_ms']} ms, max "

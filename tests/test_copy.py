@@ -60,6 +60,33 @@ def test_greedy_scores_equal_the_teacher_forced_scores_of_its_answer():
     assert float(-out.token_logprobs.sum() / scored) == pytest.approx(float(loss), rel=1e-4)
 
 
+@pytest.mark.parametrize("copy", [False, True])
+def test_rows_that_end_early_leave_the_batch_without_changing_any_answer(copy):
+    generator = _generator(copy=copy).eval()
+    eos = generator.model.config.eos_token_id
+    with torch.no_grad():  # a large EOS embedding: some rows end at once, others run to the bound
+        generator.model.shared.weight[eos] *= 40.0
+        input_ids, mask, _ = _toy_batch(generator, 10, 200, 12, seed=7)
+        mask[::3, 7:] = 0  # rows of different lengths (right padding)
+        input_ids = input_ids.masked_fill(mask == 0, generator.model.config.pad_token_id)
+        hidden = generator.encode(generator.embed(input_ids), mask)
+        widths = []
+        decode = generator._decode
+        generator._decode = lambda *args: widths.append(args[2].size(0)) or decode(*args)
+        batch = generator.greedy(hidden, mask, 5, input_ids=input_ids)
+        del generator._decode
+        alone = [generator.greedy(hidden[i:i + 1], mask[i:i + 1], 5, input_ids=input_ids[i:i + 1]) for i in range(12)]
+    lengths = [int((row == eos).nonzero()[0]) + 1 if (row == eos).any() else 5 for row in batch.token_ids]
+    assert min(lengths) < max(lengths)  # the case the test is about happened
+    assert widths == sorted(widths, reverse=True) and widths[-1] < 12  # finished rows were dropped
+    for row, single in enumerate(alone):
+        steps = single.token_ids.size(1)
+        assert batch.token_ids[row, :steps].tolist() == single.token_ids[0].tolist()
+        assert (batch.token_ids[row, steps:] == generator.model.config.pad_token_id).all()
+        assert batch.token_logprobs[row, :steps].tolist() == pytest.approx(single.token_logprobs[0].tolist(), abs=1e-5)
+        assert (batch.token_logprobs[row, steps:] == 0).all()
+
+
 def _train_and_score(copy: bool) -> float:
     generator = _generator(copy)
     optimizer = torch.optim.AdamW(generator.parameters(), lr=3e-3)

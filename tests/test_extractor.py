@@ -10,6 +10,7 @@ import torch
 from conftest import tiny_config
 from mxt_sdk import Extractor, Prediction, Product
 from mxt_sdk.errors import PluginNotInstalledError
+from mxt_sdk.inference.engine import make_requests
 from mxt_sdk.plugins import manager
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +57,22 @@ def test_batch_size_does_not_change_greedy_outputs(products, image_dir):
     eight = extractor.extract(products, attributes=ATTRIBUTES, image_root=image_dir, batch_size=8)
     assert [_key(p) for p in one] == [_key(p) for p in eight]
     assert [p.confidence for p in one] == pytest.approx([p.confidence for p in eight], rel=1e-4, abs=1e-12)
+
+
+@pytest.mark.parametrize("fusions", [["mag", "xattn"], ["concat", "xattn"]])
+def test_encoding_prompts_in_groups_does_not_change_outputs(products, image_dir, fusions):
+    # Groups of 3 length-sorted rows, each cut to its own longest prompt ("concat" puts an image position
+    # in front of the text), against one encoder pass over all 15 rows.
+    torch.manual_seed(3)
+    extractor = Extractor.from_config(tiny_config(fusions))
+    answers = {}
+    for rows in (None, 3):
+        engine = extractor.engine(batch_size=16, image_root=image_dir)
+        engine.settings.encode_rows = rows
+        answers[rows] = list(engine.run(make_requests(products, ATTRIBUTES, extractor.metadata)))
+    assert [_key(p) for p in answers[3]] == [_key(p) for p in answers[None]]
+    assert [p.confidence for p in answers[3]] == pytest.approx([p.confidence for p in answers[None]], rel=1e-4,
+                                                               abs=1e-12)
 
 
 def test_changing_the_image_changes_multimodal_but_not_text_only_outputs(image_dir):

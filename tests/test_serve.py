@@ -17,6 +17,7 @@ from PIL import Image
 
 from conftest import tiny_config
 from live_server import LiveServer
+from test_image_urls import connected, listener
 from mxt_sdk import Extractor
 from mxt_sdk.data.metadata import CatalogMetadata
 from mxt_sdk.serving.app import create_app
@@ -132,6 +133,7 @@ def test_a_full_queue_answers_429_at_once_and_the_server_recovers(extractor, pro
 
     with LiveServer(app) as server:
         results = asyncio.run(storm(server.url))
+        timed_refusals = server.metric("mxt_refusal_latency_seconds_count")
         after = _post(server.url, light)
         larger_than_the_queue = _post(server.url, {"products": _records(products), "attributes": ATTRIBUTES})
     assert larger_than_the_queue.status_code == 413  # could never be queued: not a 429 to retry for ever
@@ -139,6 +141,7 @@ def test_a_full_queue_answers_429_at_once_and_the_server_recovers(extractor, pro
     assert refused, [a.status_code for a, _ in results]
     assert {a.status_code for a, _ in results} <= {200, 429}
     assert all(int(a.headers["Retry-After"]) >= 1 for a, _ in refused)
+    assert timed_refusals == len(refused)  # each 429 has its answer time in /metrics
     # A refusal does not wait for the engine: typically faster than an answer (absolute times are the
     # benchmark's job; this machine may be shared). The batcher test bounds the refusal itself in ms.
     answered = sorted(s for a, s in results if a.status_code == 200)
@@ -199,3 +202,27 @@ def test_uploads_over_the_pixel_limit_are_refused_as_bombs(extractor, products):
         answer = httpx.post(server.url + "/v1/extract", data={"request": json.dumps(request)},
                             files={"bomb": ("bomb.png", buffer.getvalue(), "image/png")}, timeout=60)
     assert "decompression bomb" in answer.json()["predictions"][0]["error"]
+
+
+@pytest.mark.parametrize("allow_urls", [False, True])
+def test_an_image_url_to_a_loopback_port_gets_an_error_row_and_no_connection(extractor, products, allow_urls):
+    # The URL rules come from the extractor's config (`mxt serve --allow-urls` sets this flag).
+    extraction = extractor.config.extraction
+    before, extraction.allow_urls = extraction.allow_urls, allow_urls
+    try:
+        with listener() as sock:  # a real listening socket: a connection attempt would be accepted
+            port = sock.getsockname()[1]
+            urls = [f"http://{host}:{port}/x.jpg" for host in ("127.0.0.1", "localhost", "[::ffff:127.0.0.1]")]
+            listed = [{**_records(products[:1])[0], "id": f"u{i}", "image": url} for i, url in enumerate(urls)]
+            with LiveServer(create_app(extractor, ServeSettings())) as server:
+                answer = _post(server.url, {"products": [*listed, _records(products[2:3])[0]],
+                                            "attributes": ["color"]})
+            assert not connected(sock)
+    finally:
+        extraction.allow_urls = before
+    assert answer.status_code == 200, answer.text
+    rows = answer.json()["predictions"]
+    assert [r["product_id"] for r in rows] == ["u0", "u1", "u2", "p3"]
+    expected = "not a public one" if allow_urls else "disabled"
+    assert all(expected in r["error"] and "field 'image'" in r["error"] for r in rows[:3]), rows
+    assert rows[3]["error"] is None  # the product without an image is answered beside them

@@ -63,6 +63,9 @@ class EngineSettings:
     urls: UrlPolicy | None = None  #: image URL rules (None: URLs refused)
     dtype: str = "fp32"  #: a resolved mode of :mod:`mxt_sdk.model.numerics`
     choose_among_known: int = 0  #: pairs with at most this many known values answer the likeliest (0: off)
+    #: prompts encoded together within a generation batch (length-sorted groups, each cut to its own
+    #: longest prompt); the decoder still runs ``batch_size`` at a time (see ``MXTModel.generate``)
+    encode_rows: int = 32
     stats: dict[str, int] = field(default_factory=lambda: {"truncated_inputs": 0})
 
 
@@ -192,7 +195,8 @@ class Engine:
             input_ids, attention_mask = pad_batch([encoded[i] for i in batch], self.tokenizer.pad_token_id)
             rows = torch.tensor([examples[i][0] for i in batch], device=device)
             output = self.model.generate(input_ids.to(device), attention_mask.to(device), features,
-                                         self.settings.max_new_tokens, image_index=rows)
+                                         self.settings.max_new_tokens, image_index=rows,
+                                         encode_rows=self.settings.encode_rows)
             texts = self.tokenizer.batch_decode(output.token_ids.tolist(), skip_special_tokens=True)
             confidences = output.token_logprobs.sum(dim=1).exp().clamp(0.0, 1.0).tolist()
             eos = getattr(self.tokenizer, "eos_token_id", None)

@@ -214,10 +214,11 @@ def create_app(extractor: Extractor, settings: ServeSettings | None = None) -> F
               responses={413: _ERROR, 422: _ERROR, 429: _ERROR, 503: _ERROR})
     async def extract(request: HTTPRequest) -> Response:
         """Predictions for one or many products (see :mod:`mxt_sdk.serving.requests`)."""
-        batcher = state.batcher
+        arrived, batcher = time.perf_counter(), state.batcher
         if not state.ready or batcher is None:
             return _refuse(503, "shutting down" if state.stopping else "the model is not ready yet", retry_after=1)
         if batcher.depth >= batcher.capacity:  # refuse before reading the body: the answer comes at once
+            metrics.refusal_latency.observe(time.perf_counter() - arrived)
             return _refuse(429, f"the queue is full ({batcher.capacity} products)", batcher.retry_after())
         try:
             body = await _read_body(request, settings.max_body_bytes)
@@ -231,6 +232,7 @@ def create_app(extractor: Extractor, settings: ServeSettings | None = None) -> F
         except BadRequest as exc:
             return _refuse(exc.status, exc.detail)
         except QueueFull as exc:
+            metrics.refusal_latency.observe(time.perf_counter() - arrived)
             return _refuse(429, str(exc), exc.retry_after)
         except ShuttingDown as exc:
             return _refuse(503, str(exc), retry_after=1)

@@ -1,7 +1,8 @@
 """The server's Prometheus metrics, in a registry of its own (several apps in one process do not mix).
 
 ``mxt_http_requests_total{path,status}``, ``mxt_request_latency_seconds`` (``POST /v1/extract``, from
-the body's arrival to the answer), ``mxt_batch_size`` (products per engine batch),
+the body's arrival to the answer), ``mxt_refusal_latency_seconds`` (its 429 answers, from the
+request's arrival at the app), ``mxt_batch_size`` (products per engine batch),
 ``mxt_batch_seconds``, ``mxt_products_total``, ``mxt_abandoned_products_total`` (dropped unrun because
 their client disconnected), ``mxt_queue_depth`` (products waiting now) and ``mxt_ready``.
 """
@@ -48,6 +49,9 @@ class ServerMetrics:
                                 ["path", "status"], registry=self.registry)
         self.latency = Histogram("mxt_request_latency_seconds", "Latency of POST /v1/extract answers.",
                                  buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.refusal_latency = Histogram(
+            "mxt_refusal_latency_seconds", "Time to a 429 answer of POST /v1/extract, from the request's arrival "
+            "at the app.", buckets=LATENCY_BUCKETS, registry=self.registry)
         self.batch_size = Histogram("mxt_batch_size", "Products per engine batch.", buckets=BATCH_BUCKETS,
                                     registry=self.registry)
         self.batch_seconds = Histogram("mxt_batch_seconds", "Engine time per batch.", buckets=LATENCY_BUCKETS,

@@ -56,15 +56,18 @@ class CopyHead(torch.nn.Module):
     def attend(self, decoder_hidden: torch.Tensor, decoder_embeds: torch.Tensor, encoder_text: torch.Tensor,
                copyable: torch.Tensor, input_ids: torch.Tensor | None = None,
                answer_so_far: torch.Tensor | None = None,
-               inside_word: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+               inside_word: torch.Tensor | None = None,
+               keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Copy attention ``[B, T, N]`` over the prompt's tokens and ``log p_gen`` / ``log(1 - p_gen)``
         as ``[B, T, 2]``. ``encoder_text [B, N, d]`` are the encoder states of the input tokens,
         ``copyable [B, N]`` marks the tokens that may be copied (not padding). With continuation
         features, ``input_ids [B, N]`` are the prompt's tokens and ``answer_so_far [B, T + 1]`` the
         decoder inputs with one more token before them (``[y_{t-2}, y_{t-1}]`` at step ``t``; any id
         below 0 for "none"), and ``inside_word [B, N]`` marks the prompt tokens that continue a word
-        (all False when the tokenizer does not say)."""
-        scores = torch.einsum("btd,bnd->btn", self.query(decoder_hidden), self.key(encoder_text)) * self.scale
+        (all False when the tokenizer does not say). ``keys`` is ``self.key(encoder_text)`` when the
+        caller has it already (a decoding loop computes it once, not at every step)."""
+        keys = self.key(encoder_text) if keys is None else keys
+        scores = torch.einsum("btd,bnd->btn", self.query(decoder_hidden), keys) * self.scale
         scores = scores.float()
         follows = None
         if self.continuation is not None:

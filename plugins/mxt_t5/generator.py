@@ -176,6 +176,23 @@ class T5Backbone(Generator):
         return self.model.encoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
 
 
+class _Rows:
+    """The per-row inputs of a greedy decode, narrowed together as rows finish."""
+
+    def __init__(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor, input_ids: torch.Tensor | None):
+        self.encoder_hidden, self.attention_mask, self.input_ids = encoder_hidden, attention_mask, input_ids
+        self.encoder_text: torch.Tensor | None = None
+        self.copyable: torch.Tensor | None = None
+        self.inside_word: torch.Tensor | None = None
+        self.copy_keys: torch.Tensor | None = None
+
+    def select(self, keep: torch.Tensor) -> None:
+        """Keep rows ``keep`` (indices) of every tensor."""
+        for name, value in vars(self).items():
+            if value is not None:
+                setattr(self, name, value[keep])
+
+
 class T5Generator(T5Backbone):
     """``T5ForConditionalGeneration`` with a greedy decoder that reports per-token log-probs and,
     with ``copy_mechanism``, a pointer-generator head (:class:`~mxt_t5.copy.CopyHead`) that copies
@@ -305,42 +322,55 @@ class T5Generator(T5Backbone):
 
     def greedy(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
                max_new_tokens: int, *, input_ids: torch.Tensor | None = None) -> GreedyOutput:
+        """Greedy answers. A row that has generated EOS leaves the batch (its inputs and cache rows are
+        dropped), so a long answer costs the steps of its own row only, not of every row batched with
+        it; a finished row reads padding and log-probability 0 after its EOS."""
         config = self.model.config
-        batch = encoder_hidden.size(0)
+        batch, device = encoder_hidden.size(0), encoder_hidden.device
+        rows = _Rows(encoder_hidden, attention_mask, input_ids)
         if self.copy_head is not None:
-            encoder_text, copyable = self._copy_inputs(encoder_hidden, attention_mask, input_ids)
-            inside_word = self._inside_word(input_ids)
-        next_input = torch.full((batch, 1), config.decoder_start_token_id, dtype=torch.long,
-                                device=encoder_hidden.device)
-        finished = torch.zeros(batch, dtype=torch.bool, device=encoder_hidden.device)
-        cache, ids, logprobs = EncoderDecoderCache(DynamicCache(), DynamicCache()), [], []
+            rows.encoder_text, rows.copyable = self._copy_inputs(encoder_hidden, attention_mask, input_ids)
+            rows.inside_word = self._inside_word(input_ids)
+            rows.copy_keys = self.copy_head.key(rows.encoder_text)  # once, not at every step
+        next_input = torch.full((batch, 1), config.decoder_start_token_id, dtype=torch.long, device=device)
+        active = torch.arange(batch, device=device)  # the rows still generating, as indices into the batch
+        token_ids = torch.full((batch, max_new_tokens), config.pad_token_id, dtype=torch.long, device=device)
+        token_logprobs = torch.zeros((batch, max_new_tokens), device=device)
+        cache, steps = EncoderDecoderCache(DynamicCache(), DynamicCache()), 0
         previous_input = torch.full_like(next_input, -1)  # y_{t-2} for the copy head's continuation features
         usable = len(self._tokenizer) if self._tokenizer is not None else config.vocab_size
         guard = self._whole_word_guard(input_ids, attention_mask) if self.options.whole_words else None
-        for _ in range(max_new_tokens):
-            logits, hidden, cache = self._decode(encoder_hidden, attention_mask, next_input, cache)
+        for step in range(max_new_tokens):
+            logits, hidden, cache = self._decode(rows.encoder_hidden, rows.attention_mask, next_input, cache)
             logits = logits[:, -1]
             if usable < logits.size(-1):  # ids the tokenizer cannot decode are never generated
                 logits[:, usable:] = float("-inf")
             step_logprobs = torch.log_softmax(logits, dim=-1)
             if self.copy_head is not None:
                 attention, log_switch = self.copy_head.attend(
-                    hidden[:, -1:], self.embed(next_input), encoder_text, copyable, input_ids,
-                    self._answer_so_far(torch.cat([previous_input, next_input], dim=1))[:, 1:], inside_word)
-                copied_ids = guard.first_copy_ids() if guard is not None and not ids else input_ids
+                    hidden[:, -1:], self.embed(next_input), rows.encoder_text, rows.copyable, rows.input_ids,
+                    self._answer_so_far(torch.cat([previous_input, next_input], dim=1))[:, 1:], rows.inside_word,
+                    keys=rows.copy_keys)
+                copied_ids = guard.first_copy_ids() if guard is not None and step == 0 else rows.input_ids
                 step_logprobs = CopyHead.mixture_logprobs(step_logprobs, attention[:, 0], log_switch[:, 0],
                                                           copied_ids)
             if guard is not None:
                 step_logprobs = guard.constrain(step_logprobs, config.eos_token_id)
             best_logprob, best_id = step_logprobs.max(dim=-1)
-            best_id = best_id.masked_fill(finished, config.pad_token_id)
-            best_logprob = best_logprob.masked_fill(finished, 0.0)
-            ids.append(best_id)
-            logprobs.append(best_logprob)
-            finished |= best_id == config.eos_token_id
-            if bool(finished.all()):
+            token_ids[active, step] = best_id
+            token_logprobs[active, step] = best_logprob.float()
+            steps = step + 1
+            going = best_id != config.eos_token_id
+            if not bool(going.any()):
                 break
             if guard is not None:
                 guard.advance(best_id)
+            if not bool(going.all()):  # drop the rows that just ended
+                keep = going.nonzero().squeeze(1)
+                active, best_id, next_input = active[keep], best_id[keep], next_input[keep]
+                rows.select(keep)
+                cache.reorder_cache(keep)
+                if guard is not None:
+                    guard.select(keep)
             previous_input, next_input = next_input, best_id[:, None]
-        return GreedyOutput(torch.stack(ids, dim=1), torch.stack(logprobs, dim=1))
+        return GreedyOutput(token_ids[:, :steps], token_logprobs[:, :steps])
