@@ -252,10 +252,14 @@ def storm_with_probe(url: str, products: list[dict[str, Any]], reference: dict[s
                      args: argparse.Namespace) -> dict[str, Any]:
     """The overload run, with a probe process sending one request at a time beside it."""
     command = [sys.executable, __file__, "--probe", url, "--probe-product", json.dumps(products[0])]
-    prober = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    prober = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    if prober.stdout.readline().strip() != "ready":  # its start-up (imports) must not overlap the storm
+        raise RuntimeError("the probe process did not start")
+    prober.stdin.write("go\n")
+    prober.stdin.flush()
     storm = asyncio.run(load(url, products, reference, args.overload_clients, args.overload_clients * 4,
                              args.max_seconds))
-    answers = json.loads(prober.communicate(timeout=300)[0])
+    answers = json.loads(prober.communicate(timeout=300)[0].splitlines()[-1])
     refused = [ms for status, ms in answers if status == 429]
     return {**storm, "probe": {"answers": len(answers), "refused_429": len(refused),
                                "refusal_p50_ms": percentile(refused, 50), "refusal_max_ms": max(refused, default=None),
@@ -303,6 +307,8 @@ def main() -> None:
     parser.add_argument("--probe-product", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
+        print("ready", flush=True)
+        sys.stdin.readline()  # "go": the storm starts
         print(json.dumps(probe(args.probe, json.loads(args.probe_product), count=40, pause=0.1)))
         return
     with tempfile.TemporaryDirectory(prefix="mxt-serve-load-") as folder:

@@ -76,6 +76,26 @@ class _CountRequests:
             self.metrics.requests.labels(path, str(status["code"])).inc()
 
 
+class _RefuseWhenFull:
+    """Pure ASGI middleware: ``POST /v1/extract`` while the queue is full gets its 429 here, before the
+    body is read and before FastAPI's routing and request handling, so a refusal costs the event loop
+    as little as it can while a storm of requests waits on it."""
+
+    def __init__(self, app, state: "_State", metrics: ServerMetrics):
+        self.app, self.state, self.metrics = app, state, metrics
+
+    async def __call__(self, scope, receive, send):
+        batcher = self.state.batcher
+        if (scope["type"] == "http" and scope["path"] == "/v1/extract" and self.state.ready and batcher is not None
+                and batcher.depth >= batcher.capacity):
+            arrived = time.perf_counter()
+            await _refuse(429, f"the queue is full ({batcher.capacity} products)", batcher.retry_after())(
+                scope, receive, send)
+            self.metrics.refusal_latency.observe(time.perf_counter() - arrived)
+            return None
+        return await self.app(scope, receive, send)
+
+
 def _refuse(status: int, detail: Any, retry_after: int | None = None) -> JSONResponse:
     headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
@@ -214,12 +234,10 @@ def create_app(extractor: Extractor, settings: ServeSettings | None = None) -> F
               responses={413: _ERROR, 422: _ERROR, 429: _ERROR, 503: _ERROR})
     async def extract(request: HTTPRequest) -> Response:
         """Predictions for one or many products (see :mod:`mxt_sdk.serving.requests`)."""
+        # (a queue that is already full was answered 429 by _RefuseWhenFull, before the body was read)
         arrived, batcher = time.perf_counter(), state.batcher
         if not state.ready or batcher is None:
             return _refuse(503, "shutting down" if state.stopping else "the model is not ready yet", retry_after=1)
-        if batcher.depth >= batcher.capacity:  # refuse before reading the body: the answer comes at once
-            metrics.refusal_latency.observe(time.perf_counter() - arrived)
-            return _refuse(429, f"the queue is full ({batcher.capacity} products)", batcher.retry_after())
         try:
             body = await _read_body(request, settings.max_body_bytes)
             started = time.perf_counter()
@@ -258,5 +276,6 @@ def create_app(extractor: Extractor, settings: ServeSettings | None = None) -> F
         return app.openapi_schema
 
     app.openapi = openapi
-    app.add_middleware(_CountRequests, metrics=metrics)
+    app.add_middleware(_RefuseWhenFull, state=state, metrics=metrics)
+    app.add_middleware(_CountRequests, metrics=metrics)  # added last: outermost, so it counts the refusals too
     return app
