@@ -45,13 +45,24 @@ def test_products_waiting_together_share_a_batch_up_to_the_bound_and_results_go_
         [(i, "color"), (i, "size")] for i in "abcdef"]
 
 
-def test_a_lone_product_waits_at_most_max_wait():
-    batcher = MicroBatcher(Recorder(), max_batch_size=32, max_wait_s=0.1, capacity=10)
+def test_a_lone_product_starts_at_once_and_one_with_a_request_being_read_waits_for_it_at_most_max_wait():
+    run = Recorder()
+    batcher = MicroBatcher(run, max_batch_size=32, max_wait_s=0.3, capacity=10)
     started = time.perf_counter()
     batcher.submit(_requests("a"))[0].result(10)
-    waited = time.perf_counter() - started
+    alone = time.perf_counter() - started
+    with batcher.arriving():  # "c" is being read while "b" is queued: "b" waits for it
+        first = batcher.submit(_requests("b"))
+        time.sleep(0.05)
+        second = batcher.submit(_requests("c"))
+    [f.result(10) for f in first + second]
+    with batcher.arriving():  # a request that never comes: "d" waits max_wait, then goes alone
+        started = time.perf_counter()
+        batcher.submit(_requests("d"))[0].result(10)
+        bounded = time.perf_counter() - started
     batcher.close()
-    assert 0.1 <= waited < 2.0
+    assert alone < 0.3 <= bounded < 3.0
+    assert run.batches == [["a"], ["b", "c"], ["d"]]
 
 
 def test_a_full_queue_refuses_the_whole_request_at_once():

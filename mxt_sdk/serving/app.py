@@ -239,14 +239,16 @@ def create_app(extractor: Extractor, settings: ServeSettings | None = None) -> F
         if not state.ready or batcher is None:
             return _refuse(503, "shutting down" if state.stopping else "the model is not ready yet", retry_after=1)
         try:
-            body = await _read_body(request, settings.max_body_bytes)
-            started = time.perf_counter()
-            uploads: dict[str, bytes] = {}
-            if request.headers.get("content-type", "").startswith("multipart/form-data"):
-                body, uploads = await _multipart(request, body, settings)
-            # a request larger than the whole queue could never be queued: 413, not 429 for ever
-            envelope = parse_envelope(body, min(settings.max_products, settings.queue_size), settings.max_attributes)
-            futures = batcher.submit(build_requests(envelope, uploads, extractor.metadata, settings.image_root))
+            with batcher.arriving():  # a batch being formed waits for this request's products
+                body = await _read_body(request, settings.max_body_bytes)
+                started = time.perf_counter()
+                uploads: dict[str, bytes] = {}
+                if request.headers.get("content-type", "").startswith("multipart/form-data"):
+                    body, uploads = await _multipart(request, body, settings)
+                # a request larger than the whole queue could never be queued: 413, not 429 for ever
+                envelope = parse_envelope(body, min(settings.max_products, settings.queue_size),
+                                          settings.max_attributes)
+                futures = batcher.submit(build_requests(envelope, uploads, extractor.metadata, settings.image_root))
         except BadRequest as exc:
             return _refuse(exc.status, exc.detail)
         except QueueFull as exc:

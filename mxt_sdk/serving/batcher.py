@@ -2,10 +2,13 @@
 
 One worker thread owns the engine. :meth:`MicroBatcher.submit` puts a request's products in a bounded
 queue (or refuses at once with :class:`QueueFull`) and returns one future per product. The worker takes
-the oldest product, waits up to ``max_wait_s`` for others to join it (never longer than that after the
-first one arrived), runs at most ``max_batch_size`` products through the engine as one batch (so each
-product's image is encoded once, with the others), and resolves each future with that product's
-predictions. A future cancelled before its batch starts (its client went away) is dropped unrun.
+the oldest product and, while requests are being read (announced with :meth:`MicroBatcher.arriving`:
+they reached the server but their products are not queued yet), waits for them to join it, never
+longer than ``max_wait_s`` after that product arrived; with none being read it starts at once, so a
+lone client pays no wait. It runs at most ``max_batch_size`` products through the engine as one batch
+(so each product's image is encoded once, with the others), and resolves each future with that
+product's predictions. A future cancelled before its batch starts (its client went away) is dropped
+unrun.
 """
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -61,6 +65,7 @@ class MicroBatcher:
         self._queue: deque[_Job] = deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._arriving = 0  # requests being read, whose products a forming batch may wait for
         self._rate = 0.0  # products per second of recent batches (for Retry-After)
         self.stats = BatcherStats()
         self._thread = threading.Thread(target=self._loop, name="mxt-batcher", daemon=True)
@@ -90,6 +95,19 @@ class MicroBatcher:
             self._cond.notify()
         return [job.future for job in jobs]
 
+    @contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Around reading a request and submitting its products: a batch being formed meanwhile waits
+        for them (up to ``max_wait_s``) instead of starting without them."""
+        with self._cond:
+            self._arriving += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._arriving -= 1
+                self._cond.notify()
+
     def close(self, timeout: float | None = None) -> None:
         """Take no new work, finish everything queued and running, stop the worker."""
         with self._cond:
@@ -105,7 +123,7 @@ class MicroBatcher:
             if not self._queue:
                 return None
             deadline = self._queue[0].enqueued + self.max_wait_s
-            while len(self._queue) < self.max_batch_size and not self._closed:
+            while len(self._queue) < self.max_batch_size and self._arriving and not self._closed:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break

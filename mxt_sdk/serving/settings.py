@@ -15,7 +15,8 @@ class ServeSettings(BaseModel):
 
     max_batch_size: int = Field(32, ge=1, le=1024, description="Products merged into one engine batch.")
     max_wait_ms: float = Field(5.0, ge=0.0, le=10_000.0,
-                               description="How long the first product of a batch waits for others to join it.")
+                               description="How long the first product of a batch may wait for requests being read "
+                                           "(arrived, not yet queued) to join it; none being read: no wait.")
     generation_batch_size: int = Field(
         128, ge=1, le=4096, description="(product, attribute) questions per generation call inside an engine batch.")
     queue_size: int = Field(256, ge=1, description="Products waiting at most; more get 429 at once.")
