@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import random
 import resource
 import sys
@@ -35,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "plugins"), str(Path(__file__).resolve().parent)]
 from catalog_values import queries as make_queries, vocabulary  # noqa: E402
-from measure import machine  # noqa: E402
+from measure import machine, report  # noqa: E402
 from mxt_faiss.canonicalizer import CANDIDATES, FaissCanonicalizer  # noqa: E402
 
 QUERY_SLICE = 64  # queries per numpy product (bounds the score matrix of a large pair)
@@ -143,10 +142,7 @@ def main() -> None:
                    "agreement": round(agree / len(sampled), 4),
                    "agreement_brand": round(agree_big / max(len(big), 1), 4)},
     }
-    print(json.dumps(result, indent=2))
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    report(result, args.output)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
 """Measuring tools shared by the benchmarks: machine description, peak memory of a phase, matmul peak."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -92,3 +94,11 @@ def apply_decode_options(extractor, items: list[str]) -> None:
             setattr(options, name, yaml.safe_load(value))
         else:
             raise SystemExit(f"--decode {item}: neither an extraction setting nor a generator option")
+
+
+def report(result: dict[str, Any], output: Path | None) -> None:
+    """Print ``result`` as JSON and, given ``output``, write it there too (folders made)."""
+    print(json.dumps(result, indent=2))
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

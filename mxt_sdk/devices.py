@@ -23,7 +23,7 @@ import torch
 from mxt_sdk.errors import ConfigError
 
 __all__ = ["AUTO", "DEVICE_FORMS", "check_device_name", "resolve_device", "mixed_precision_for", "training_device",
-           "loader_workers"]
+           "loader_workers", "decode_threads"]
 
 AUTO = "auto"
 DEVICE_FORMS = "auto, cpu, cuda or cuda:N"
@@ -96,3 +96,10 @@ def loader_workers(setting: int | str, device: torch.device, decodes_images: boo
     if device.type != "cuda" or not decodes_images:
         return 0
     return min(4, max(1, (os.cpu_count() or 1) // 2))
+
+
+def decode_threads(device: torch.device) -> int:
+    """Threads that decode one chunk's images at extraction: 1 on CPU, where the model's own threads
+    want the cores (a background thread still decodes the next chunk while the model runs); on CUDA
+    half the cores, at most 4, as :func:`loader_workers` gives training."""
+    return max(1, loader_workers(AUTO, device, decodes_images=True))

@@ -25,7 +25,7 @@ from mxt_sdk.model.numerics import inference_model, resolve_dtype
 from mxt_sdk.plugins import manager
 from mxt_sdk.plugins.components import Canonicalizer, Normalizer
 from mxt_sdk.training.layout import default_run_dir
-from mxt_sdk.training.run_guard import check_resume, fingerprint
+from mxt_sdk.training.run_guard import check_resume, config_fingerprint
 from mxt_sdk.training.trainer import Trainer, TrainingResult
 from mxt_sdk.types import Prediction, Product
 
@@ -116,15 +116,14 @@ class Extractor:
         run.mkdir(parents=True, exist_ok=True)
         rejected = run / REJECTED_FILE
         rejected.unlink(missing_ok=True)  # this run's rejections only (a resumed run reads the data again)
-        train_products = load_products(train, "train", reader, rejected)
-        val_products = load_products(val, "val", reader, rejected) if val is not None else None
-        check_resume(run, fingerprint(self.config, train_products, val_products), force_resume)
         root = image_root if image_root is not None else self.config.extraction.image_root
         if root is None and isinstance(train, (str, Path)):
             root = Path(train).parent  # relative image paths are relative to the data file
+        trainer = Trainer(self, settings, output, Path(root) if root is not None else None, run)
+        staged = trainer.stage(train, val, reader, rejected)  # read once, in chunks, into <run>/cache/data
+        check_resume(run, {"config": config_fingerprint(self.config), "data": staged.data_fingerprint}, force_resume)
         self._inference_models.clear()  # an int8 copy made from the old weights would be stale
-        result = Trainer(self, settings, output, Path(root) if root is not None else None, run).fit(
-            train_products, val_products)
+        result = trainer.fit(staged.train, staged.val)
         self.model.eval()
         return result
 

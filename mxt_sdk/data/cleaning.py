@@ -1,10 +1,13 @@
 """Cleaning distantly supervised training labels with a sequence of normalizers.
 
-* :func:`clean_products` (training data) runs the normalizers as a pipeline over every product's
-  attribute values: each normalizer is fitted on the counts of the values *as the previous
-  normalizers left them*, then applied. It returns the products and a summary of every step.
-* :func:`apply_normalizers` (validation / evaluation data) applies already fitted normalizers in
-  the same order, fitting nothing.
+* :func:`plan_cleaning` reads the labels of a catalog once, as ``(product type, attributes)`` rows
+  that may stream from disk, and keeps only the count of each distinct (product type, attribute,
+  value). Each normalizer is fitted on the counts *as the previous normalizers left them*
+  (aggregated from the previous counts, never by re-reading the catalog), then applied to each
+  distinct label. The result is a :class:`CleaningPlan`: what every distinct label becomes, and a
+  summary of every step. Memory grows with the distinct labels, not with the products.
+* :func:`clean_products` (training data in memory) and :func:`apply_normalizers` (validation /
+  evaluation data; already fitted normalizers, nothing is fitted) are that plan applied to a list.
 
 A ``None`` result drops the label. Values that are ``None`` ("known not to be stated") are labels
 too, but no normalizer sees them: they pass through untouched. Every product comes back, in input
@@ -13,15 +16,16 @@ order, even when all its labels were dropped.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from mxt_sdk.plugins.components import Normalizer
 from mxt_sdk.types import Product
 
-__all__ = ["CleaningResult", "clean_products", "apply_normalizers"]
+__all__ = ["CleaningPlan", "CleaningResult", "plan_cleaning", "clean_products", "apply_normalizers"]
 
 Label = tuple[str, str, str]  # (product type, attribute, value)
+LabelRow = tuple[str, Mapping[str, "str | None"]]  # (product type, attributes) of one product
 
 
 class CleaningResult(NamedTuple):
@@ -41,54 +45,80 @@ class CleaningResult(NamedTuple):
     summary: dict[str, Any]
 
 
+class CleaningPlan(NamedTuple):
+    """What each distinct stated label of a catalog becomes (``results[label]``: the cleaned value, or
+    None when dropped) and the summary described in :class:`CleaningResult` (empty ``steps`` when
+    the normalizers were applied, not fitted)."""
+
+    results: dict[Label, str | None]
+    summary: dict[str, Any]
+
+    def relabel(self, product_type: str, attributes: Mapping[str, str | None]) -> dict[str, str | None]:
+        """``attributes`` of a product of the planned catalog, cleaned: each stated value replaced by
+        its result, dropped ones left out, ``None`` ("not stated") kept; order kept."""
+        out: dict[str, str | None] = {}
+        for attribute, value in attributes.items():
+            new = value if value is None else self.results[(product_type, attribute, value)]
+            if value is None or new is not None:
+                out[attribute] = new
+        return out
+
+
+def plan_cleaning(rows: Iterable[LabelRow], normalizers: Sequence[Normalizer], *, fit: bool = True,
+                  max_examples: int = 50) -> CleaningPlan:
+    """One pass over ``rows`` (``(product type, attributes)`` per product), then the normalizers in
+    order on the label counts: fitted first when ``fit`` (in place: save their ``get_state()`` with
+    the model), applied as they are otherwise. Raises ``TypeError`` naming the normalizer when one
+    returns something other than text or None."""
+    counts: Counter[Label] = Counter()
+    products = not_stated = 0
+    for product_type, attributes in rows:
+        products += 1
+        for attribute, value in attributes.items():
+            if value is None:
+                not_stated += 1
+            else:
+                counts[(product_type, attribute, value)] += 1
+    final: dict[Label, str | None] = {label: label[2] for label in counts}
+    current, steps = counts, []
+    for normalizer in normalizers:
+        if fit:
+            normalizer.fit(current)
+        results = {label: _apply(normalizer, label) for label in current}
+        after: Counter[Label] = Counter()  # in order of first occurrence, as a count over the products is
+        for label, count in current.items():
+            if results[label] is not None:
+                after[(label[0], label[1], results[label])] += count
+        if fit:
+            steps.append(_step_summary(normalizer, current, results, after, max_examples))
+        final = {label: None if value is None else results[(label[0], label[1], value)]
+                 for label, value in final.items()}
+        current = after
+    summary = {"products": products, "not_stated": not_stated, "labels_before": sum(counts.values()),
+               "labels_after": sum(current.values()), "steps": steps}
+    return CleaningPlan(final, summary)
+
+
 def clean_products(products: Iterable[Product], normalizers: Sequence[Normalizer], *,
                    max_examples: int = 50) -> CleaningResult:
-    """Fit and apply ``normalizers`` in order to the attribute values of ``products``.
-
-    The normalizers are fitted in place (save their ``get_state()`` with the model; reuse them on
-    other data with :func:`apply_normalizers`). Raises ``TypeError`` naming the normalizer when one
-    returns something other than text or None.
-    """
+    """Fit and apply ``normalizers`` in order to the attribute values of ``products`` (see
+    :func:`plan_cleaning`)."""
     products = list(products)
-    labels = [dict(p.attributes) for p in products]
-    before = _counts(products, labels)
-    steps = []
-    for normalizer in normalizers:
-        counts = _counts(products, labels)
-        normalizer.fit(counts)
-        results = {label: _apply(normalizer, label) for label in counts}
-        labels = [_relabel(p.product_type, attrs, results) for p, attrs in zip(products, labels)]
-        steps.append(_step_summary(normalizer, counts, results, _counts(products, labels), max_examples))
-    summary = {
-        "products": len(products),
-        "not_stated": sum(v is None for attrs in labels for v in attrs.values()),
-        "labels_before": sum(before.values()),
-        "labels_after": sum(_counts(products, labels).values()),
-        "steps": steps,
-    }
-    return CleaningResult(_with_labels(products, labels), summary)
+    plan = plan_cleaning(((p.product_type, p.attributes) for p in products), normalizers,
+                         max_examples=max_examples)
+    return CleaningResult(_cleaned(products, plan), plan.summary)
 
 
 def apply_normalizers(products: Iterable[Product], normalizers: Sequence[Normalizer]) -> list[Product]:
     """``products`` with every stated value passed through the (already fitted) ``normalizers`` in
     order; a ``None`` result drops the label. Nothing is fitted."""
     products = list(products)
-    labels = [dict(p.attributes) for p in products]
-    for normalizer in normalizers:
-        results = {label: _apply(normalizer, label) for label in _counts(products, labels)}
-        labels = [_relabel(p.product_type, attrs, results) for p, attrs in zip(products, labels)]
-    return _with_labels(products, labels)
+    plan = plan_cleaning(((p.product_type, p.attributes) for p in products), normalizers, fit=False)
+    return _cleaned(products, plan)
 
 
-def _with_labels(products: Sequence[Product], labels: Sequence[dict[str, str | None]]) -> list[Product]:
-    return [p.model_copy(update={"attributes": attrs}) for p, attrs in zip(products, labels)]
-
-
-def _counts(products: Sequence[Product], labels: Sequence[dict[str, str | None]]) -> Counter[Label]:
-    """How often each (product type, attribute, value) occurs among the stated values."""
-    return Counter((p.product_type, attribute, value)
-                   for p, attrs in zip(products, labels)
-                   for attribute, value in attrs.items() if value is not None)
+def _cleaned(products: Sequence[Product], plan: CleaningPlan) -> list[Product]:
+    return [p.model_copy(update={"attributes": plan.relabel(p.product_type, p.attributes)}) for p in products]
 
 
 def _apply(normalizer: Normalizer, label: Label) -> str | None:
@@ -100,17 +130,6 @@ def _apply(normalizer: Normalizer, label: Label) -> str | None:
             f"({product_type} / {attribute}); a normalizer returns text, or None to drop the value."
         )
     return result or None
-
-
-def _relabel(product_type: str, attrs: dict[str, str | None],
-             results: dict[Label, str | None]) -> dict[str, str | None]:
-    """``attrs`` with each stated value replaced by its result; dropped values leave the dict."""
-    out: dict[str, str | None] = {}
-    for attribute, value in attrs.items():
-        new = value if value is None else results[(product_type, attribute, value)]
-        if value is None or new is not None:
-            out[attribute] = new
-    return out
 
 
 def _step_summary(normalizer: Normalizer, counts: Counter[Label], results: dict[Label, str | None],

@@ -9,7 +9,7 @@ in their config. Attributes a product does not list are not turned into examples
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from mxt_sdk.data.metadata import CatalogMetadata, pair_key
@@ -32,10 +32,16 @@ def example_rows(products: Iterable[Product], none_answer: str) -> Iterator[dict
 
 def collect_metadata(products: Iterable[Product]) -> CatalogMetadata:
     """Pairs seen and their value counts (``None`` labels mark the pair as seen, count no value)."""
+    return metadata_from_labels((product.product_type, product.attributes) for product in products)
+
+
+def metadata_from_labels(rows: Iterable[tuple[str, Mapping[str, str | None]]]) -> CatalogMetadata:
+    """:func:`collect_metadata` from ``(product type, attributes)`` rows (which may stream from disk):
+    memory grows with the distinct values, not with the products."""
     counts: dict[str, Counter] = {}
-    for product in products:
-        for attribute, value in product.attributes.items():
-            pair = counts.setdefault(pair_key(product.product_type, attribute), Counter())
+    for product_type, attributes in rows:
+        for attribute, value in attributes.items():
+            pair = counts.setdefault(pair_key(product_type, attribute), Counter())
             if value is not None:
                 pair[value] += 1
     return CatalogMetadata(values={key: dict(counter.most_common()) for key, counter in counts.items()})

@@ -18,7 +18,7 @@ from mxt_sdk.errors import DataFileError, DataFileNotFoundError, RecordError
 from mxt_sdk.plugins import manager
 from mxt_sdk.types import Product, product_from_record
 
-__all__ = ["detect_reader", "read_products", "load_products", "REJECTED_FILE"]
+__all__ = ["detect_reader", "read_products", "iter_valid_products", "load_products", "REJECTED_FILE"]
 
 REJECTED_FILE = "rejected.jsonl"
 log = logging.getLogger("mxt_sdk.data")
@@ -75,33 +75,44 @@ def read_products(path: str | Path, reader: str | None = None,
     return manager.create("readers", name, options).read(path)
 
 
-def load_products(source: str | Path | Iterable[Product | dict[str, Any]], split: str,
-                  reader: str | None = None, rejected_log: Path | None = None) -> list[Product]:
-    """The valid products of a data file or an iterable of products / dicts, for a whole-data job
-    (training, evaluation). Bad records are logged with a count, and appended to ``rejected_log``
-    (JSON lines: split, source, error) when given; none are silently lost. Raises
-    :class:`~mxt_sdk.errors.DataFileError` when no record is usable."""
+def iter_valid_products(source: str | Path | Iterable[Product | dict[str, Any]], split: str,
+                        reader: str | None = None, rejected_log: Path | None = None) -> Iterator[Product]:
+    """The valid products of a data file or an iterable of products / dicts, one at a time (nothing is
+    held but the record being read). Bad records are appended to ``rejected_log`` (JSON lines: split,
+    source, error) as they come when given, and logged with a count at the end; none are silently
+    lost. Raises :class:`~mxt_sdk.errors.DataFileError` at the end when no record was usable."""
     if isinstance(source, (str, Path)):
         items: Iterable[Any] = read_products(source, reader)
         name = Path(source).name
     else:
         items, name = source, f"{split} records"
-    products, rejected = [], []
+    valid = rejected = 0
+    first_error = None
     for position, item in enumerate(items):
         try:
             if isinstance(item, RecordError):
                 raise item
-            products.append(item if isinstance(item, Product) else product_from_record(item, f"record {position}"))
+            product = item if isinstance(item, Product) else product_from_record(item, f"record {position}")
         except RecordError as exc:
-            rejected.append({"split": split, "source": name, "error": str(exc)})
+            rejected += 1
+            first_error = first_error or str(exc)
+            if rejected_log is not None:
+                with open(rejected_log, "a", encoding="utf-8") as handle:
+                    handle.write(json.dumps({"split": split, "source": name, "error": str(exc)},
+                                            ensure_ascii=False) + "\n")
+            continue
+        valid += 1
+        yield product
     if rejected:
-        if rejected_log is not None:
-            with open(rejected_log, "a", encoding="utf-8") as handle:
-                handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rejected)
-        log.warning("%s: skipped %d bad records of %d%s, e.g. %s", name, len(rejected),
-                    len(rejected) + len(products), f" (see {rejected_log})" if rejected_log else "",
-                    rejected[0]["error"])
-    if not products:
-        first = f"; first error: {rejected[0]['error']}" if rejected else ""
+        log.warning("%s: skipped %d bad records of %d%s, e.g. %s", name, rejected, rejected + valid,
+                    f" (see {rejected_log})" if rejected_log else "", first_error)
+    if not valid:
+        first = f"; first error: {first_error}" if rejected else ""
         raise DataFileError(f"{name}: no usable {split} records{first}")
-    return products
+
+
+def load_products(source: str | Path | Iterable[Product | dict[str, Any]], split: str,
+                  reader: str | None = None, rejected_log: Path | None = None) -> list[Product]:
+    """The valid products of ``source`` as a list, for a whole-data job that holds them (evaluation);
+    see :func:`iter_valid_products` for the handling of bad records."""
+    return list(iter_valid_products(source, split, reader, rejected_log))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,8 @@ class ImageLoader:
     root: Path | None
     max_pixels: int
     urls: UrlPolicy | None = None
+    #: images decoded at once (threads of one :meth:`load`); 1: one after the other
+    decode_threads: int = 1
     _specs: dict[str, Preprocessing] = field(init=False)
 
     def __post_init__(self):
@@ -48,23 +51,37 @@ class ImageLoader:
 
     def load(self, references: Sequence[str | bytes | None]) -> tuple[ImagePixels, list[str | None]]:
         """Pixels for each reference (a path or URL, or the image file's bytes; zeros and
-        ``has_image=False`` when None or unreadable) and, per reference, the error text or None."""
+        ``has_image=False`` when None or unreadable) and, per reference, the error text or None.
+        With ``decode_threads`` > 1 the images are decoded on that many threads (Pillow decodes and
+        resizes outside the GIL); the result is the same."""
         pixels = {kind: torch.zeros((len(references), *spec.input_size)) for kind, spec in self._specs.items()}
         has_image = torch.zeros(len(references), dtype=torch.bool)
         errors: list[str | None] = [None] * len(references)
-        for row, reference in enumerate(references):
-            if reference is None:
-                continue
-            try:
-                image = (open_image_bytes(io.BytesIO(reference), self.max_pixels) if isinstance(reference, bytes)
-                         else load_image(reference, self.root, max_pixels=self.max_pixels, urls=self.urls))
-            except ImageError as exc:
-                errors[row] = str(exc)
-                continue
-            for kind, spec in self._specs.items():
-                pixels[kind][row] = to_pixels(image, spec)
-            has_image[row] = True
+        threads = min(self.decode_threads, sum(r is not None for r in references))
+        if threads > 1:
+            with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mxt-decode") as pool:
+                decoded = list(pool.map(self._decode, references))
+        else:
+            decoded = [self._decode(reference) for reference in references]
+        for row, result in enumerate(decoded):
+            if isinstance(result, str):
+                errors[row] = result
+            elif result is not None:
+                for kind in self._specs:
+                    pixels[kind][row] = result[kind]
+                has_image[row] = True
         return ImagePixels(pixels, has_image), errors
+
+    def _decode(self, reference: str | bytes | None) -> dict[str, torch.Tensor] | str | None:
+        """One image's pixels per encoder kind, its error text, or None for no image."""
+        if reference is None:
+            return None
+        try:
+            image = (open_image_bytes(io.BytesIO(reference), self.max_pixels) if isinstance(reference, bytes)
+                     else load_image(reference, self.root, max_pixels=self.max_pixels, urls=self.urls))
+        except ImageError as exc:
+            return str(exc)
+        return {kind: to_pixels(image, spec) for kind, spec in self._specs.items()}
 
 
 class ImageSource(Protocol):

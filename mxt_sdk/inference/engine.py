@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
+from itertools import islice
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +19,7 @@ import torch
 
 from mxt_sdk.data.metadata import CatalogMetadata
 from mxt_sdk.data.prompt import build_prompt
+from mxt_sdk.devices import decode_threads
 from mxt_sdk.errors import RecordError
 from mxt_sdk.evaluation.metrics import written_in
 from mxt_sdk.evaluation.thresholds import Thresholds
@@ -123,8 +126,9 @@ class Engine:
                  settings: EngineSettings, canonicalizer: Canonicalizer | None = None):
         self.model, self.tokenizer, self.metadata, self.settings = model, tokenizer, metadata, settings
         self.canonicalizer = canonicalizer
-        self.images = ImageLoader(model.preprocessing(), settings.image_root,
-                                  settings.max_image_pixels, settings.urls) if model.uses_images else None
+        device = next(model.parameters()).device
+        self.images = ImageLoader(model.preprocessing(), settings.image_root, settings.max_image_pixels,
+                                  settings.urls, decode_threads=decode_threads(device)) if model.uses_images else None
         self.known = None
         if settings.choose_among_known > 0 and metadata is not None:
             if model.generator.scores_answers:
@@ -135,22 +139,37 @@ class Engine:
                                "(its free answers are kept)", model.generator.name)
 
     def run(self, requests: Iterable[Request]) -> Iterator[Prediction]:
-        """Predictions for ``requests`` in input order, a chunk of ``batch_size`` products at a time."""
-        chunk: list[Request] = []
-        for request in requests:
-            chunk.append(request)
-            if len(chunk) == self.settings.batch_size:
-                yield from self._run_chunk(chunk)
-                chunk = []
-        if chunk:
-            yield from self._run_chunk(chunk)
+        """Predictions for ``requests`` in input order, a chunk of ``batch_size`` products at a time.
+
+        With an image model, the next chunk's images are decoded on a background thread (by the
+        loader's own pool of ``decode_threads``) while the model answers the current chunk; the
+        rows and their order are the same as without the overlap."""
+        chunks = self._chunks(requests)
+        if self.images is None:
+            for chunk in chunks:
+                yield from self._run_chunk(chunk, None)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mxt-images") as prefetch:
+            pending: tuple[list[Request], Future] | None = None
+            for chunk in chunks:
+                decoding = prefetch.submit(load_pixels, chunk, self.images)
+                if pending is not None:
+                    yield from self._run_chunk(*pending)
+                pending = (chunk, decoding)
+            if pending is not None:
+                yield from self._run_chunk(*pending)
+
+    def _chunks(self, requests: Iterable[Request]) -> Iterator[list[Request]]:
+        iterator = iter(requests)
+        while chunk := list(islice(iterator, self.settings.batch_size)):
+            yield chunk
 
     @torch.inference_mode()
-    def _run_chunk(self, chunk: list[Request]) -> Iterator[Prediction]:
+    def _run_chunk(self, chunk: list[Request], decoding: Future | None) -> Iterator[Prediction]:
         device = next(self.model.parameters()).device
         features = None
         if self.images is not None:
-            pixels = channels_last_pixels(load_pixels(chunk, self.images).to(device))
+            pixels = channels_last_pixels(decoding.result().to(device))
             with autocast(self.settings.dtype, device):
                 features = self.model.encode_images(pixels)
         examples = [

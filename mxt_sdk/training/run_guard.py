@@ -37,15 +37,34 @@ def _sha(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
+class DataDigest:
+    """The data half of :func:`fingerprint`, fed one product at a time (train first, then val), so a
+    catalog can be fingerprinted while it streams past."""
+
+    def __init__(self):
+        self._digest = hashlib.sha256()
+
+    def add(self, split: str, product: Product) -> None:
+        self._digest.update(f"{split}\t{_sha(product.model_dump(mode='json'))}\n".encode())
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+def config_fingerprint(config) -> str:
+    """The config half of :func:`fingerprint`: the model section and the training settings that shape
+    the weights (not :data:`BOOKKEEPING`)."""
+    training = {k: v for k, v in config.training.model_dump(mode="json").items() if k not in BOOKKEEPING}
+    return _sha({"model": config.model.model_dump(mode="json"), "training": training})
+
+
 def fingerprint(config, train: Iterable[Product], val: Iterable[Product] | None) -> dict[str, str]:
     """``{"config": sha256, "data": sha256}`` of what shapes the trained weights."""
-    training = {k: v for k, v in config.training.model_dump(mode="json").items() if k not in BOOKKEEPING}
-    digest = hashlib.sha256()
+    digest = DataDigest()
     for split, products in (("train", train), ("val", val or [])):
         for product in products:
-            digest.update(f"{split}\t{_sha(product.model_dump(mode='json'))}\n".encode())
-    return {"config": _sha({"model": config.model.model_dump(mode="json"), "training": training}),
-            "data": digest.hexdigest()}
+            digest.add(split, product)
+    return {"config": config_fingerprint(config), "data": digest.hexdigest()}
 
 
 def check_resume(output: Path, current: dict[str, str], force: bool = False) -> None:

@@ -1,8 +1,9 @@
 """Fine-tuning by distant supervision, on one process or many (``torchrun`` / ``accelerate launch``).
 
-Flow: products -> label cleaning (normalizer plugins, fitted on the training labels) -> catalog
-metadata -> tokenizer (trained here when the generator has none) -> example rows written as JSONL
-and memory-mapped through HF ``datasets`` -> an accelerate training loop (AdamW, linear warmup and
+Flow: products staged on disk in Arrow chunks -> label cleaning in passes that keep only counts
+(normalizer plugins, fitted on the training labels) -> catalog metadata -> example shards -> tokenizer
+(trained here when the generator has none) -> tokens by ``datasets.map``, memory-mapped
+(:mod:`mxt_sdk.training.prepare`; cached in the run folder) -> an accelerate training loop (AdamW, linear warmup and
 decay, gradient accumulation, autocast on GPU) with validation loss every ``eval_every`` steps,
 best weights kept, optional early stopping, and crash-safe checkpoints that ``fit`` resumes from.
 """
@@ -23,9 +24,6 @@ from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_s
 
 from mxt_sdk.config import TrainingConfig
 from mxt_sdk.devices import loader_workers, mixed_precision_for, training_device
-from mxt_sdk.data.cleaning import apply_normalizers, clean_products
-from mxt_sdk.data.examples import collect_metadata, example_rows, example_tokenizer
-from mxt_sdk.data.subwords import SubwordSplitter, subword_splitter
 from mxt_sdk.images.batching import ImageLoader, TrainingCollator
 from mxt_sdk.training.budget_bar import BudgetBar
 from mxt_sdk.images.fetch import UrlPolicy
@@ -34,6 +32,8 @@ from mxt_sdk.training.feature_cache import FeatureCache, build_feature_cache, en
 from mxt_sdk.plugins import manager
 from mxt_sdk.storage import write_json
 from mxt_sdk.training import checkpoints
+from mxt_sdk.training.prepare import CLEANING_FILE, prepare_data
+from mxt_sdk.training.staging import ProductTable, StagedData, stage_data
 from mxt_sdk.types import Product
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mxt_sdk.training")
 
-METRICS_FILE, LOG_FILE, CLEANING_FILE = "metrics.jsonl", "train.log", "cleaning.json"
+METRICS_FILE, LOG_FILE = "metrics.jsonl", "train.log"
 
 
 @dataclass
@@ -104,47 +104,18 @@ class Trainer:
         )
 
     # ----------------------------------------------------------------- data
-    def _prepare(self, train: list[Product], val: list[Product] | None) -> dict[str, Any]:
-        model_config = self.extractor.config.model
-        normalizers = [manager.create("normalizers", s.name, s.options) for s in self.config.normalizers]
-        train, summary = clean_products(train, normalizers)
-        log.info("Label cleaning (%s): %d stated labels -> %d; details in %s",
-                 ", ".join(n.name for n in normalizers) or "none", summary["labels_before"],
-                 summary["labels_after"], CLEANING_FILE)
-        val = apply_normalizers(val, normalizers) if val else None
-        metadata = collect_metadata(train)
-        generator = self.extractor.model.generator
-        if generator.needs_tokenizer_training:
-            corpus = (row[key] for row in example_rows(train, model_config.none_answer) for key in ("prompt", "answer"))
-            generator.train_tokenizer(corpus)
-            log.info("Trained a %d-token tokenizer on the training text", len(generator.tokenizer))
-        cache = self.run_dir / "cache"
-        splitter = subword_splitter(generator.tokenizer, self.config.subword_regularization, self.config.seed)
-        train_set, truncated = self._tokenized(train, cache / "train.jsonl", splitter)
-        val_set = self._tokenized(val, cache / "val.jsonl")[0] if val else None
-        metadata.max_answer_tokens = max((len(r) for r in train_set["labels"]), default=1)
-        return {"train": train_set, "val": val_set, "metadata": metadata, "cleaning": summary,
-                "truncated": truncated, "normalizers": normalizers}
-
-    def _tokenized(self, products: list[Product], path: Path,
-                   splitter: SubwordSplitter | None = None) -> tuple[datasets.Dataset, int]:
-        import datasets  # heavy (pandas, pyarrow: ~0.8 s), so imported when training starts, not with mxt_sdk
-
-        model_config = self.extractor.config.model
-        tokenizer = self.extractor.model.generator.tokenizer
+    def stage(self, train: Iterable[Product | dict[str, Any]] | str | Path,
+              val: Iterable[Product | dict[str, Any]] | str | Path | None, reader: str | None = None,
+              rejected_log: Path | None = None) -> StagedData:
+        """Read the data once into ``<run>/cache/data`` (:mod:`mxt_sdk.training.staging`), fingerprinted
+        on the way; the main process writes, the others read what it wrote."""
         with self.accelerator.main_process_first():
             if self.accelerator.is_main_process:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with open(path, "w", encoding="utf-8") as handle:
-                    for row in example_rows(products, model_config.none_answer):
-                        handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            rows = datasets.load_dataset("json", data_files=str(path), split="train",
-                                         cache_dir=str(path.parent / "datasets"))
-        tokenize = example_tokenizer(tokenizer, model_config.max_input_tokens, splitter)
-        with self.accelerator.main_process_first():
-            tokenized = rows.map(tokenize, batched=True, desc=f"Tokenizing {path.stem}",
-                                 remove_columns=["prompt"], new_fingerprint=None)
-        return tokenized, int(sum(tokenized["truncated"]))
+                return stage_data(train, val, self.run_dir, reader, rejected_log)
+            return StagedData.load(self.run_dir)
+
+    def _prepare(self, train: ProductTable, val: ProductTable | None) -> dict[str, Any]:
+        return prepare_data(self.extractor, self.config, self.run_dir, self.accelerator, train, val)
 
     def _image_source(self, data: dict[str, Any]) -> ImageLoader | FeatureCache | None:
         """Where batches get their images from: features cached once per image when the encoders
@@ -155,12 +126,14 @@ class Trainer:
         extraction = self.extractor.config.extraction
         loader = ImageLoader(model.preprocessing(), self.image_root, extraction.max_image_pixels,
                              UrlPolicy.from_extraction(extraction))
-        references = [ref for split in ("train", "val") if data[split] is not None for ref in data[split]["image"]]
-        if not (self.config.cache_image_features and encoders_frozen(model) and any(references)):
+        def references():  # streamed from the token shards, never a list of every example's image
+            return (ref for shards in data["images"].values() for ref in shards.column("image"))
+
+        if not (self.config.cache_image_features and encoders_frozen(model) and any(references())):
             return loader
         model.to(self.accelerator.device)
         with self.accelerator.main_process_first():
-            return build_feature_cache(model, references, loader, self.run_dir / "cache" / "image-features",
+            return build_feature_cache(model, references(), loader, self.run_dir / "cache" / "image-features",
                                        batch_size=self.config.batch_size, device=self.accelerator.device)
 
     def _loader(self, data: datasets.Dataset, shuffle: bool,
@@ -210,8 +183,10 @@ class Trainer:
                 spec.options["freeze"] = True
 
     # ----------------------------------------------------------------- fit
-    def fit(self, train: list[Product], val: list[Product] | None) -> TrainingResult:
-        config, accelerator = self.config, self.accelerator
+    def fit(self, train: ProductTable | Iterable[Product], val: ProductTable | Iterable[Product] | None) -> TrainingResult:
+        """Train on ``train`` (staged by :meth:`stage`, or any iterable of products, staged here) and
+        validate on ``val``; write the model folder and the run folder."""
+        accelerator = self.accelerator
         self.output.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         handler, level = _attach_file_log(self.run_dir, accelerator.is_main_process)
@@ -219,6 +194,9 @@ class Trainer:
             checkpoints.recover_run_folder(self.run_dir, self.output)
         accelerator.wait_for_everyone()
         try:
+            if not isinstance(train, ProductTable):
+                staged = self.stage(train, val)
+                train, val = staged.train, staged.val
             return self._fit(train, val)
         finally:
             logging.getLogger("mxt_sdk").setLevel(level)
@@ -227,7 +205,7 @@ class Trainer:
                 handler.close()
             accelerator.free_memory()
 
-    def _fit(self, train: list[Product], val: list[Product] | None) -> TrainingResult:
+    def _fit(self, train: ProductTable, val: ProductTable | None) -> TrainingResult:
         config, accelerator = self.config, self.accelerator
         set_seed(config.seed)
         if config.freeze_image_encoders:

@@ -1,0 +1,141 @@
+"""Training products staged on disk: read once from the data (file or iterable), validated,
+fingerprinted and written in chunks to Arrow files in the run folder, then read back in chunks by
+every later pass (label cleaning, examples). Nothing holds the catalog in memory.
+
+Layout, under ``<run>/cache/data/`` (:mod:`mxt_sdk.training.layout`)::
+
+    products-train.arrow  products-val.arrow   one row per valid product: product_type, labels
+                                               (its attributes as JSON), product (the whole product as JSON)
+    staged.json                                counts and fingerprints of the files above
+
+The files are rewritten by every run (the data must be read to be fingerprinted anyway; the caches
+built from them, :mod:`mxt_sdk.training.example_cache`, are what is reused). Arrow files are written
+as IPC streams (what ``datasets`` memory-maps) through a temporary name, and read back with plain
+buffered reads, so a pass over them holds one chunk at a time and maps nothing into the process.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from mxt_sdk.data.readers import iter_valid_products
+from mxt_sdk.storage import read_json, write_json
+from mxt_sdk.training.run_guard import DataDigest
+from mxt_sdk.types import Product
+
+__all__ = ["CHUNK_ROWS", "ProductTable", "StagedData", "stage_data", "write_arrow", "read_arrow", "DATA_FOLDER"]
+
+#: Rows per Arrow record batch: what a pass holds at once.
+CHUNK_ROWS = 4096
+DATA_FOLDER = Path("cache") / "data"
+STAGED_FILE = "staged.json"
+PRODUCT_SCHEMA = pa.schema([("product_type", pa.string()), ("labels", pa.string()), ("product", pa.string())])
+
+
+def write_arrow(path: Path, schema: pa.Schema, rows: Iterable[dict[str, Any]], limit: int | None = None) -> int:
+    """Write ``rows`` (dicts with ``schema``'s fields) to the Arrow stream file ``path`` in batches of
+    :data:`CHUNK_ROWS`, at most ``limit`` rows (None: all); atomically (through ``<path>.tmp``).
+    Returns the rows written."""
+    temporary = path.with_name(path.name + ".tmp")
+    written = 0
+    iterator = iter(rows) if limit is None else islice(rows, limit)
+    with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        while chunk := list(islice(iterator, CHUNK_ROWS)):
+            writer.write_batch(pa.RecordBatch.from_pylist(chunk, schema=schema))
+            written += len(chunk)
+    os.replace(temporary, path)
+    return written
+
+
+def read_arrow(paths: Path | Iterable[Path], columns: list[str]) -> Iterator[dict[str, list]]:
+    """The ``columns`` of one Arrow stream file or several in turn, one record batch at a time, as
+    ``{column: values}`` (buffered reads: nothing is memory-mapped)."""
+    for path in [paths] if isinstance(paths, Path) else paths:
+        with pa.OSFile(str(path), "rb") as source, pa.ipc.open_stream(source) as reader:
+            for batch in reader:
+                yield {name: batch.column(name).to_pylist() for name in columns}
+
+
+@dataclass(frozen=True)
+class ProductTable:
+    """One split of staged products: the Arrow file, its row count and the SHA-256 of its products."""
+
+    path: Path
+    count: int
+    fingerprint: str
+
+    def label_rows(self) -> Iterator[tuple[str, dict[str, str | None]]]:
+        """``(product type, attributes)`` of each product, in order (for label cleaning)."""
+        for batch in read_arrow(self.path, ["product_type", "labels"]):
+            for product_type, labels in zip(batch["product_type"], batch["labels"]):
+                yield product_type, json.loads(labels)
+
+    def products(self) -> Iterator[Product]:
+        """The products, in order, as they were staged."""
+        for batch in read_arrow(self.path, ["product"]):
+            yield from map(Product.model_validate_json, batch["product"])
+
+    def __len__(self) -> int:
+        return self.count
+
+
+@dataclass(frozen=True)
+class StagedData:
+    """The staged splits and the data fingerprint of :func:`mxt_sdk.training.run_guard.fingerprint`."""
+
+    train: ProductTable
+    val: ProductTable | None
+    data_fingerprint: str
+
+    @classmethod
+    def load(cls, run_dir: Path) -> "StagedData":
+        """What :func:`stage_data` wrote under ``run_dir`` (for the processes that did not write it)."""
+        folder = Path(run_dir) / DATA_FOLDER
+        info = read_json(folder / STAGED_FILE)
+        tables = {split: None if entry is None else ProductTable(folder / entry["file"], entry["count"],
+                                                                entry["fingerprint"])
+                  for split, entry in info["splits"].items()}
+        return cls(tables["train"], tables["val"], info["data_fingerprint"])
+
+
+def _stage_split(source: Any, split: str, folder: Path, digest: DataDigest, reader: str | None,
+                 rejected_log: Path | None) -> ProductTable:
+    own = DataDigest()
+
+    def rows() -> Iterator[dict[str, str]]:
+        for product in iter_valid_products(source, split, reader, rejected_log):
+            digest.add(split, product)
+            own.add(split, product)
+            yield {"product_type": product.product_type,
+                   "labels": json.dumps(product.attributes, ensure_ascii=False),
+                   "product": product.model_dump_json()}
+
+    path = folder / f"products-{split}.arrow"
+    count = write_arrow(path, PRODUCT_SCHEMA, rows())
+    return ProductTable(path, count, own.hexdigest())
+
+
+def stage_data(train: Any, val: Any | None, run_dir: Path, reader: str | None = None,
+               rejected_log: Path | None = None) -> StagedData:
+    """Read ``train`` and ``val`` (data files in any reader format, or iterables of products / dicts)
+    once, skipping bad records as :func:`mxt_sdk.data.readers.iter_valid_products` does, into
+    ``<run_dir>/cache/data/``; fingerprint them on the way."""
+    folder = Path(run_dir) / DATA_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = DataDigest()
+    train_table = _stage_split(train, "train", folder, digest, reader, rejected_log)
+    val_table = _stage_split(val, "val", folder, digest, reader, rejected_log) if val is not None else None
+    staged = StagedData(train_table, val_table, digest.hexdigest())
+    write_json(folder / STAGED_FILE, {
+        "data_fingerprint": staged.data_fingerprint,
+        "splits": {split: None if table is None else {"file": table.path.name, "count": table.count,
+                                                      "fingerprint": table.fingerprint}
+                   for split, table in (("train", train_table), ("val", val_table))}})
+    return staged

@@ -1,0 +1,110 @@
+"""Training data on disk: products staged in Arrow chunks, cleaning from counts, example and token
+shards cached in the run folder (reused on resume, rebuilt on other data or settings), never in the
+model folder; chunk and shard sizes change nothing in the trained model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_config
+from mxt_sdk import Extractor, Product
+from mxt_sdk.data.cleaning import clean_products, plan_cleaning
+from mxt_sdk.experiments.synthetic import write_catalog
+from mxt_sdk.plugins import manager
+from mxt_sdk.training import example_cache, staging
+from mxt_sdk.training.staging import stage_data
+
+UNIGRAM = {"tokenizer": "unigram", "tokenizer_vocab_size": 400, "d_model": 32, "d_ff": 64, "num_layers": 1,
+           "num_heads": 4, "dropout_rate": 0.0}
+TRAINING = {"learning_rate": 3e-3, "batch_size": 8, "eval_every": 3, "log_every": 1, "seed": 5,
+            "subword_regularization": 0.2, "normalizers": ["text", "merge", "min_count"]}
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory):
+    return write_catalog(tmp_path_factory.mktemp("catalog"), train_size=30, test_size=8, image_size=32)
+
+
+def _config(**training):
+    config = tiny_config([])
+    config["model"]["generator"] = {"name": "t5", "options": UNIGRAM}
+    config["training"] = {**TRAINING, **training}
+    return config
+
+
+def _fit(catalog, output: Path, **options):
+    extractor = Extractor.from_config(_config())
+    return extractor.fit(catalog["train"], catalog["test"], output_dir=output, max_steps=3, **options)
+
+
+def _cache(run: Path) -> dict[str, float]:
+    folder = run / "cache" / "data"
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*.arrow")}
+
+
+def test_chunk_and_shard_sizes_change_nothing_in_the_model(catalog, tmp_path, monkeypatch):
+    _fit(catalog, tmp_path / "whole")
+    monkeypatch.setattr(staging, "CHUNK_ROWS", 5)
+    monkeypatch.setattr(example_cache, "SHARD_ROWS", 17)
+    _fit(catalog, tmp_path / "pieces")
+    shards = sorted(p.name for p in (tmp_path / "pieces.run" / "cache" / "data").glob("tokens-*/train-*.arrow"))
+    assert len(shards) > 3, shards  # the examples really were split
+    for name in ("model.safetensors", "metadata.json", "normalizers.json", "tokenizer/tokenizer.json"):
+        assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "pieces" / name).read_bytes(), name
+    assert (tmp_path / "whole.run" / "cleaning.json").read_text() == (tmp_path / "pieces.run" / "cleaning.json").read_text()
+
+
+def test_caches_live_in_the_run_folder_are_reused_on_resume_and_rebuilt_on_change(catalog, tmp_path):
+    out, run = tmp_path / "model", tmp_path / "model.run"
+    _fit(catalog, out)
+    assert not any(p.suffix == ".arrow" or p.name in ("cache", "datasets") for p in out.rglob("*"))
+    first = _cache(run)
+    assert any(k.startswith("examples-") for k in first) and any(k.startswith("tokens-") for k in first)
+    result = Extractor.from_config(_config()).fit(catalog["train"], catalog["test"], output_dir=out, max_steps=6)
+    assert result.resumed_from_step == 3
+    again = _cache(run)
+    cached = {k: v for k, v in first.items() if not k.startswith("products-")}
+    assert {k: again[k] for k in cached} == cached  # same files, not rewritten
+    changed = _config(normalizers=["text"])
+    Extractor.from_config(changed).fit(catalog["train"], catalog["test"], output_dir=out, max_steps=7,
+                                       force_resume=True)
+    rebuilt = _cache(run)
+    assert not set(cached) & set(rebuilt)  # other settings: new example and token shards, old ones gone
+
+
+def test_training_takes_a_one_shot_iterable_of_products(catalog, tmp_path):
+    records = (json.loads(line) for line in catalog["train"].read_text().splitlines())
+    products = (Product.model_validate(r) for r in records)
+    result = Extractor.from_config(_config()).fit(products, None, output_dir=tmp_path / "m", max_steps=2)
+    assert result.steps == 2
+    staged = json.loads((tmp_path / "m.run" / "cache" / "data" / "staged.json").read_text())
+    assert staged["splits"]["train"]["count"] == 30 and staged["splits"]["val"] is None
+
+
+def test_streamed_cleaning_equals_cleaning_in_memory(catalog, tmp_path):
+    staged = stage_data(catalog["train"], None, tmp_path)
+    products = list(staged.train.products())
+    assert len(products) == staged.train.count == 30
+
+    def normalizers():
+        return [manager.create("normalizers", name, {}) for name in ("text", "units", "merge", "min_count")]
+
+    in_memory, summary = clean_products(products, normalizers())
+    plan = plan_cleaning(staged.train.label_rows(), normalizers())
+    assert plan.summary == summary
+    assert [plan.relabel(p.product_type, p.attributes) for p in products] == [p.attributes for p in in_memory]
+
+
+def test_the_tokenizer_corpus_is_an_even_sample_of_a_large_catalog(tmp_path):
+    from mxt_sdk.training.prepare import tokenizer_corpus
+    from mxt_sdk.training.staging import write_arrow
+
+    rows = [{"product_id": str(i), "product_type": "t", "attribute": "a", "prompt": f"p{i}", "answer": f"a{i}",
+             "image": None} for i in range(10)]
+    path = tmp_path / "train-00000.arrow"
+    write_arrow(path, example_cache.EXAMPLE_SCHEMA, rows)
+    shards = example_cache.ExampleShards((path,), 10)
+    assert list(tokenizer_corpus(shards, limit=3)) == ["p3", "a3", "p6", "a6", "p9", "a9"]
+    assert list(tokenizer_corpus(shards, limit=10)) == [t for i in range(10) for t in (f"p{i}", f"a{i}")]
