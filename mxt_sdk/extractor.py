@@ -114,8 +114,7 @@ class Extractor:
         run = Path(run_dir) if run_dir is not None else default_run_dir(output)
         output.mkdir(parents=True, exist_ok=True)
         run.mkdir(parents=True, exist_ok=True)
-        rejected = run / REJECTED_FILE
-        rejected.unlink(missing_ok=True)  # this run's rejections only (a resumed run reads the data again)
+        rejected = run / REJECTED_FILE  # rewritten whenever the data is read again (see stage_data)
         root = image_root if image_root is not None else self.config.extraction.image_root
         if root is None and isinstance(train, (str, Path)):
             root = Path(train).parent  # relative image paths are relative to the data file

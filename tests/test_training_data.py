@@ -4,6 +4,7 @@ model folder; chunk and shard sizes change nothing in the trained model."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -65,8 +66,14 @@ def test_caches_live_in_the_run_folder_are_reused_on_resume_and_rebuilt_on_chang
     result = Extractor.from_config(_config()).fit(catalog["train"], catalog["test"], output_dir=out, max_steps=6)
     assert result.resumed_from_step == 3
     again = _cache(run)
+    assert again == first  # the same files, none rewritten: not even the data was read again
+    os.utime(catalog["train"])  # touched, same content: read again, same fingerprint, so it resumes
+    assert Extractor.from_config(_config()).fit(catalog["train"], catalog["test"], output_dir=out,
+                                                max_steps=6).resumed_from_step == 6
+    touched = _cache(run)
+    assert touched["products-train.arrow"] != first["products-train.arrow"]
     cached = {k: v for k, v in first.items() if not k.startswith("products-")}
-    assert {k: again[k] for k in cached} == cached  # same files, not rewritten
+    assert {k: touched[k] for k in cached} == cached
     changed = _config(normalizers=["text"])
     Extractor.from_config(changed).fit(catalog["train"], catalog["test"], output_dir=out, max_steps=7,
                                        force_resume=True)

@@ -8,14 +8,16 @@ Layout, under ``<run>/cache/data/`` (:mod:`mxt_sdk.training.layout`)::
                                                (its attributes as JSON), product (the whole product as JSON)
     staged.json                                counts and fingerprints of the files above
 
-The files are rewritten by every run (the data must be read to be fingerprinted anyway; the caches
-built from them, :mod:`mxt_sdk.training.example_cache`, are what is reused). Arrow files are written
+The files are rewritten whenever the data is read, which is every run unless the data files are
+unchanged since the last one (same path, size and modification time: then they and their
+fingerprint are reused); the caches built from them are :mod:`mxt_sdk.training.example_cache`. Arrow files are written
 as IPC streams (what ``datasets`` memory-maps) through a temporary name, and read back with plain
 buffered reads, so a pass over them holds one chunk at a time and maps nothing into the process.
 """
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -29,6 +31,8 @@ from mxt_sdk.data.readers import iter_valid_products
 from mxt_sdk.storage import read_json, write_json
 from mxt_sdk.training.run_guard import DataDigest
 from mxt_sdk.types import Product
+
+log = logging.getLogger("mxt_sdk.training")
 
 __all__ = ["CHUNK_ROWS", "ProductTable", "StagedData", "stage_data", "write_arrow", "read_arrow", "DATA_FOLDER"]
 
@@ -122,19 +126,45 @@ def _stage_split(source: Any, split: str, folder: Path, digest: DataDigest, read
     return ProductTable(path, count, own.hexdigest())
 
 
+def _file_state(source: Any, reader: str | None) -> dict[str, Any] | None:
+    """What identifies a data file's content cheaply (resolved path, size, modification time, reader);
+    None for anything that is not a file (an iterable can only be known by reading it)."""
+    if not isinstance(source, (str, Path)) or not Path(source).is_file():
+        return None
+    stat = Path(source).stat()
+    return {"path": str(Path(source).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "reader": reader}
+
+
 def stage_data(train: Any, val: Any | None, run_dir: Path, reader: str | None = None,
                rejected_log: Path | None = None) -> StagedData:
     """Read ``train`` and ``val`` (data files in any reader format, or iterables of products / dicts)
-    once, skipping bad records as :func:`mxt_sdk.data.readers.iter_valid_products` does, into
-    ``<run_dir>/cache/data/``; fingerprint them on the way."""
+    once, skipping bad records as :func:`mxt_sdk.data.readers.iter_valid_products` does (and logging
+    them to a fresh ``rejected_log``), into ``<run_dir>/cache/data/``; fingerprint them on the way.
+
+    When both are files whose path, size and modification time (and ``reader``) are those recorded
+    by the last staging in ``run_dir``, nothing is read: the staged files and their fingerprint are
+    reused (a resumed run then starts without a pass over the catalog)."""
     folder = Path(run_dir) / DATA_FOLDER
+    sources = {"train": _file_state(train, reader), "val": _file_state(val, reader)}
+    if sources["train"] is not None and (val is None or sources["val"] is not None):
+        try:
+            info = read_json(folder / STAGED_FILE)
+        except (OSError, ValueError):
+            info = {}
+        if info.get("sources") == sources and all((folder / f"products-{s}.arrow").is_file()
+                                                  for s, entry in info["splits"].items() if entry):
+            log.info("Reusing the staged data in %s (the data files are unchanged: same size and time)", folder)
+            return StagedData.load(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / STAGED_FILE).unlink(missing_ok=True)  # written again last: staged files count only with it
+    if rejected_log is not None:
+        Path(rejected_log).unlink(missing_ok=True)  # the rejections of this reading only
     digest = DataDigest()
     train_table = _stage_split(train, "train", folder, digest, reader, rejected_log)
     val_table = _stage_split(val, "val", folder, digest, reader, rejected_log) if val is not None else None
     staged = StagedData(train_table, val_table, digest.hexdigest())
     write_json(folder / STAGED_FILE, {
-        "data_fingerprint": staged.data_fingerprint,
+        "data_fingerprint": staged.data_fingerprint, "sources": sources,
         "splits": {split: None if table is None else {"file": table.path.name, "count": table.count,
                                                       "fingerprint": table.fingerprint}
                    for split, table in (("train", train_table), ("val", val_table))}})
