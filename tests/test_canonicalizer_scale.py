@@ -30,11 +30,31 @@ def test_a_large_pair_gets_a_graph_and_agrees_with_exact_search(catalog):
         canon.build_indexes()
     stats = graph.index_stats()
     assert (stats["hnsw_indexes"], stats["exact_indexes"], stats["indexed_values"]) == (1, 10, 3000)
-    assert stats["index_bytes"] < exact.index_stats()["index_bytes"]  # 1 byte a dimension, not 4
+    # exact indexes hold 2 bytes a dimension (float16 codes), the graph 1 plus its links
+    assert exact.index_stats()["index_bytes"] == 3000 * 256 * 2
+    assert stats["index_bytes"] == 1000 * 256 * 2 + 2000 * (256 + 2 * 32 * 4 + 8)
     answers, reference = graph.canonicalize_many(asked), exact.canonicalize_many(asked)
     agree = sum(a == b for a, b in zip(answers, reference)) / len(asked)
     assert agree >= 0.97, agree
     assert sum(not novel for _, novel in answers) > len(asked) // 3  # slips do find their value
+
+
+def test_exact_indexes_score_their_candidates_exactly(catalog):
+    """float16 codes only choose the candidates: the scores are float32 cosines of the values, so a
+    pair's nearest value and its score are those of a float32 product over all its values."""
+    import numpy as np
+
+    vocab, asked = catalog
+    canon = _canonicalizer()
+    canon.fit(vocab)
+    key = next(k for k, values in vocab.items() if 50 < len(values) <= 500)
+    pair = canon._pairs[key]
+    texts = [text for text, pt, attr in asked if (pt, attr) == key][:20] or list(pair.canonical[:20])
+    vectors = canon._embedder.embed_loose_many(texts)
+    scores, ids = canon._index(pair).search(vectors, 8)
+    full = vectors @ canon._embedder.embed_many(pair.canonical).T
+    assert (ids[:, 0] == full.argmax(axis=1)).all()
+    assert np.allclose(scores[:, 0], full.max(axis=1), atol=1e-6)
 
 
 def test_graph_answers_do_not_depend_on_the_batch(catalog):

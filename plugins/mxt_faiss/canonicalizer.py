@@ -11,9 +11,9 @@ For a value of pair ``(pt, attr)``, in this order:
 3. **nearest neighbour**: the pair's FAISS index over L2-normalised character n-gram vectors
    returns the ``CANDIDATES`` most similar known values with their scores; the most similar one whose
    numbers agree with the value's (option ``match_numbers``) and whose score is at least
-   ``similarity_threshold`` wins (``"navy blu"`` -> ``"navy blue"``). The index is exact
-   (``IndexFlatIP``) for pairs of up to ``exact_max_values`` values and an HNSW graph above, whose
-   candidates are scored exactly (see :mod:`mxt_faiss.indexes`);
+   ``similarity_threshold`` wins (``"navy blu"`` -> ``"navy blue"``). The index is exhaustive
+   (float16 codes) for pairs of up to ``exact_max_values`` values and an HNSW graph above; both
+   score their candidates exactly (see :mod:`mxt_faiss.indexes`);
 4. otherwise the value is returned **unchanged** with ``novel=True``. A pair with no known values
    at all (never seen in training, not in the vocabulary file) gives ``novel=True`` for every value:
    nothing was ever seen for it.
