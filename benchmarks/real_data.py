@@ -106,6 +106,8 @@ def run_implicitave(extractor: Extractor, args) -> dict:
     majority = _majority_accuracy(train, test)
     if args.blank_titles:  # diagnostic: what the image (and product type) alone can give
         train, test = [_blank_title(p) for p in train], [_blank_title(p) for p in test]
+    if args.blank_title_copies:  # modality dropout as data: each photo once with, once without its text
+        train = train + [_blank_title(p).model_copy(update={"id": f"{p.id}#blank"}) for p in train]
     photo_products = len(train)
     if args.train_text:
         pairs = {(p.product_type, a) for p in train + test for a in p.attributes}
@@ -148,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="implicitave: also train on train_text/ (text-only rows of the same pairs)")
     parser.add_argument("--photo-repeat", type=int, default=1,
                         help="implicitave with --train-text: each photo product appears this many times")
+    parser.add_argument("--blank-title-copies", action="store_true",
+                        help="implicitave: train on each photo product twice, with and without its title")
     parser.add_argument("--blank-titles", action="store_true",
                         help="implicitave diagnostic: titles replaced by '-' in training and test")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
@@ -167,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
               "overrides": args.overrides, "reuse": args.reuse, "decode": args.decode,
  **({"train_text": True, "photo_repeat": args.photo_repeat}
                                               if args.train_text else {}),
-              **({"blank_titles": True} if args.blank_titles else {}), **run(extractor, args)}
+              **({"blank_titles": True} if args.blank_titles else {}),
+              **({"blank_title_copies": True} if args.blank_title_copies else {}), **run(extractor, args)}
     print(json.dumps(result), flush=True)
     return 0
 
