@@ -81,7 +81,7 @@ def script_answers(monkeypatch, answers: dict) -> None:
     from mxt_sdk import GreedyOutput
     from mxt_sdk.model.mxt import MXTModel
 
-    def generate(self, input_ids, attention_mask, images, max_new_tokens, image_index=None):
+    def generate(self, input_ids, attention_mask, images, max_new_tokens, image_index=None, encode_rows=None):
         tokenizer = self.generator.tokenizer
         rows = []
         for prompt in tokenizer.batch_decode(input_ids.tolist(), skip_special_tokens=True):
