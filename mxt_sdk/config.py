@@ -97,6 +97,10 @@ class TrainingConfig(_Section):
         default=0.0, ge=0, lt=1, description="share of training pieces split into smaller ones, alike in prompt "
                                              "and answer: teaches a copying generator multi-piece values "
                                              "(mxt_sdk.data.subwords)")
+    text_free_copies: bool = Field(
+        default=False, description="also train on each example whose product has an image with the product's "
+                                   "texts left out of its prompt (modality dropout): the model learns to read "
+                                   "values from the photo instead of memorising titles")
     log_every: int = Field(default=10, ge=1)
     normalizers: list[ComponentSpec] = Field(default_factory=_default_normalizers)
 

@@ -115,3 +115,19 @@ def test_the_tokenizer_corpus_is_an_even_sample_of_a_large_catalog(tmp_path):
     shards = example_cache.ExampleShards((path,), 10)
     assert list(tokenizer_corpus(shards, limit=3)) == ["p3", "a3", "p6", "a6", "p9", "a9"]
     assert list(tokenizer_corpus(shards, limit=10)) == [t for i in range(10) for t in (f"p{i}", f"a{i}")]
+
+
+def test_text_free_copies_follow_each_example_with_an_image():
+    from mxt_sdk import Product
+    from mxt_sdk.data.examples import example_rows
+
+    products = [Product(id="a", product_type="shirt", title="Red cotton tee", image="a.png",
+                        attributes={"color": "red", "pattern": "plain"}),
+                Product(id="b", product_type="shirt", title="Blue tee", attributes={"color": "blue"})]
+    plain = list(example_rows(products, "n/a"))
+    rows = list(example_rows(products, "n/a", text_free_copies=True))
+    assert len(plain) == 3 and len(rows) == 5  # the image-less product gets no copy
+    for original, copy in ((rows[0], rows[1]), (rows[2], rows[3])):
+        assert copy == {**original, "prompt": f"question: {original['attribute']} context: shirt"}
+        assert "Red cotton tee" in original["prompt"]
+    assert rows[4] == plain[2]

@@ -19,15 +19,21 @@ from mxt_sdk.images.batching import truncate
 from mxt_sdk.types import Product
 
 
-def example_rows(products: Iterable[Product], none_answer: str) -> Iterator[dict[str, Any]]:
-    """JSON-able rows ``{product_id, product_type, attribute, prompt, answer, image}``."""
+def example_rows(products: Iterable[Product], none_answer: str,
+                 text_free_copies: bool = False) -> Iterator[dict[str, Any]]:
+    """JSON-able rows ``{product_id, product_type, attribute, prompt, answer, image}``; with
+    ``text_free_copies``, each row of a product with an image is followed by a copy whose prompt leaves
+    the product's texts out (``training.text_free_copies``)."""
     for product in products:
         for attribute, value in product.attributes.items():
-            yield {
+            row = {
                 "product_id": product.id, "product_type": product.product_type, "attribute": attribute,
                 "prompt": build_prompt(attribute, product),
                 "answer": value if value is not None else none_answer, "image": product.image,
             }
+            yield row
+            if text_free_copies and product.image is not None:
+                yield {**row, "prompt": build_prompt(attribute, product, with_text=False)}
 
 
 def collect_metadata(products: Iterable[Product]) -> CatalogMetadata:

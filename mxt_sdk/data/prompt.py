@@ -13,12 +13,12 @@ SEPARATOR = " | "
 QUESTION_MARKER, CONTEXT_MARKER = "question:", "context:"
 
 
-def build_context(product: Product) -> str:
-    """The product's part of the prompt: its type and its texts, ``SEPARATOR``-joined."""
-    parts = [product.product_type, product.title, product.description or "", *product.bullets]
-    return SEPARATOR.join(part for part in parts if part)
+def build_context(product: Product, with_text: bool = True) -> str:
+    """The product's part of the prompt: its type and (``with_text``) its texts, ``SEPARATOR``-joined."""
+    texts = [product.title, product.description or "", *product.bullets] if with_text else []
+    return SEPARATOR.join(part for part in [product.product_type, *texts] if part)
 
 
-def build_prompt(attribute: str, product: Product) -> str:
-    """The input text for asking ``attribute`` of ``product``."""
-    return f"{QUESTION_MARKER} {attribute} {CONTEXT_MARKER} " + build_context(product)
+def build_prompt(attribute: str, product: Product, with_text: bool = True) -> str:
+    """The input text for asking ``attribute`` of ``product`` (without its texts: only the product type)."""
+    return f"{QUESTION_MARKER} {attribute} {CONTEXT_MARKER} " + build_context(product, with_text)

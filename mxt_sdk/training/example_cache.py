@@ -125,17 +125,19 @@ def _finish(folder: Path, shards: dict[str, ExampleShards]) -> None:
 
 
 def build_examples(run_dir: Path, key: str, splits: dict[str, tuple[ProductTable, CleaningPlan]],
-                   none_answer: str, *, write: bool = True) -> dict[str, ExampleShards]:
+                   none_answer: str, *, write: bool = True, text_free_copies: bool = False) -> dict[str, ExampleShards]:
     """The cleaned example shards of each split (``{split: (staged products, cleaning plan)}``),
     reused from ``examples-<key>`` when complete, written otherwise (only where ``write``: the
-    main process; the others read what it wrote)."""
+    main process; the others read what it wrote). ``text_free_copies`` applies to the train split only
+    (and must be part of ``key``)."""
     root = Path(run_dir) / DATA_FOLDER
     folder = root / f"examples-{key}"
     if _fresh(folder) or not write:
         log.info("Reusing the training examples in %s", folder)
         return _load(folder)
     folder = _claim(root, "examples", key)
-    shards = {split: _write_shards(folder, split, example_rows(_cleaned(table, plan), none_answer), EXAMPLE_SCHEMA)
+    shards = {split: _write_shards(folder, split, example_rows(_cleaned(table, plan), none_answer,
+                                                               text_free_copies and split == "train"), EXAMPLE_SCHEMA)
               for split, (table, plan) in splits.items()}
     _finish(folder, shards)
     return shards

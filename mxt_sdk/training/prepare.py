@@ -60,10 +60,11 @@ def prepare_data(extractor, config: TrainingConfig, run_dir: Path, accelerator, 
     metadata = metadata_from_labels((pt, plans["train"].relabel(pt, attrs)) for pt, attrs in train.label_rows())
     tables = {"train": train, "val": val}
     key = cache_key([t.fingerprint for t in tables.values() if t is not None],
-                    [s.model_dump(mode="json") for s in config.normalizers], model_config.none_answer)
+                    [s.model_dump(mode="json") for s in config.normalizers], model_config.none_answer,
+                    *(["text-free-copies"] if config.text_free_copies else []))
     with accelerator.main_process_first():
         examples = build_examples(run_dir, key, {split: (tables[split], plan) for split, plan in plans.items()},
-                                  model_config.none_answer, write=main)
+                                  model_config.none_answer, write=main, text_free_copies=config.text_free_copies)
     generator = extractor.model.generator
     if generator.needs_tokenizer_training:
         generator.train_tokenizer(tokenizer_corpus(examples["train"]))
