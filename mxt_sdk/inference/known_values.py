@@ -12,6 +12,7 @@ decoder pass.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,5 +77,5 @@ class KnownValueChooser:
                 chosen.append(None)
                 continue
             score, position = best[row]
-            chosen.append((found[0][position], float(torch.tensor(score).exp().clamp(0.0, 1.0))))
+            chosen.append((found[0][position], min(math.exp(score), 1.0)))
         return chosen

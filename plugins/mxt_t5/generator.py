@@ -206,6 +206,7 @@ class T5Generator(T5Backbone):
     def __init__(self, options: T5Options, *, saved: Mapping[str, Any] | None = None):
         super().__init__(options, saved=saved)
         self.copy_head = CopyHead(self.d_model, options.copy_continuation) if options.copy_mechanism else None
+        self._word_tables = WordTables()  # per-token word facts of the current tokenizer, rebuilt when it changes
         if self.copy_head is not None and saved is None and options.from_pretrained:
             self._load_pretrained_copy_head(Path(options.from_pretrained))
 
@@ -233,25 +234,13 @@ class T5Generator(T5Backbone):
     def _inside_word(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Which prompt tokens continue a word: SentencePiece pieces without the word-start mark (none
         for a tokenizer without that mark, e.g. bytes)."""
-        tokenizer = self._tokenizer
-        key = (id(tokenizer), len(tokenizer))
-        if getattr(self, "_inside_word_key", None) != key:
-            pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
-            marked = any(isinstance(p, str) and p.startswith("\u2581") for p in pieces)
-            special = set(tokenizer.all_special_ids)
-            table = [marked and isinstance(p, str) and not p.startswith("\u2581") and i not in special
-                     for i, p in enumerate(pieces)]
-            self._inside_word_table, self._inside_word_key = torch.tensor(table, dtype=torch.bool), key
-        table = self._inside_word_table.to(input_ids.device)
-        return table[input_ids.clamp(0, table.numel() - 1)] & (input_ids < table.numel())
+        return WordTables.lookup(self._word_tables.update(self._tokenizer).inside, input_ids)
 
     def _whole_word_guard(self, input_ids: torch.Tensor | None,
                           attention_mask: torch.Tensor) -> WholeWordGuard | None:
         """The guard of ``whole_words`` over the prompt's tokens (None without a tokenizer or prompt ids)."""
         if input_ids is None or self._tokenizer is None:
             return None
-        if not hasattr(self, "_word_tables"):
-            self._word_tables = WordTables()
         offset = attention_mask.size(1) - input_ids.size(1)
         valid = attention_mask[:, offset:].bool() & (input_ids != self.model.config.pad_token_id)
         return WholeWordGuard(self._word_tables.update(self._tokenizer), input_ids, valid)

@@ -37,6 +37,7 @@ class WordTables:
 
     def __init__(self) -> None:
         self._key: tuple[int, int] | None = None
+        self.inside: torch.Tensor = torch.zeros(0, dtype=torch.bool)  # no word-start mark (special ids excepted)
         self.continues: torch.Tensor = torch.zeros(0, dtype=torch.bool)  # no mark, starts alphanumeric
         self.ends_alnum: torch.Tensor = torch.zeros(0, dtype=torch.bool)  # last character alphanumeric
 
@@ -52,6 +53,8 @@ class WordTables:
             return "" if i in special or not isinstance(piece, str) else piece
 
         texts = [text(i, p) for i, p in enumerate(pieces)]
+        self.inside = torch.tensor([marked and bool(t) and not t.startswith(_WORD_START) for t in texts],
+                                   dtype=torch.bool)
         self.continues = torch.tensor([marked and t[:1].isalnum() for t in texts], dtype=torch.bool)
         self.ends_alnum = torch.tensor([marked and t[-1:].isalnum() for t in texts], dtype=torch.bool)
         self._key = key
