@@ -120,7 +120,8 @@ class Extractor:
             root = Path(train).parent  # relative image paths are relative to the data file
         trainer = Trainer(self, settings, output, Path(root) if root is not None else None, run)
         staged = trainer.stage(train, val, reader, rejected)  # read once, in chunks, into <run>/cache/data
-        check_resume(run, {"config": config_fingerprint(self.config), "data": staged.data_fingerprint}, force_resume)
+        check_resume(run, {"config": config_fingerprint(self.config), "data": staged.data_fingerprint}, force_resume,
+                     record=trainer.accelerator.is_main_process)  # one writer: the main process's recovery runs next
         self._inference_models.clear()  # an int8 copy made from the old weights would be stale
         result = trainer.fit(staged.train, staged.val)
         self.model.eval()

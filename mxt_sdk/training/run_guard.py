@@ -67,9 +67,10 @@ def fingerprint(config, train: Iterable[Product], val: Iterable[Product] | None)
     return {"config": config_fingerprint(config), "data": digest.hexdigest()}
 
 
-def check_resume(output: Path, current: dict[str, str], force: bool = False) -> None:
-    """Record ``current`` in ``output/run.json`` (``output``: the run folder); if the folder already holds checkpoints of a run with
-    another fingerprint, raise :class:`ResumeMismatchError` (or, with ``force``, warn and go on)."""
+def check_resume(output: Path, current: dict[str, str], force: bool = False, record: bool = True) -> None:
+    """Record ``current`` in ``output/run.json`` (``output``: the run folder; ``record=False``: only check, as
+    every process but the main one of a distributed run does); if the folder already holds checkpoints of a
+    run with another fingerprint, raise :class:`ResumeMismatchError` (or, with ``force``, warn and go on)."""
     output, path = Path(output), Path(output) / RUN_FILE
     if checkpoints.latest_checkpoint(output) is not None and path.is_file():
         try:
@@ -86,4 +87,5 @@ def check_resume(output: Path, current: dict[str, str], force: bool = False) -> 
             if not force:
                 raise ResumeMismatchError(message)
             log.warning("Forced resume: %s", message)
-    write_json(path, {"fingerprint": current})
+    if record:
+        write_json(path, {"fingerprint": current})
