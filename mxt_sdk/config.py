@@ -101,6 +101,11 @@ class TrainingConfig(_Section):
         default=False, description="also train on each example whose product has an image with the product's "
                                    "texts left out of its prompt (modality dropout): the model learns to read "
                                    "values from the photo instead of memorising titles")
+    scramble_copied_values: float = Field(
+        default=0.0, ge=0, le=1, description="share of training examples whose value is written in their "
+                                             "text that get the value's letters shuffled in the answer and "
+                                             "the text alike: teaches copying new values over recalling "
+                                             "training ones (mxt_sdk.data.scrambles)")
     log_every: int = Field(default=10, ge=1)
     normalizers: list[ComponentSpec] = Field(default_factory=_default_normalizers)
 

@@ -109,12 +109,12 @@ def test_the_tokenizer_corpus_is_an_even_sample_of_a_large_catalog(tmp_path):
     from mxt_sdk.training.staging import write_arrow
 
     rows = [{"product_id": str(i), "product_type": "t", "attribute": "a", "prompt": f"p{i}", "answer": f"a{i}",
-             "image": None} for i in range(10)]
+             "image": None, "augmented": i == 7} for i in range(10)]
     path = tmp_path / "train-00000.arrow"
     write_arrow(path, example_cache.EXAMPLE_SCHEMA, rows)
     shards = example_cache.ExampleShards((path,), 10)
     assert list(tokenizer_corpus(shards, limit=3)) == ["p3", "a3", "p6", "a6", "p9", "a9"]
-    assert list(tokenizer_corpus(shards, limit=10)) == [t for i in range(10) for t in (f"p{i}", f"a{i}")]
+    assert list(tokenizer_corpus(shards, limit=10)) == [t for i in range(10) if i != 7 for t in (f"p{i}", f"a{i}")]
 
 
 def test_text_free_copies_follow_each_example_with_an_image():
@@ -128,6 +128,27 @@ def test_text_free_copies_follow_each_example_with_an_image():
     rows = list(example_rows(products, "n/a", text_free_copies=True))
     assert len(plain) == 3 and len(rows) == 5  # the image-less product gets no copy
     for original, copy in ((rows[0], rows[1]), (rows[2], rows[3])):
-        assert copy == {**original, "prompt": f"question: {original['attribute']} context: shirt"}
+        assert copy == {**original, "prompt": f"question: {original['attribute']} context: shirt", "augmented": True}
+        assert original["augmented"] is False
         assert "Red cotton tee" in original["prompt"]
     assert rows[4] == plain[2]
+
+
+def test_scrambled_values_change_the_train_examples_only_and_get_their_own_cache(catalog, tmp_path):
+    import pyarrow as pa
+
+    def answers(run: Path, split: str) -> list[str]:
+        files = sorted((run / "cache" / "data").glob(f"examples-*/{split}-*.arrow"))
+        return [a for f in files for a in pa.ipc.open_stream(f).read_all().column("answer").to_pylist()]
+
+    _fit(catalog, tmp_path / "plain")
+    Extractor.from_config(_config(scramble_copied_values=0.5)).fit(
+        catalog["train"], catalog["test"], output_dir=tmp_path / "scrambled", max_steps=1)
+    plain, scrambled = tmp_path / "plain.run", tmp_path / "scrambled.run"
+    assert {p.name for p in (plain / "cache" / "data").glob("examples-*")}.isdisjoint(
+        p.name for p in (scrambled / "cache" / "data").glob("examples-*"))
+    before, after = answers(plain, "train"), answers(scrambled, "train")
+    changed = [(a, b) for a, b in zip(before, after) if a != b]
+    assert len(before) == len(after) and 0 < len(changed) < len(before)
+    assert all(sorted(a.replace(" ", "")) == sorted(b.replace(" ", "")) for a, b in changed)
+    assert answers(plain, "val") == answers(scrambled, "val")

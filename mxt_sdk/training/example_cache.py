@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 
 from mxt_sdk.data.cleaning import CleaningPlan
 from mxt_sdk.data.examples import example_rows
+from mxt_sdk.data.scrambles import ValueScrambler
 from mxt_sdk.storage import write_json
 from mxt_sdk.training.staging import DATA_FOLDER, ProductTable, read_arrow, write_arrow
 from mxt_sdk.types import Product
@@ -48,8 +49,9 @@ __all__ = ["SHARD_ROWS", "ExampleShards", "build_examples", "tokenize_shards", "
 SHARD_ROWS = 100_000
 DONE_FILE = "done.json"
 EXAMPLE_SCHEMA = pa.schema([("product_id", pa.string()), ("product_type", pa.string()), ("attribute", pa.string()),
-                            ("prompt", pa.string()), ("answer", pa.string()), ("image", pa.string())])
-_VERSION = 1  # bump when the rows or their tokenization change meaning
+                            ("prompt", pa.string()), ("answer", pa.string()), ("image", pa.string()),
+                            ("augmented", pa.bool_())])
+_VERSION = 2  # bump when the rows or their tokenization change meaning
 
 
 def cache_key(*parts: Any) -> str:
@@ -125,20 +127,24 @@ def _finish(folder: Path, shards: dict[str, ExampleShards]) -> None:
 
 
 def build_examples(run_dir: Path, key: str, splits: dict[str, tuple[ProductTable, CleaningPlan]],
-                   none_answer: str, *, write: bool = True, text_free_copies: bool = False) -> dict[str, ExampleShards]:
+                   none_answer: str, *, write: bool = True, text_free_copies: bool = False,
+                   scrambler: ValueScrambler | None = None) -> dict[str, ExampleShards]:
     """The cleaned example shards of each split (``{split: (staged products, cleaning plan)}``),
     reused from ``examples-<key>`` when complete, written otherwise (only where ``write``: the
-    main process; the others read what it wrote). ``text_free_copies`` applies to the train split only
-    (and must be part of ``key``)."""
+    main process; the others read what it wrote). ``text_free_copies`` and ``scrambler`` apply to
+    the train split only (and must be part of ``key``)."""
     root = Path(run_dir) / DATA_FOLDER
     folder = root / f"examples-{key}"
     if _fresh(folder) or not write:
         log.info("Reusing the training examples in %s", folder)
         return _load(folder)
     folder = _claim(root, "examples", key)
-    shards = {split: _write_shards(folder, split, example_rows(_cleaned(table, plan), none_answer,
-                                                               text_free_copies and split == "train"), EXAMPLE_SCHEMA)
-              for split, (table, plan) in splits.items()}
+    shards = {}
+    for split, (table, plan) in splits.items():
+        train = split == "train"
+        rows = example_rows(_cleaned(table, plan), none_answer, text_free_copies and train,
+                            scrambler if train else None)
+        shards[split] = _write_shards(folder, split, rows, EXAMPLE_SCHEMA)
     _finish(folder, shards)
     return shards
 

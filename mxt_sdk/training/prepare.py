@@ -13,6 +13,7 @@ from typing import Any
 from mxt_sdk.config import TrainingConfig
 from mxt_sdk.data.cleaning import plan_cleaning
 from mxt_sdk.data.examples import example_tokenizer, metadata_from_labels
+from mxt_sdk.data.scrambles import ValueScrambler
 from mxt_sdk.data.subwords import subword_splitter
 from mxt_sdk.plugins import manager
 from mxt_sdk.training.example_cache import (ExampleShards, build_examples, cache_key, token_stats,
@@ -32,11 +33,13 @@ TOKENIZER_EXAMPLES = 100_000
 
 def tokenizer_corpus(shards: ExampleShards, limit: int | None = None) -> Iterator[str]:
     """Prompt, answer, prompt, ... of the training examples, or of ``limit`` (default
-    :data:`TOKENIZER_EXAMPLES`) of them evenly spaced, in order."""
+    :data:`TOKENIZER_EXAMPLES`) of them evenly spaced, in order; rows made by an augmentation
+    (``augmented``: scrambled values, text-free copies) are left out, so the tokenizer learns the
+    catalog's own words."""
     limit, index = limit or TOKENIZER_EXAMPLES, 0
-    for batch in read_arrow(shards.paths, ["prompt", "answer"]):
-        for prompt, answer in zip(batch["prompt"], batch["answer"]):
-            if (index + 1) * limit // shards.rows > index * limit // shards.rows:
+    for batch in read_arrow(shards.paths, ["prompt", "answer", "augmented"]):
+        for prompt, answer, augmented in zip(batch["prompt"], batch["answer"], batch["augmented"]):
+            if not augmented and (index + 1) * limit // shards.rows > index * limit // shards.rows:
                 yield prompt
                 yield answer
             index += 1
@@ -59,12 +62,16 @@ def prepare_data(extractor, config: TrainingConfig, run_dir: Path, accelerator, 
         plans["val"] = plan_cleaning(val.label_rows(), normalizers, fit=False)
     metadata = metadata_from_labels((pt, plans["train"].relabel(pt, attrs)) for pt, attrs in train.label_rows())
     tables = {"train": train, "val": val}
+    scrambler = (ValueScrambler(config.scramble_copied_values, config.seed)
+                 if config.scramble_copied_values > 0 else None)
     key = cache_key([t.fingerprint for t in tables.values() if t is not None],
                     [s.model_dump(mode="json") for s in config.normalizers], model_config.none_answer,
-                    *(["text-free-copies"] if config.text_free_copies else []))
+                    *(["text-free-copies"] if config.text_free_copies else []),
+                    *([f"scrambled-{config.scramble_copied_values}-{config.seed}"] if scrambler else []))
     with accelerator.main_process_first():
         examples = build_examples(run_dir, key, {split: (tables[split], plan) for split, plan in plans.items()},
-                                  model_config.none_answer, write=main, text_free_copies=config.text_free_copies)
+                                  model_config.none_answer, write=main, text_free_copies=config.text_free_copies,
+                                  scrambler=scrambler)
     generator = extractor.model.generator
     if generator.needs_tokenizer_training:
         generator.train_tokenizer(tokenizer_corpus(examples["train"]))
