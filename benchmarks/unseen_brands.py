@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--steps", type=int, default=demo.DemoSettings().steps)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=demo.DemoSettings().seed,
+                        help="training seed (initial weights, data order); the catalog stays the demo's")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")
     parser.add_argument("--decode", action="append", default=[], metavar="OPTION=VALUE",
                         help="evaluate the trained model again with this generator option changed")
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         extractor, steps = Extractor.from_pretrained(model_dir), None
     else:
         _, result, _ = fit_budgeted(config, paths["train"], model_dir, steps=args.steps, max_seconds=None,
-                                    seed=settings.seed)
+                                    seed=args.seed)
         extractor, steps = Extractor.from_pretrained(model_dir), result.steps
     results = {"steps": steps, "seconds": round(time.perf_counter() - started), "overrides": args.overrides}
     options = extractor.model.generator.options

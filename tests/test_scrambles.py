@@ -61,7 +61,6 @@ def test_example_rows_scramble_prompt_and_answer_together_and_text_free_copies_k
     assert brand_copy["answer"] == "belkali" and brand_copy["prompt"] == "question: brand context: shirt"
     assert color["answer"] != "red" and color_copy["answer"] == "red"
     assert pattern["answer"] == pattern_copy["answer"] == "striped"
-    assert [row["augmented"] for row in rows] == [True, True, True, True, False, True]
 
 
 def test_a_share_outside_zero_to_one_is_refused():

@@ -109,12 +109,12 @@ def test_the_tokenizer_corpus_is_an_even_sample_of_a_large_catalog(tmp_path):
     from mxt_sdk.training.staging import write_arrow
 
     rows = [{"product_id": str(i), "product_type": "t", "attribute": "a", "prompt": f"p{i}", "answer": f"a{i}",
-             "image": None, "augmented": i == 7} for i in range(10)]
+             "image": None} for i in range(10)]
     path = tmp_path / "train-00000.arrow"
     write_arrow(path, example_cache.EXAMPLE_SCHEMA, rows)
     shards = example_cache.ExampleShards((path,), 10)
     assert list(tokenizer_corpus(shards, limit=3)) == ["p3", "a3", "p6", "a6", "p9", "a9"]
-    assert list(tokenizer_corpus(shards, limit=10)) == [t for i in range(10) if i != 7 for t in (f"p{i}", f"a{i}")]
+    assert list(tokenizer_corpus(shards, limit=10)) == [t for i in range(10) for t in (f"p{i}", f"a{i}")]
 
 
 def test_text_free_copies_follow_each_example_with_an_image():
@@ -128,8 +128,7 @@ def test_text_free_copies_follow_each_example_with_an_image():
     rows = list(example_rows(products, "n/a", text_free_copies=True))
     assert len(plain) == 3 and len(rows) == 5  # the image-less product gets no copy
     for original, copy in ((rows[0], rows[1]), (rows[2], rows[3])):
-        assert copy == {**original, "prompt": f"question: {original['attribute']} context: shirt", "augmented": True}
-        assert original["augmented"] is False
+        assert copy == {**original, "prompt": f"question: {original['attribute']} context: shirt"}
         assert "Red cotton tee" in original["prompt"]
     assert rows[4] == plain[2]
 

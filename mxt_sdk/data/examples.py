@@ -22,12 +22,11 @@ from mxt_sdk.types import Product
 
 def example_rows(products: Iterable[Product], none_answer: str, text_free_copies: bool = False,
                  scrambler: ValueScrambler | None = None) -> Iterator[dict[str, Any]]:
-    """JSON-able rows ``{product_id, product_type, attribute, prompt, answer, image, augmented}``;
-    with ``text_free_copies``, each row of a product with an image is followed by a copy whose prompt
-    leaves the product's texts out (``training.text_free_copies``, with the true answer); with
-    ``scrambler``, some values written in the text are scrambled in the prompt and answer alike
-    (``training.scramble_copied_values``). ``augmented`` marks the rows these two made, which are
-    not the catalog's own text (the tokenizer is not trained on them)."""
+    """JSON-able rows ``{product_id, product_type, attribute, prompt, answer, image}``; with
+    ``text_free_copies``, each row of a product with an image is followed by a copy whose prompt leaves
+    the product's texts out (``training.text_free_copies``, with the true answer); with ``scrambler``,
+    some values written in the text are scrambled in the prompt and answer alike
+    (``training.scramble_copied_values``)."""
     for product in products:
         for attribute, value in product.attributes.items():
             answer = value if value is not None else none_answer
@@ -35,12 +34,10 @@ def example_rows(products: Iterable[Product], none_answer: str, text_free_copies
             row = {
                 "product_id": product.id, "product_type": product.product_type, "attribute": attribute,
                 "prompt": build_prompt(attribute, source), "answer": shown, "image": product.image,
-                "augmented": source is not product,
             }
             yield row
             if text_free_copies and product.image is not None:
-                yield {**row, "prompt": build_prompt(attribute, product, with_text=False), "answer": answer,
-                       "augmented": True}
+                yield {**row, "prompt": build_prompt(attribute, product, with_text=False), "answer": answer}
 
 
 def collect_metadata(products: Iterable[Product]) -> CatalogMetadata:

@@ -49,9 +49,8 @@ __all__ = ["SHARD_ROWS", "ExampleShards", "build_examples", "tokenize_shards", "
 SHARD_ROWS = 100_000
 DONE_FILE = "done.json"
 EXAMPLE_SCHEMA = pa.schema([("product_id", pa.string()), ("product_type", pa.string()), ("attribute", pa.string()),
-                            ("prompt", pa.string()), ("answer", pa.string()), ("image", pa.string()),
-                            ("augmented", pa.bool_())])
-_VERSION = 2  # bump when the rows or their tokenization change meaning
+                            ("prompt", pa.string()), ("answer", pa.string()), ("image", pa.string())])
+_VERSION = 1  # bump when the rows or their tokenization change meaning
 
 
 def cache_key(*parts: Any) -> str:

@@ -33,13 +33,11 @@ TOKENIZER_EXAMPLES = 100_000
 
 def tokenizer_corpus(shards: ExampleShards, limit: int | None = None) -> Iterator[str]:
     """Prompt, answer, prompt, ... of the training examples, or of ``limit`` (default
-    :data:`TOKENIZER_EXAMPLES`) of them evenly spaced, in order; rows made by an augmentation
-    (``augmented``: scrambled values, text-free copies) are left out, so the tokenizer learns the
-    catalog's own words."""
+    :data:`TOKENIZER_EXAMPLES`) of them evenly spaced, in order."""
     limit, index = limit or TOKENIZER_EXAMPLES, 0
-    for batch in read_arrow(shards.paths, ["prompt", "answer", "augmented"]):
-        for prompt, answer, augmented in zip(batch["prompt"], batch["answer"], batch["augmented"]):
-            if not augmented and (index + 1) * limit // shards.rows > index * limit // shards.rows:
+    for batch in read_arrow(shards.paths, ["prompt", "answer"]):
+        for prompt, answer in zip(batch["prompt"], batch["answer"]):
+            if (index + 1) * limit // shards.rows > index * limit // shards.rows:
                 yield prompt
                 yield answer
             index += 1
