@@ -88,14 +88,15 @@ def training_device(name: str | None = AUTO) -> torch.device:
 
 def loader_workers(setting: int | str, device: torch.device, decodes_images: bool) -> int:
     """Data-loader worker processes for ``training.num_workers``: a number is kept; ``auto`` is 0 on
-    CPU, where a worker would take cores from the model's own threads and the batches (token ids, or
-    cached image features) cost little to build, and also 0 when batches decode no images; on CUDA
-    with image decoding it is half the cores, at most 4, so decoding overlaps the GPU's steps."""
+    CPU, where a worker would take cores from the model's own threads (tokenizing a batch as it is
+    drawn costs a few milliseconds against a step's hundreds); on CUDA 1 when batches decode no images
+    (it tokenizes the next batches while the GPU steps), and with image decoding half the cores, at
+    most 4, so decoding overlaps the GPU's steps."""
     if setting != AUTO:
         return int(setting)
-    if device.type != "cuda" or not decodes_images:
+    if device.type != "cuda":
         return 0
-    return min(4, max(1, (os.cpu_count() or 1) // 2))
+    return min(4, max(1, (os.cpu_count() or 1) // 2)) if decodes_images else 1
 
 
 def decode_threads(device: torch.device) -> int:

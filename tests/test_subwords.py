@@ -73,3 +73,23 @@ def test_an_example_splits_only_the_pieces_its_answer_shares_with_its_prompt(tok
     shared = set(prompt_ids) & set(brand_ids)  # only those pieces split: the rest is as many pieces as before
     assert len(new_prompt) - len(prompt_ids) == sum(len(splitter([i], prompt)) - 1 for i in prompt_ids if i in shared)
     assert splitter.split_example(prompt_ids, absent_ids, prompt) == (prompt_ids, absent_ids)
+
+
+def test_longest_bounds_every_split_and_is_reached(tokenizer):
+    from mxt_sdk.data.examples import ExampleEncoder
+
+    splitter = SubwordSplitter(tokenizer, 0.9, seed=2)
+    answers = ["northwind", "blue wool", "acme", "red"]
+    reached = False
+    for answer in answers:
+        ids = tokenizer(answer)["input_ids"]
+        bound = splitter.longest(ids)
+        lengths = [len(splitter(ids, f"example {n}")) for n in range(200)]
+        assert max(lengths) <= bound
+        reached |= max(lengths) == bound
+    assert reached  # at rate 0.9 some answer splits every piece at its worst point
+    encoder = ExampleEncoder(tokenizer, 64, splitter)
+    assert encoder.longest_answer(iter(answers), batch_size=3) == max(
+        splitter.longest(tokenizer(a)["input_ids"]) for a in answers)
+    assert ExampleEncoder(tokenizer, 64).longest_answer(answers) == max(len(tokenizer(a)["input_ids"]) for a in answers)
+    assert SubwordSplitter(tokenizer, 0.0, seed=2).longest([5, 6, 7]) == 3

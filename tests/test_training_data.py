@@ -1,5 +1,5 @@
-"""Training data on disk: products staged in Arrow chunks, cleaning from counts, example and token
-shards cached in the run folder (reused on resume, rebuilt on other data or settings), never in the
+"""Training data on disk: products staged in Arrow chunks, cleaning from counts, example shards
+cached in the run folder and tokenized as batches are drawn (reused on resume, rebuilt on other data or settings), never in the
 model folder; chunk and shard sizes change nothing in the trained model."""
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_chunk_and_shard_sizes_change_nothing_in_the_model(catalog, tmp_path, mo
     monkeypatch.setattr(staging, "CHUNK_ROWS", 5)
     monkeypatch.setattr(example_cache, "SHARD_ROWS", 17)
     _fit(catalog, tmp_path / "pieces")
-    shards = sorted(p.name for p in (tmp_path / "pieces.run" / "cache" / "data").glob("tokens-*/train-*.arrow"))
+    shards = sorted(p.name for p in (tmp_path / "pieces.run" / "cache" / "data").glob("examples-*/train-*.arrow"))
     assert len(shards) > 3, shards  # the examples really were split
     for name in ("model.safetensors", "metadata.json", "normalizers.json", "tokenizer/tokenizer.json"):
         assert (tmp_path / "whole" / name).read_bytes() == (tmp_path / "pieces" / name).read_bytes(), name
@@ -62,7 +62,8 @@ def test_caches_live_in_the_run_folder_are_reused_on_resume_and_rebuilt_on_chang
     _fit(catalog, out)
     assert not any(p.suffix == ".arrow" or p.name in ("cache", "datasets") for p in out.rglob("*"))
     first = _cache(run)
-    assert any(k.startswith("examples-") for k in first) and any(k.startswith("tokens-") for k in first)
+    assert any(k.startswith("examples-") for k in first)
+    assert not any(k.startswith("tokens-") for k in first)  # tokenized as drawn: no token cache
     result = Extractor.from_config(_config()).fit(catalog["train"], catalog["test"], output_dir=out, max_steps=6)
     assert result.resumed_from_step == 3
     again = _cache(run)
@@ -78,7 +79,7 @@ def test_caches_live_in_the_run_folder_are_reused_on_resume_and_rebuilt_on_chang
     Extractor.from_config(changed).fit(catalog["train"], catalog["test"], output_dir=out, max_steps=7,
                                        force_resume=True)
     rebuilt = _cache(run)
-    assert not set(cached) & set(rebuilt)  # other settings: new example and token shards, old ones gone
+    assert not set(cached) & set(rebuilt)  # other settings: new example shards, old ones gone
 
 
 def test_training_takes_a_one_shot_iterable_of_products(catalog, tmp_path):
@@ -151,3 +152,31 @@ def test_scrambled_values_change_the_train_examples_only_and_get_their_own_cache
     assert len(before) == len(after) and 0 < len(changed) < len(before)
     assert all(sorted(a.replace(" ", "")) == sorted(b.replace(" ", "")) for a, b in changed)
     assert answers(plain, "val") == answers(scrambled, "val")
+
+
+def test_batches_are_tokenized_as_drawn_alike_in_loader_workers_and_cut_inputs_are_counted(catalog, tmp_path):
+    results, models = [], []
+    for name, workers in (("main", 0), ("workers", 2)):
+        config = _config(num_workers=workers)
+        config["model"]["max_input_tokens"] = 8  # every prompt is longer: every example drawn is cut
+        out = tmp_path / name
+        results.append(Extractor.from_config(config).fit(catalog["train"], catalog["test"], output_dir=out,
+                                                         max_steps=3))
+        models.append((out / "model.safetensors").read_bytes())
+    assert models[0] == models[1]  # tokenized in two worker processes or in this one: the same batches
+    assert [r.truncated_examples for r in results] == [3 * 8, 3 * 8]  # 3 steps of 8 examples
+    assert "24 of the 24 examples drawn in this run had their input cut to 8 tokens" in \
+        (tmp_path / "workers.run" / "train.log").read_text()
+
+
+def test_metadata_counted_with_the_examples_equals_a_pass_over_the_cleaned_labels(catalog, tmp_path):
+    from mxt_sdk.data.examples import metadata_from_labels
+
+    staged = stage_data(catalog["train"], None, tmp_path)
+    plan = plan_cleaning(staged.train.label_rows(), [manager.create("normalizers", "text", {})])
+    shards, metadata = example_cache.build_examples(tmp_path, "k", {"train": (staged.train, plan)}, "n/a")
+    expected = metadata_from_labels((pt, plan.relabel(pt, labels)) for pt, labels in staged.train.label_rows())
+    assert metadata.model_dump_json() == expected.model_dump_json()  # the same pairs and values, in the same order
+    assert shards["train"].rows == sum(len(plan.relabel(pt, labels)) for pt, labels in staged.train.label_rows())
+    _, reused = example_cache.build_examples(tmp_path, "k", {"train": (staged.train, plan)}, "n/a")
+    assert reused.model_dump_json() == expected.model_dump_json()

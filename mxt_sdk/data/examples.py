@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from mxt_sdk.data.metadata import CatalogMetadata, pair_key
-from mxt_sdk.data.prompt import build_prompt
+from mxt_sdk.data.prompt import build_context, prompt_with_context
 from mxt_sdk.data.scrambles import ValueScrambler
 from mxt_sdk.data.subwords import SubwordSplitter
 from mxt_sdk.images.batching import truncate
@@ -28,16 +30,19 @@ def example_rows(products: Iterable[Product], none_answer: str, text_free_copies
     some values written in the text are scrambled in the prompt and answer alike
     (``training.scramble_copied_values``)."""
     for product in products:
+        context = build_context(product)
+        bare = build_context(product, with_text=False) if text_free_copies and product.image is not None else None
         for attribute, value in product.attributes.items():
             answer = value if value is not None else none_answer
             source, shown = scrambler(product, attribute, value) if scrambler and value else (product, answer)
             row = {
                 "product_id": product.id, "product_type": product.product_type, "attribute": attribute,
-                "prompt": build_prompt(attribute, source), "answer": shown, "image": product.image,
+                "prompt": prompt_with_context(attribute, context if source is product else build_context(source)),
+                "answer": shown, "image": product.image,
             }
             yield row
-            if text_free_copies and product.image is not None:
-                yield {**row, "prompt": build_prompt(attribute, product, with_text=False), "answer": answer}
+            if bare is not None:
+                yield {**row, "prompt": prompt_with_context(attribute, bare), "answer": answer}
 
 
 def collect_metadata(products: Iterable[Product]) -> CatalogMetadata:
@@ -48,27 +53,58 @@ def collect_metadata(products: Iterable[Product]) -> CatalogMetadata:
 def metadata_from_labels(rows: Iterable[tuple[str, Mapping[str, str | None]]]) -> CatalogMetadata:
     """:func:`collect_metadata` from ``(product type, attributes)`` rows (which may stream from disk):
     memory grows with the distinct values, not with the products."""
-    counts: dict[str, Counter] = {}
+    counter = MetadataCounter()
     for product_type, attributes in rows:
+        counter.add(product_type, attributes)
+    return counter.metadata()
+
+
+class MetadataCounter:
+    """:func:`metadata_from_labels` fed one product at a time (e.g. by a pass that does other work)."""
+
+    def __init__(self):
+        self._counts: dict[str, Counter] = {}
+
+    def add(self, product_type: str, attributes: Mapping[str, str | None]) -> None:
         for attribute, value in attributes.items():
-            pair = counts.setdefault(pair_key(product_type, attribute), Counter())
+            pair = self._counts.setdefault(pair_key(product_type, attribute), Counter())
             if value is not None:
                 pair[value] += 1
-    return CatalogMetadata(values={key: dict(counter.most_common()) for key, counter in counts.items()})
+
+    def metadata(self) -> CatalogMetadata:
+        """The pairs in order of first sight, each one's values most frequent first (ties: first seen)."""
+        return CatalogMetadata(values={key: dict(counter.most_common()) for key, counter in self._counts.items()})
 
 
-def example_tokenizer(tokenizer, limit: int, splitter: SubwordSplitter | None = None):
-    """A batched ``datasets.map`` function: ``prompt`` / ``answer`` columns -> ``input_ids`` (cut to
-    ``limit`` tokens), ``truncated`` and ``labels``; with ``splitter``, subword regularization keyed by
-    the prompt, so a piece splits alike in an example's prompt and answer."""
+@dataclass(frozen=True)
+class ExampleEncoder:
+    """Tokenizes training examples as they are drawn (a ``datasets`` transform, run wherever the batch
+    is loaded: the training process or a data-loader worker): ``prompt`` / ``answer`` / ``image``
+    columns -> ``input_ids`` (cut to ``limit`` tokens), ``truncated`` (whether it was cut), ``labels``
+    and ``image``. With ``splitter``, subword regularization keyed by the prompt, so a piece splits
+    alike in an example's prompt and answer, and the same example gets the same tokens in every
+    process and epoch."""
 
-    def tokenize(batch: dict[str, list]) -> dict[str, list]:
-        inputs = tokenizer(batch["prompt"])["input_ids"]
-        labels = tokenizer(batch["answer"])["input_ids"]
-        if splitter is not None:
-            pairs = [splitter.split_example(*example) for example in zip(inputs, labels, batch["prompt"])]
+    tokenizer: Any
+    limit: int
+    splitter: SubwordSplitter | None = None
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        inputs = self.tokenizer(batch["prompt"])["input_ids"]
+        labels = self.tokenizer(batch["answer"])["input_ids"]
+        if self.splitter is not None:
+            pairs = [self.splitter.split_example(*example) for example in zip(inputs, labels, batch["prompt"])]
             inputs, labels = [prompt for prompt, _ in pairs], [answer for _, answer in pairs]
-        return {"input_ids": [truncate(ids, limit) for ids in inputs],
-                "truncated": [len(ids) > limit for ids in inputs], "labels": labels}
+        return {"input_ids": [truncate(ids, self.limit) for ids in inputs],
+                "truncated": [len(ids) > self.limit for ids in inputs], "labels": labels, "image": batch["image"]}
 
-    return tokenize
+    def longest_answer(self, answers: Iterable[str], batch_size: int = 1024) -> int:
+        """The most tokens any training label for ``answers`` can have (0 for none): the tokenizer's
+        own length, or with subword regularization the length with every piece split at its worst
+        point (:meth:`SubwordSplitter.longest`), since the splits drawn depend on the example. Meant
+        for the *distinct* answers, which is all the generation bound needs."""
+        longest, iterator = 0, iter(answers)
+        while chunk := list(islice(iterator, batch_size)):
+            for ids in self.tokenizer(chunk)["input_ids"]:
+                longest = max(longest, len(ids) if self.splitter is None else self.splitter.longest(ids))
+        return longest

@@ -21,4 +21,10 @@ def build_context(product: Product, with_text: bool = True) -> str:
 
 def build_prompt(attribute: str, product: Product, with_text: bool = True) -> str:
     """The input text for asking ``attribute`` of ``product`` (without its texts: only the product type)."""
-    return f"{QUESTION_MARKER} {attribute} {CONTEXT_MARKER} " + build_context(product, with_text)
+    return prompt_with_context(attribute, build_context(product, with_text))
+
+
+def prompt_with_context(attribute: str, context: str) -> str:
+    """:func:`build_prompt` from the product's :func:`build_context`, for asking several attributes
+    of one product without building its context again."""
+    return f"{QUESTION_MARKER} {attribute} {CONTEXT_MARKER} {context}"

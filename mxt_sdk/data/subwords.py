@@ -54,6 +54,7 @@ class SubwordSplitter:
         self._tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         self._special = set(tokenizer.all_special_ids)
         self._splits: dict[tuple[int, int], tuple[int, ...]] = {}
+        self._longest: dict[int, int] = {}
 
     @classmethod
     def supports(cls, tokenizer) -> bool:
@@ -78,6 +79,22 @@ class SubwordSplitter:
             point = 0 if eligible is not None and token_id not in eligible else self._split_point(token_id, example)
             out.extend(self._split(token_id, point) if point else (token_id,))
         return out
+
+    def longest(self, ids: Sequence[int]) -> int:
+        """The most tokens ``ids`` can become under any key and any eligible set: each piece that can
+        split counted at its longest split (an upper bound on every ``self(ids, key, ...)``)."""
+        if self.rate == 0.0:
+            return len(ids)
+        total = 0
+        for token_id in ids:
+            most = self._longest.get(token_id)
+            if most is None:
+                body = 0 if token_id in self._special or token_id >= len(self._tokens) else \
+                    len(self._tokens[token_id].removeprefix(_WORD_START))
+                most = max([1, *(len(self._split(token_id, point)) for point in range(1, body))])
+                self._longest[token_id] = most
+            total += most
+        return total
 
     def _split_point(self, token_id: int, example: int) -> int:
         """0 to keep the piece whole, else the number of its body's characters left of the cut."""

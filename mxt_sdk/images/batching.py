@@ -92,7 +92,8 @@ class ImageSource(Protocol):
 
 @dataclass
 class TrainingCollator:
-    """Collates rows ``{"input_ids", "labels", "image"}`` into model inputs.
+    """Collates rows ``{"input_ids", "labels", "image"}`` (and ``truncated``: whether the input was
+    cut) into model inputs; ``truncated`` in the batch counts its rows that were cut.
 
     Rows that share an image reference share one decoded image (``image_index`` points at it).
     ``images`` is anything with :meth:`ImageLoader.load`'s contract: an :class:`ImageLoader` (pixels)
@@ -106,7 +107,8 @@ class TrainingCollator:
         input_ids, attention_mask = pad_batch([r["input_ids"] for r in rows], self.pad_id)
         labels, _ = pad_batch([r["labels"] for r in rows], IGNORE_INDEX)
         batch: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
-                                 "images": None, "image_index": None, "image_errors": []}
+                                 "images": None, "image_index": None, "image_errors": [],
+                                 "truncated": sum(bool(r.get("truncated")) for r in rows)}
         if self.images is not None:
             references = list(dict.fromkeys(r.get("image") for r in rows))
             pixels, errors = self.images.load(references)

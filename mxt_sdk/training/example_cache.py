@@ -1,17 +1,16 @@
-"""Training examples and their tokens, cached beside the run and built in bounded memory.
+"""Training examples, cached beside the run and built in bounded memory.
 
 From staged products (:mod:`mxt_sdk.training.staging`) and a cleaning plan
-(:func:`mxt_sdk.data.cleaning.plan_cleaning`):
-
-1. **examples** — one row per (product, attribute) label, cleaned (``product_id``, ``product_type``,
-   ``attribute``, ``prompt``, ``answer``, ``image``), written in Arrow shards of :data:`SHARD_ROWS`
-   rows under ``<run>/cache/data/examples-<key>/``; the key hashes the staged products and the
-   settings that shape the rows (normalizers, ``none_answer``). A re-run (resume) with the same data
-   and settings reuses them; other data or settings build a new folder and remove the old one.
-2. **tokens** — each shard tokenized with ``datasets.map`` into ``tokens-<key>/`` (key: the
-   examples' key, the tokenizer's own serialization, ``max_input_tokens`` and the subword
-   regularization settings), one shard at a time, so the memory-mapped pages a pass touches are
-   those of one shard; the training set is the concatenation of the tokenized shards, memory-mapped.
+(:func:`mxt_sdk.data.cleaning.plan_cleaning`), one row per (product, attribute) label, cleaned
+(``product_id``, ``product_type``, ``attribute``, ``prompt``, ``answer``, ``image``), is written in
+Arrow shards of :data:`SHARD_ROWS` rows under ``<run>/cache/data/examples-<key>/``, with the catalog
+metadata of the training labels (``metadata.json``, counted in the same pass); the key hashes
+the staged products and the settings that shape the rows (normalizers, ``none_answer``). A re-run
+(resume) with the same data and settings reuses them; other data or settings build a new folder and
+remove the old one. Training reads the shards memory-mapped (:func:`open_examples`) and tokenizes
+each batch as it is drawn (:class:`mxt_sdk.data.examples.ExampleEncoder`): nothing tokenizes the
+whole catalog before the first step, so no token cache exists (``tokens-*`` folders of earlier
+versions are removed, :func:`remove_token_caches`).
 
 A folder counts only once its ``done.json`` is written, so a crash mid-build leaves nothing that is
 taken for a cache. Nothing here is inside the model folder.
@@ -31,9 +30,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from mxt_sdk.data.cleaning import CleaningPlan
-from mxt_sdk.data.examples import example_rows
+from mxt_sdk.data.examples import MetadataCounter, example_rows
+from mxt_sdk.data.metadata import CatalogMetadata
 from mxt_sdk.data.scrambles import ValueScrambler
-from mxt_sdk.storage import write_json
+from mxt_sdk.storage import write_json, write_text
 from mxt_sdk.training.staging import DATA_FOLDER, ProductTable, read_arrow, write_arrow
 from mxt_sdk.types import Product
 
@@ -42,30 +42,21 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mxt_sdk.training")
 
-__all__ = ["SHARD_ROWS", "ExampleShards", "build_examples", "tokenize_shards", "token_stats", "cache_key",
-           "tokenizer_identity"]
+__all__ = ["SHARD_ROWS", "ExampleShards", "build_examples", "open_examples", "distinct_values", "cache_key",
+           "remove_token_caches"]
 
-#: Examples per shard: what one ``datasets.map`` pass maps into the process at once.
+#: Examples per shard file.
 SHARD_ROWS = 100_000
-DONE_FILE = "done.json"
+DONE_FILE, METADATA_FILE = "done.json", "metadata.json"
 EXAMPLE_SCHEMA = pa.schema([("product_id", pa.string()), ("product_type", pa.string()), ("attribute", pa.string()),
                             ("prompt", pa.string()), ("answer", pa.string()), ("image", pa.string())])
-_VERSION = 1  # bump when the rows or their tokenization change meaning
+_VERSION = 2  # bump when the rows change meaning
 
 
 def cache_key(*parts: Any) -> str:
     """A short SHA-256 of JSON-able ``parts`` (folder names of the caches)."""
     text = json.dumps([_VERSION, *parts], sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
-
-
-def tokenizer_identity(tokenizer) -> str:
-    """A SHA-256 of what a tokenizer does: its full serialization when it has one (fast tokenizers),
-    else its class and vocabulary."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    text = backend.to_str() if backend is not None else json.dumps(
-        [type(tokenizer).__name__, sorted(tokenizer.get_vocab().items())])
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -127,64 +118,62 @@ def _finish(folder: Path, shards: dict[str, ExampleShards]) -> None:
 
 def build_examples(run_dir: Path, key: str, splits: dict[str, tuple[ProductTable, CleaningPlan]],
                    none_answer: str, *, write: bool = True, text_free_copies: bool = False,
-                   scrambler: ValueScrambler | None = None) -> dict[str, ExampleShards]:
-    """The cleaned example shards of each split (``{split: (staged products, cleaning plan)}``),
-    reused from ``examples-<key>`` when complete, written otherwise (only where ``write``: the
-    main process; the others read what it wrote). ``text_free_copies`` and ``scrambler`` apply to
-    the train split only (and must be part of ``key``)."""
+                   scrambler: ValueScrambler | None = None) -> tuple[dict[str, ExampleShards], CatalogMetadata]:
+    """The cleaned example shards of each split (``{split: (staged products, cleaning plan)}``) and
+    the catalog metadata of the train split's cleaned labels (:func:`~mxt_sdk.data.examples.metadata_from_labels`,
+    counted in the same pass and kept beside the shards), reused from ``examples-<key>`` when
+    complete, written otherwise (only where ``write``: the main process; the others read what it
+    wrote). ``text_free_copies`` and ``scrambler`` apply to the train split only (and must be part
+    of ``key``)."""
     root = Path(run_dir) / DATA_FOLDER
     folder = root / f"examples-{key}"
     if _fresh(folder) or not write:
         log.info("Reusing the training examples in %s", folder)
-        return _load(folder)
+        return _load(folder), CatalogMetadata.model_validate_json((folder / METADATA_FILE).read_text(encoding="utf-8"))
     folder = _claim(root, "examples", key)
+    counter = MetadataCounter()
+
+    def counted(products: Iterator[Product]) -> Iterator[Product]:
+        for product in products:
+            counter.add(product.product_type, product.attributes)
+            yield product
+
     shards = {}
     for split, (table, plan) in splits.items():
         train = split == "train"
-        rows = example_rows(_cleaned(table, plan), none_answer, text_free_copies and train,
-                            scrambler if train else None)
+        products = counted(_cleaned(table, plan)) if train else _cleaned(table, plan)
+        rows = example_rows(products, none_answer, text_free_copies and train, scrambler if train else None)
         shards[split] = _write_shards(folder, split, rows, EXAMPLE_SCHEMA)
+    metadata = counter.metadata()
+    write_text(folder / METADATA_FILE, metadata.model_dump_json())  # keeps the order of pairs and values
     _finish(folder, shards)
-    return shards
+    return shards, metadata
 
 
-def tokenize_shards(run_dir: Path, key: str, examples: dict[str, ExampleShards],
-                    tokenizers: dict[str, Callable[[dict[str, list]], dict[str, list]]], *,
-                    write: bool = True) -> dict[str, tuple["datasets.Dataset", ExampleShards]]:
-    """Each split's example shards tokenized with ``datasets.map`` (``tokenizers[split]``: the batched
-    map function, :func:`mxt_sdk.data.examples.example_tokenizer`) into ``tokens-<key>``, or reused
-    from there; returns per split the concatenated memory-mapped dataset and its shard files."""
+def open_examples(shards: ExampleShards, transform: Callable[[dict[str, list]], dict[str, list]]) -> "datasets.Dataset":
+    """The example shards as one memory-mapped ``datasets.Dataset`` whose rows come out through
+    ``transform`` (fed the ``prompt``, ``answer`` and ``image`` columns of each batch drawn;
+    :class:`mxt_sdk.data.examples.ExampleEncoder`)."""
     import datasets  # heavy (pandas, pyarrow: ~0.8 s), so imported when training starts, not with mxt_sdk
 
-    root = Path(run_dir) / DATA_FOLDER
-    folder = root / f"tokens-{key}"
-    if not (_fresh(folder) or not write):
-        folder = _claim(root, "tokens", key)
-        done = {}
-        for split, shards in examples.items():
-            paths = []
-            for number, source in enumerate(shards.paths):
-                target = folder / source.name
-                rows = datasets.Dataset.from_file(str(source))
-                rows.map(tokenizers[split], batched=True, remove_columns=["prompt"], cache_file_name=str(target),
-                         new_fingerprint=f"{key}-{split}-{number}", desc=f"Tokenizing {split} {number + 1}/"
-                                                                         f"{len(shards.paths)}")
-                del rows  # unmaps the shard before the next one is read
-                paths.append(target)
-            done[split] = ExampleShards(tuple(paths), shards.rows)
-        _finish(folder, done)
-    tokens = _load(folder)
-    return {split: (datasets.concatenate_datasets([datasets.Dataset.from_file(str(p)) for p in shards.paths]), shards)
-            for split, shards in tokens.items()}
+    rows = datasets.concatenate_datasets([datasets.Dataset.from_file(str(path)) for path in shards.paths])
+    return rows.with_transform(transform, columns=["prompt", "answer", "image"])
 
 
-def token_stats(shards: ExampleShards) -> tuple[int, int]:
-    """``(longest answer in tokens, prompts cut)`` of tokenized shards, read one batch at a time."""
-    longest = truncated = 0
+def distinct_values(shards: ExampleShards, column: str) -> Iterator[str]:
+    """The distinct non-null values of ``column``, first seen first, read one batch at a time (memory
+    grows with the distinct values only)."""
+    seen: set[str] = set()
     for path in shards.paths:
         with pa.OSFile(str(path), "rb") as source, pa.ipc.open_stream(source) as reader:
             for batch in reader:
-                lengths = pc.list_value_length(batch.column("labels"))
-                longest = max(longest, pc.max(lengths).as_py() or 0)
-                truncated += pc.sum(batch.column("truncated").cast(pa.int64())).as_py() or 0
-    return longest, truncated
+                for value in pc.unique(batch.column(column)).to_pylist():
+                    if value is not None and value not in seen:
+                        seen.add(value)
+                        yield value
+
+
+def remove_token_caches(run_dir: Path) -> None:
+    """Remove the ``tokens-*`` folders that earlier versions cached under ``<run>/cache/data``."""
+    for stale in (Path(run_dir) / DATA_FOLDER).glob("tokens-*"):
+        shutil.rmtree(stale, ignore_errors=True)

@@ -1,7 +1,9 @@
 """The data side of a training run, in bounded memory: staged products (:mod:`mxt_sdk.training.staging`)
--> label cleaning in passes that keep only counts -> catalog metadata -> cached example shards ->
-the tokenizer (trained here when the generator has none) -> cached token shards
-(:mod:`mxt_sdk.training.example_cache`). Every pass reads the staged files one chunk at a time.
+-> label cleaning in passes that keep only counts -> cached example shards and the catalog metadata,
+counted in the same pass (:mod:`mxt_sdk.training.example_cache`) -> the tokenizer (trained here when
+the generator has none) -> the generation bound, from the distinct answers. Every pass reads the
+staged files one chunk at a time; the examples are tokenized batch by batch as training draws them,
+not here.
 """
 from __future__ import annotations
 
@@ -12,12 +14,12 @@ from typing import Any
 
 from mxt_sdk.config import TrainingConfig
 from mxt_sdk.data.cleaning import plan_cleaning
-from mxt_sdk.data.examples import example_tokenizer, metadata_from_labels
+from mxt_sdk.data.examples import ExampleEncoder
 from mxt_sdk.data.scrambles import ValueScrambler
 from mxt_sdk.data.subwords import subword_splitter
 from mxt_sdk.plugins import manager
-from mxt_sdk.training.example_cache import (ExampleShards, build_examples, cache_key, token_stats,
-                                            tokenize_shards, tokenizer_identity)
+from mxt_sdk.training.example_cache import (ExampleShards, build_examples, cache_key, distinct_values,
+                                            open_examples, remove_token_caches)
 from mxt_sdk.training.staging import ProductTable, read_arrow
 
 __all__ = ["prepare_data", "tokenizer_corpus", "CLEANING_FILE", "TOKENIZER_EXAMPLES"]
@@ -45,10 +47,11 @@ def tokenizer_corpus(shards: ExampleShards, limit: int | None = None) -> Iterato
 
 def prepare_data(extractor, config: TrainingConfig, run_dir: Path, accelerator, train: ProductTable,
                  val: ProductTable | None) -> dict[str, Any]:
-    """Everything the training loop needs from the data: ``train`` / ``val`` (memory-mapped
-    tokenized datasets), ``images`` (the token shards, for image references), ``metadata``,
-    ``cleaning`` (the summary), ``truncated`` (prompts cut) and the fitted ``normalizers``. The main
-    process builds the caches first; the other processes then read them."""
+    """Everything the training loop needs from the data: ``train`` / ``val`` (memory-mapped example
+    datasets that tokenize each batch as it is drawn, :class:`ExampleEncoder`), ``images`` (the example
+    shards, for image references), ``metadata`` (with the generation bound: the longest training
+    answer in tokens, from the distinct answers), ``cleaning`` (the summary) and the fitted
+    ``normalizers``. The main process builds the example cache first; the other processes then read it."""
     model_config, main = extractor.config.model, accelerator.is_main_process
     normalizers = [manager.create("normalizers", s.name, s.options) for s in config.normalizers]
     plans = {"train": plan_cleaning(train.label_rows(), normalizers)}
@@ -58,7 +61,6 @@ def prepare_data(extractor, config: TrainingConfig, run_dir: Path, accelerator, 
              summary["labels_after"], CLEANING_FILE)
     if val is not None:
         plans["val"] = plan_cleaning(val.label_rows(), normalizers, fit=False)
-    metadata = metadata_from_labels((pt, plans["train"].relabel(pt, attrs)) for pt, attrs in train.label_rows())
     tables = {"train": train, "val": val}
     scrambler = (ValueScrambler(config.scramble_copied_values, config.seed)
                  if config.scramble_copied_values > 0 else None)
@@ -67,22 +69,21 @@ def prepare_data(extractor, config: TrainingConfig, run_dir: Path, accelerator, 
                     *(["text-free-copies"] if config.text_free_copies else []),
                     *([f"scrambled-{config.scramble_copied_values}-{config.seed}"] if scrambler else []))
     with accelerator.main_process_first():
-        examples = build_examples(run_dir, key, {split: (tables[split], plan) for split, plan in plans.items()},
-                                  model_config.none_answer, write=main, text_free_copies=config.text_free_copies,
-                                  scrambler=scrambler)
+        examples, metadata = build_examples(
+            run_dir, key, {split: (tables[split], plan) for split, plan in plans.items()}, model_config.none_answer,
+            write=main, text_free_copies=config.text_free_copies, scrambler=scrambler)
     generator = extractor.model.generator
     if generator.needs_tokenizer_training:
         generator.train_tokenizer(tokenizer_corpus(examples["train"]))
         log.info("Trained a %d-token tokenizer on the training text", len(generator.tokenizer))
     tokenizer, limit = generator.tokenizer, model_config.max_input_tokens
-    splitter = subword_splitter(tokenizer, config.subword_regularization, config.seed)
-    maps = {"train": example_tokenizer(tokenizer, limit, splitter), "val": example_tokenizer(tokenizer, limit)}
-    token_key = cache_key(key, tokenizer_identity(tokenizer), limit, config.subword_regularization,
-                          config.seed if splitter is not None else None)
-    with accelerator.main_process_first():
-        tokens = tokenize_shards(run_dir, token_key, examples, maps, write=main)
-    longest, truncated = token_stats(tokens["train"][1])
-    metadata.max_answer_tokens = max(longest, 1) if examples["train"].rows else 1
-    return {"train": tokens["train"][0], "val": tokens["val"][0] if "val" in tokens else None,
-            "images": {split: shards for split, (_, shards) in tokens.items()}, "metadata": metadata,
-            "cleaning": summary, "truncated": truncated, "normalizers": normalizers}
+    encoders = {"train": ExampleEncoder(tokenizer, limit, subword_splitter(tokenizer, config.subword_regularization,
+                                                                          config.seed)),
+                "val": ExampleEncoder(tokenizer, limit)}
+    if main:
+        remove_token_caches(run_dir)
+    longest = encoders["train"].longest_answer(distinct_values(examples["train"], "answer"))
+    metadata.max_answer_tokens = max(longest, 1)
+    return {"train": open_examples(examples["train"], encoders["train"]),
+            "val": open_examples(examples["val"], encoders["val"]) if "val" in examples else None,
+            "images": examples, "metadata": metadata, "cleaning": summary, "normalizers": normalizers}

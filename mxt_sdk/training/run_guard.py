@@ -44,8 +44,16 @@ class DataDigest:
     def __init__(self):
         self._digest = hashlib.sha256()
 
-    def add(self, split: str, product: Product) -> None:
-        self._digest.update(f"{split}\t{_sha(product.model_dump(mode='json'))}\n".encode())
+    def add(self, split: str, product: Product) -> bytes:
+        """Feed one product; returns its entry, for :meth:`add_entry` of another digest (hashing a
+        product is most of the cost of staging it, so it is done once)."""
+        entry = f"{split}\t{_sha(product.model_dump(mode='json'))}\n".encode()
+        self._digest.update(entry)
+        return entry
+
+    def add_entry(self, entry: bytes) -> None:
+        """Feed an entry that :meth:`add` returned."""
+        self._digest.update(entry)
 
     def hexdigest(self) -> str:
         return self._digest.hexdigest()

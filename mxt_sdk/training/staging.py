@@ -115,8 +115,7 @@ def _stage_split(source: Any, split: str, folder: Path, digest: DataDigest, read
 
     def rows() -> Iterator[dict[str, str]]:
         for product in iter_valid_products(source, split, reader, rejected_log):
-            digest.add(split, product)
-            own.add(split, product)
+            own.add_entry(digest.add(split, product))
             yield {"product_type": product.product_type,
                    "labels": json.dumps(product.attributes, ensure_ascii=False),
                    "product": product.model_dump_json()}

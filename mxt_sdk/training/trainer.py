@@ -1,11 +1,12 @@
 """Fine-tuning by distant supervision, on one process or many (``torchrun`` / ``accelerate launch``).
 
 Flow: products staged on disk in Arrow chunks -> label cleaning in passes that keep only counts
-(normalizer plugins, fitted on the training labels) -> catalog metadata -> example shards -> tokenizer
-(trained here when the generator has none) -> tokens by ``datasets.map``, memory-mapped
-(:mod:`mxt_sdk.training.prepare`; cached in the run folder) -> an accelerate training loop (AdamW, linear warmup and
-decay, gradient accumulation, autocast on GPU) with validation loss every ``eval_every`` steps,
-best weights kept, optional early stopping, and crash-safe checkpoints that ``fit`` resumes from.
+(normalizer plugins, fitted on the training labels) -> example shards and catalog metadata -> tokenizer
+(trained here when the generator has none) -> the generation bound from the distinct answers
+(:mod:`mxt_sdk.training.prepare`; cached in the run folder) -> an accelerate training loop over the
+memory-mapped examples, each batch tokenized as it is drawn (AdamW, linear warmup and decay, gradient
+accumulation, autocast on GPU) with validation loss every ``eval_every`` steps, best weights kept,
+optional early stopping, and crash-safe checkpoints that ``fit`` resumes from.
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ class TrainingResult:
     best_step: int | None
     final_val_loss: float | None
     examples_per_second: float
-    truncated_examples: int
+    truncated_examples: int  # examples drawn in this run (all processes) whose input was cut to max_input_tokens
     stopped_early: bool
     stopped_by_time: bool = False  # max_train_seconds ended the run before its planned steps
 
@@ -126,7 +127,7 @@ class Trainer:
         extraction = self.extractor.config.extraction
         loader = ImageLoader(model.preprocessing(), self.image_root, extraction.max_image_pixels,
                              UrlPolicy.from_extraction(extraction))
-        def references():  # streamed from the token shards, never a list of every example's image
+        def references():  # streamed from the example shards, never a list of every example's image
             return (ref for shards in data["images"].values() for ref in shards.column("image"))
 
         if not (self.config.cache_image_features and encoders_frozen(model) and any(references())):
@@ -140,12 +141,11 @@ class Trainer:
                 images: ImageLoader | FeatureCache | None) -> torch.utils.data.DataLoader:
         model = self.extractor.model
         collate = TrainingCollator(model.generator.tokenizer.pad_token_id, images)
-        columns = data.select_columns(["input_ids", "labels", "image"])
         # Its own generator: starting an iteration (as a resumed run does mid-epoch) then draws no number
         # from the global RNG, whose sequence (dropout) must not depend on where a run was resumed.
         device = self.accelerator.device
         workers = loader_workers(self.config.num_workers, device, isinstance(images, ImageLoader))
-        return torch.utils.data.DataLoader(columns, batch_size=self.config.batch_size, shuffle=shuffle,
+        return torch.utils.data.DataLoader(data, batch_size=self.config.batch_size, shuffle=shuffle,
                                            collate_fn=collate, num_workers=workers, persistent_workers=workers > 0,
                                            pin_memory=device.type == "cuda",
                                            generator=torch.Generator().manual_seed(self.config.seed))
@@ -218,9 +218,9 @@ class Trainer:
         data = self._prepare(train, val)
         log.info("Processes: num_processes=%d (%s), device %s", accelerator.num_processes,
                  accelerator.distributed_type, accelerator.device)
-        log.info("Training on %d examples (%d products), validating on %d examples; %d inputs truncated "
-                 "to %d tokens", len(data["train"]), len(train), len(data["val"] or []), data["truncated"],
-                 self.extractor.config.model.max_input_tokens)
+        log.info("Training on %d examples (%d products), validating on %d examples; inputs are cut to %d "
+                 "tokens as batches are drawn (counted at the end)", len(data["train"]), len(train),
+                 len(data["val"] or []), self.extractor.config.model.max_input_tokens)
         model = self.extractor.model.train()
         parameters = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -253,6 +253,7 @@ class Trainer:
         progress = BudgetBar(total_steps, state["step"], max_seconds=config.max_train_seconds,
                              seconds_before=seconds_before, enabled=accelerator.is_main_process)
         examples_seen, started, running_loss, running_count, last_loss = 0, time.perf_counter(), 0.0, 0, None
+        truncated = 0  # inputs cut in the batches this process draws in this run
         stop = state["step"] >= total_steps
         self._schedule = CheckpointSchedule(config.checkpoint_every, config.checkpoint_every_minutes, accelerator)
         while not stop:
@@ -271,6 +272,7 @@ class Trainer:
                 examples_seen += batch["input_ids"].size(0) * accelerator.num_processes
                 running_loss += float(loss.detach())
                 running_count += 1
+                truncated += batch["truncated"]
                 if batch["image_errors"]:
                     log.warning("Unreadable images (trained without them): %s", "; ".join(batch["image_errors"][:3]))
                 if not accelerator.sync_gradients:
@@ -306,7 +308,10 @@ class Trainer:
                 state["batches_in_epoch"] = 0
         progress.close(state["step"])
         elapsed = time.perf_counter() - started
-        return self._finish(unwrapped, data, state, resumed_from, examples_seen / max(elapsed, 1e-9))
+        truncated = int(accelerator.reduce(torch.tensor(truncated, device=accelerator.device), reduction="sum"))
+        log.info("%d of the %d examples drawn in this run had their input cut to %d tokens", truncated, examples_seen,
+                 self.extractor.config.model.max_input_tokens)
+        return self._finish(unwrapped, data, state, resumed_from, examples_seen / max(elapsed, 1e-9), truncated)
 
     def _out_of_time(self, state: dict[str, Any]) -> bool:
         """Whether the time budget (training time summed over resumed runs) is spent; all
@@ -354,7 +359,7 @@ class Trainer:
         self._schedule.saved()
 
     def _finish(self, unwrapped, data: dict[str, Any], state: dict[str, Any], resumed_from: int | None,
-                rate: float) -> TrainingResult:
+                rate: float, truncated: int) -> TrainingResult:
         best = checkpoints.load_best_weights(self.run_dir, unwrapped)
         if best is not None:
             log.info("Keeping the best weights: step %d, validation loss %.4f", best["step"], best["val_loss"])
@@ -373,6 +378,6 @@ class Trainer:
             steps=state["step"], resumed_from_step=resumed_from, first_val_loss=state["first_val_loss"],
             best_val_loss=state["best_val_loss"], best_step=state["best_step"],
             final_val_loss=state["last_val_loss"], examples_per_second=rate,
-            truncated_examples=data["truncated"], stopped_early=bool(state.get("stopped_early")),
+            truncated_examples=truncated, stopped_early=bool(state.get("stopped_early")),
             stopped_by_time=bool(state.get("stopped_by_time")),
         )
