@@ -18,7 +18,7 @@ folders: nothing cached), and reports
 * **time to first step**: from starting the process to the first line of ``metrics.jsonl``
   (``log_every: 1``: written right after optimizer step 1), watched from outside every 20 ms;
 * **cached first step**: the same, for a re-run with more steps in the same folders (a resume:
-  the example and token caches are reused, the data is read once more to be fingerprinted);
+  the staged data and the example cache are reused);
 
 and prints the largest / smallest ratios side by side.
 """

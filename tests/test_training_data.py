@@ -11,7 +11,7 @@ import pytest
 
 from conftest import tiny_config
 from mxt_sdk import Extractor, Product
-from mxt_sdk.data.cleaning import clean_products, plan_cleaning
+from mxt_sdk.data.cleaning import LabelCounts, clean_products, plan_cleaning
 from mxt_sdk.experiments.synthetic import write_catalog
 from mxt_sdk.plugins import manager
 from mxt_sdk.training import example_cache, staging
@@ -103,6 +103,11 @@ def test_streamed_cleaning_equals_cleaning_in_memory(catalog, tmp_path):
     plan = plan_cleaning(staged.train.label_rows(), normalizers())
     assert plan.summary == summary
     assert [plan.relabel(p.product_type, p.attributes) for p in products] == [p.attributes for p in in_memory]
+    staged_counts = staged.train.label_counts()  # taken while staging, read back from labels-train.json
+    assert (tmp_path / "cache" / "data" / "labels-train.json").is_file()
+    assert list(staged_counts.counts.items()) == list(LabelCounts.of(staged.train.label_rows()).counts.items())
+    again = plan_cleaning(staged_counts, normalizers())
+    assert again.summary == summary and again.results == plan.results
 
 
 def test_the_tokenizer_corpus_is_an_even_sample_of_a_large_catalog(tmp_path):

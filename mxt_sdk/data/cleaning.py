@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from mxt_sdk.plugins.components import Normalizer
 from mxt_sdk.types import Product
 
-__all__ = ["CleaningPlan", "CleaningResult", "plan_cleaning", "clean_products", "apply_normalizers"]
+__all__ = ["CleaningPlan", "CleaningResult", "LabelCounts", "plan_cleaning", "clean_products", "apply_normalizers"]
 
 Label = tuple[str, str, str]  # (product type, attribute, value)
 LabelRow = tuple[str, Mapping[str, "str | None"]]  # (product type, attributes) of one product
@@ -64,21 +64,50 @@ class CleaningPlan(NamedTuple):
         return out
 
 
-def plan_cleaning(rows: Iterable[LabelRow], normalizers: Sequence[Normalizer], *, fit: bool = True,
-                  max_examples: int = 50) -> CleaningPlan:
-    """One pass over ``rows`` (``(product type, attributes)`` per product), then the normalizers in
-    order on the label counts: fitted first when ``fit`` (in place: save their ``get_state()`` with
-    the model), applied as they are otherwise. Raises ``TypeError`` naming the normalizer when one
-    returns something other than text or None."""
-    counts: Counter[Label] = Counter()
-    products = not_stated = 0
-    for product_type, attributes in rows:
-        products += 1
+class LabelCounts:
+    """What :func:`plan_cleaning` reads from a catalog: the count of each distinct stated label, in
+    order of first occurrence, and the numbers of products and of not-stated labels. Fed one product
+    at a time (:meth:`add`), so it can be taken in a pass that does other work (staging the data)."""
+
+    def __init__(self):
+        self.counts: Counter[Label] = Counter()
+        self.products = self.not_stated = 0
+
+    @classmethod
+    def of(cls, rows: Iterable[LabelRow]) -> "LabelCounts":
+        counted = cls()
+        for product_type, attributes in rows:
+            counted.add(product_type, attributes)
+        return counted
+
+    def add(self, product_type: str, attributes: Mapping[str, str | None]) -> None:
+        self.products += 1
         for attribute, value in attributes.items():
             if value is None:
-                not_stated += 1
+                self.not_stated += 1
             else:
-                counts[(product_type, attribute, value)] += 1
+                self.counts[(product_type, attribute, value)] += 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"products": self.products, "not_stated": self.not_stated,
+                "labels": [[*label, count] for label, count in self.counts.items()]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "LabelCounts":
+        counted = cls()
+        counted.products, counted.not_stated = data["products"], data["not_stated"]
+        counted.counts.update({(pt, attribute, value): count for pt, attribute, value, count in data["labels"]})
+        return counted
+
+
+def plan_cleaning(rows: Iterable[LabelRow] | LabelCounts, normalizers: Sequence[Normalizer], *, fit: bool = True,
+                  max_examples: int = 50) -> CleaningPlan:
+    """One pass over ``rows`` (``(product type, attributes)`` per product; or their counts, taken
+    already), then the normalizers in order on the label counts: fitted first when ``fit`` (in place: save their ``get_state()`` with
+    the model), applied as they are otherwise. Raises ``TypeError`` naming the normalizer when one
+    returns something other than text or None."""
+    labels = rows if isinstance(rows, LabelCounts) else LabelCounts.of(rows)
+    counts, products, not_stated = labels.counts, labels.products, labels.not_stated
     final: dict[Label, str | None] = {label: label[2] for label in counts}
     current, steps = counts, []
     for normalizer in normalizers:

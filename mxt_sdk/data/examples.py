@@ -67,7 +67,10 @@ class MetadataCounter:
 
     def add(self, product_type: str, attributes: Mapping[str, str | None]) -> None:
         for attribute, value in attributes.items():
-            pair = self._counts.setdefault(pair_key(product_type, attribute), Counter())
+            key = pair_key(product_type, attribute)
+            pair = self._counts.get(key)
+            if pair is None:
+                pair = self._counts[key] = Counter()
             if value is not None:
                 pair[value] += 1
 

@@ -34,7 +34,7 @@ from mxt_sdk.data.examples import MetadataCounter, example_rows
 from mxt_sdk.data.metadata import CatalogMetadata
 from mxt_sdk.data.scrambles import ValueScrambler
 from mxt_sdk.storage import write_json, write_text
-from mxt_sdk.training.staging import DATA_FOLDER, ProductTable, read_arrow, write_arrow
+from mxt_sdk.training.staging import DATA_FOLDER, ProductTable, read_arrow, read_batches, write_arrow
 from mxt_sdk.types import Product
 
 if TYPE_CHECKING:
@@ -101,8 +101,7 @@ def _write_shards(folder: Path, split: str, rows: Iterable[dict[str, Any]], sche
 
 
 def _cleaned(table: ProductTable, plan: CleaningPlan) -> Iterator[Product]:
-    for product in table.products():
-        yield product.model_copy(update={"attributes": plan.relabel(product.product_type, product.attributes)})
+    return table.products(plan.relabel)
 
 
 def _load(folder: Path) -> dict[str, ExampleShards]:
@@ -164,13 +163,11 @@ def distinct_values(shards: ExampleShards, column: str) -> Iterator[str]:
     """The distinct non-null values of ``column``, first seen first, read one batch at a time (memory
     grows with the distinct values only)."""
     seen: set[str] = set()
-    for path in shards.paths:
-        with pa.OSFile(str(path), "rb") as source, pa.ipc.open_stream(source) as reader:
-            for batch in reader:
-                for value in pc.unique(batch.column(column)).to_pylist():
-                    if value is not None and value not in seen:
-                        seen.add(value)
-                        yield value
+    for batch in read_batches(shards.paths):
+        for value in pc.unique(batch.column(column)).to_pylist():
+            if value is not None and value not in seen:
+                seen.add(value)
+                yield value
 
 
 def remove_token_caches(run_dir: Path) -> None:

@@ -20,7 +20,7 @@ from mxt_sdk.data.subwords import subword_splitter
 from mxt_sdk.plugins import manager
 from mxt_sdk.training.example_cache import (ExampleShards, build_examples, cache_key, distinct_values,
                                             open_examples, remove_token_caches)
-from mxt_sdk.training.staging import ProductTable, read_arrow
+from mxt_sdk.training.staging import ProductTable, read_batches
 
 __all__ = ["prepare_data", "tokenizer_corpus", "CLEANING_FILE", "TOKENIZER_EXAMPLES"]
 
@@ -36,13 +36,16 @@ TOKENIZER_EXAMPLES = 100_000
 def tokenizer_corpus(shards: ExampleShards, limit: int | None = None) -> Iterator[str]:
     """Prompt, answer, prompt, ... of the training examples, or of ``limit`` (default
     :data:`TOKENIZER_EXAMPLES`) of them evenly spaced, in order."""
-    limit, index = limit or TOKENIZER_EXAMPLES, 0
-    for batch in read_arrow(shards.paths, ["prompt", "answer"]):
-        for prompt, answer in zip(batch["prompt"], batch["answer"]):
-            if (index + 1) * limit // shards.rows > index * limit // shards.rows:
-                yield prompt
-                yield answer
-            index += 1
+    limit, start = limit or TOKENIZER_EXAMPLES, 0
+    for batch in read_batches(shards.paths):
+        # row i is taken where the sample's running count i * limit // rows steps up
+        taken = [i for i in range(batch.num_rows)
+                 if (start + i + 1) * limit // shards.rows > (start + i) * limit // shards.rows]
+        start += batch.num_rows
+        rows = batch.select(["prompt", "answer"]).take(taken) if len(taken) < batch.num_rows else batch
+        for prompt, answer in zip(rows.column("prompt").to_pylist(), rows.column("answer").to_pylist()):
+            yield prompt
+            yield answer
 
 
 def prepare_data(extractor, config: TrainingConfig, run_dir: Path, accelerator, train: ProductTable,
@@ -54,13 +57,13 @@ def prepare_data(extractor, config: TrainingConfig, run_dir: Path, accelerator, 
     ``normalizers``. The main process builds the example cache first; the other processes then read it."""
     model_config, main = extractor.config.model, accelerator.is_main_process
     normalizers = [manager.create("normalizers", s.name, s.options) for s in config.normalizers]
-    plans = {"train": plan_cleaning(train.label_rows(), normalizers)}
+    plans = {"train": plan_cleaning(train.label_counts(), normalizers)}
     summary = plans["train"].summary
     log.info("Label cleaning (%s): %d stated labels -> %d; details in %s",
              ", ".join(n.name for n in normalizers) or "none", summary["labels_before"],
              summary["labels_after"], CLEANING_FILE)
     if val is not None:
-        plans["val"] = plan_cleaning(val.label_rows(), normalizers, fit=False)
+        plans["val"] = plan_cleaning(val.label_counts(), normalizers, fit=False)
     tables = {"train": train, "val": val}
     scrambler = (ValueScrambler(config.scramble_copied_values, config.seed)
                  if config.scramble_copied_values > 0 else None)

@@ -1,11 +1,13 @@
 """Training products staged on disk: read once from the data (file or iterable), validated,
-fingerprinted and written in chunks to Arrow files in the run folder, then read back in chunks by
-every later pass (label cleaning, examples). Nothing holds the catalog in memory.
+fingerprinted, its labels counted, and written in chunks to Arrow files in the run folder, then read
+back in chunks by every later pass (the examples). Nothing holds the catalog in memory.
 
 Layout, under ``<run>/cache/data/`` (:mod:`mxt_sdk.training.layout`)::
 
     products-train.arrow  products-val.arrow   one row per valid product: product_type, labels
                                                (its attributes as JSON), product (the whole product as JSON)
+    labels-train.json     labels-val.json      the count of each distinct label (taken while staging,
+                                               for label cleaning: no second pass over the products)
     staged.json                                counts and fingerprints of the files above
 
 The files are rewritten whenever the data is read, which is every run unless the data files are
@@ -19,22 +21,25 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from pydantic_core import from_json
 
 from mxt_sdk.data.readers import iter_valid_products
-from mxt_sdk.storage import read_json, write_json
+from mxt_sdk.data.cleaning import LabelCounts
+from mxt_sdk.storage import read_json, write_json, write_text
 from mxt_sdk.training.run_guard import DataDigest
 from mxt_sdk.types import Product
 
 log = logging.getLogger("mxt_sdk.training")
 
-__all__ = ["CHUNK_ROWS", "ProductTable", "StagedData", "stage_data", "write_arrow", "read_arrow", "DATA_FOLDER"]
+__all__ = ["CHUNK_ROWS", "ProductTable", "StagedData", "stage_data", "write_arrow", "read_arrow", "read_batches",
+           "DATA_FOLDER"]
 
 #: Rows per Arrow record batch: what a pass holds at once.
 CHUNK_ROWS = 4096
@@ -44,27 +49,34 @@ PRODUCT_SCHEMA = pa.schema([("product_type", pa.string()), ("labels", pa.string(
 
 
 def write_arrow(path: Path, schema: pa.Schema, rows: Iterable[dict[str, Any]], limit: int | None = None) -> int:
-    """Write ``rows`` (dicts with ``schema``'s fields) to the Arrow stream file ``path`` in batches of
-    :data:`CHUNK_ROWS`, at most ``limit`` rows (None: all); atomically (through ``<path>.tmp``).
-    Returns the rows written."""
+    """Write ``rows`` (dicts with ``schema``'s fields, all of them) to the Arrow stream file
+    ``path`` in batches of :data:`CHUNK_ROWS`, at most ``limit`` rows (None: all); atomically (through
+    ``<path>.tmp``). Returns the rows written."""
     temporary = path.with_name(path.name + ".tmp")
     written = 0
     iterator = iter(rows) if limit is None else islice(rows, limit)
     with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         while chunk := list(islice(iterator, CHUNK_ROWS)):
-            writer.write_batch(pa.RecordBatch.from_pylist(chunk, schema=schema))
+            # column by column: ten times faster than RecordBatch.from_pylist, which converts row by row
+            columns = {name: [row[name] for row in chunk] for name in schema.names}
+            writer.write_batch(pa.RecordBatch.from_pydict(columns, schema=schema))
             written += len(chunk)
     os.replace(temporary, path)
     return written
 
 
-def read_arrow(paths: Path | Iterable[Path], columns: list[str]) -> Iterator[dict[str, list]]:
-    """The ``columns`` of one Arrow stream file or several in turn, one record batch at a time, as
-    ``{column: values}`` (buffered reads: nothing is memory-mapped)."""
+def read_batches(paths: Path | Iterable[Path]) -> Iterator[pa.RecordBatch]:
+    """The record batches of one Arrow stream file or several in turn (buffered reads: nothing is
+    memory-mapped)."""
     for path in [paths] if isinstance(paths, Path) else paths:
         with pa.OSFile(str(path), "rb") as source, pa.ipc.open_stream(source) as reader:
-            for batch in reader:
-                yield {name: batch.column(name).to_pylist() for name in columns}
+            yield from reader
+
+
+def read_arrow(paths: Path | Iterable[Path], columns: list[str]) -> Iterator[dict[str, list]]:
+    """The ``columns`` of :func:`read_batches`, one batch at a time, as ``{column: values}``."""
+    for batch in read_batches(paths):
+        yield {name: batch.column(name).to_pylist() for name in columns}
 
 
 @dataclass(frozen=True)
@@ -75,16 +87,29 @@ class ProductTable:
     count: int
     fingerprint: str
 
+    def label_counts(self) -> LabelCounts:
+        """The label counts taken while the products were staged (``labels-<split>.json``), or taken
+        now from :meth:`label_rows` for a folder staged before they were kept."""
+        path = _labels_path(self.path)
+        return LabelCounts.from_json(read_json(path)) if path.is_file() else LabelCounts.of(self.label_rows())
+
     def label_rows(self) -> Iterator[tuple[str, dict[str, str | None]]]:
         """``(product type, attributes)`` of each product, in order (for label cleaning)."""
         for batch in read_arrow(self.path, ["product_type", "labels"]):
             for product_type, labels in zip(batch["product_type"], batch["labels"]):
                 yield product_type, json.loads(labels)
 
-    def products(self) -> Iterator[Product]:
-        """The products, in order, as they were staged."""
+    def products(self, relabel: Callable[[str, dict[str, str | None]], dict[str, str | None]] | None = None
+                 ) -> Iterator[Product]:
+        """The products, in order, as they were staged; with ``relabel``, each one's attributes replaced
+        by ``relabel(product_type, attributes)``. Built without validating again: every staged row
+        was validated when it was read (:func:`stage_data`), and is that product's own JSON dump."""
         for batch in read_arrow(self.path, ["product"]):
-            yield from map(Product.model_validate_json, batch["product"])
+            for text in batch["product"]:
+                fields = from_json(text)
+                if relabel is not None:
+                    fields["attributes"] = relabel(fields["product_type"], fields["attributes"])
+                yield Product.model_construct(**fields)
 
     def __len__(self) -> int:
         return self.count
@@ -111,18 +136,24 @@ class StagedData:
 
 def _stage_split(source: Any, split: str, folder: Path, digest: DataDigest, reader: str | None,
                  rejected_log: Path | None) -> ProductTable:
-    own = DataDigest()
+    own, labels = DataDigest(), LabelCounts()
 
     def rows() -> Iterator[dict[str, str]]:
         for product in iter_valid_products(source, split, reader, rejected_log):
             own.add_entry(digest.add(split, product))
+            labels.add(product.product_type, product.attributes)
             yield {"product_type": product.product_type,
                    "labels": json.dumps(product.attributes, ensure_ascii=False),
                    "product": product.model_dump_json()}
 
     path = folder / f"products-{split}.arrow"
     count = write_arrow(path, PRODUCT_SCHEMA, rows())
+    write_text(_labels_path(path), json.dumps(labels.to_json(), ensure_ascii=False))
     return ProductTable(path, count, own.hexdigest())
+
+
+def _labels_path(products: Path) -> Path:
+    return products.with_name(products.name.replace("products-", "labels-").replace(".arrow", ".json"))
 
 
 def _file_state(source: Any, reader: str | None) -> dict[str, Any] | None:
