@@ -137,6 +137,11 @@ class ExtractionConfig(_Section):
         default=0, ge=0, description="pairs with at most this many values seen in training answer the most likely "
                                      "of them or the none answer, unless the free answer is written in the "
                                      "product's text; 0: off, free generation")
+    choose_text_span: float | None = Field(
+        default=None, ge=0, le=1, description="pairs whose training values were written in their product's text "
+                                              "at least this share of the time answer a span of the text: a free "
+                                              "answer the text does not state is replaced by the most likely "
+                                              "span (or the none answer); null: off")
     dtype: Literal["auto", "fp32", "bf16", "int8"] = Field(
         default="auto", description="numeric mode of extraction (see mxt_sdk.model.numerics); auto: bf16 on "
                                     "CUDA, fp32 on CPU")

@@ -233,5 +233,5 @@ class Extractor:
             max_image_pixels=extraction.max_image_pixels, on_image_error=on_image_error,
             urls=UrlPolicy.from_extraction(extraction),
             dtype=resolve_dtype(dtype or extraction.dtype, self.device),
-            choose_among_known=extraction.choose_among_known,
+            choose_among_known=extraction.choose_among_known, choose_text_span=extraction.choose_text_span,
         )

@@ -86,4 +86,74 @@ def test_a_generator_that_cannot_score_keeps_its_free_answers(caplog):
     with caplog.at_level("WARNING"):
         [prediction] = extractor.extract([Product(id="p", product_type="shirt", title="red tee")], ["color"])
     assert prediction.error is None
-    assert "choose_among_known is ignored" in caplog.text
+    assert "choose_among_known and choose_text_span are ignored" in caplog.text
+
+
+# --------------------------------------------------------------------------- spans of the text
+def test_text_spans_are_word_runs_within_a_line_and_between_separators():
+    from mxt_sdk.inference.known_values import text_spans
+
+    text = "Belkami Women's T-Shirt | 3.5 oz\nMachine washable."
+    spans = text_spans(text, 2)
+    assert spans[:4] == ["belkami", "belkami women's", "women's", "women's t-shirt"]
+    assert {"t-shirt", "3.5 oz", "machine washable", "washable"} <= set(spans)
+    assert "t-shirt 3.5" not in spans and "oz machine" not in spans  # not across "|" or a line
+    assert len(spans) == len(set(spans)) and text_spans(text, 2, limit=3) == spans[:3]
+
+
+def _brand_extractor(share_written: float, span: float | None) -> Extractor:
+    config = {**tiny_config([]), "extraction": {"canonicalizer": None, "choose_text_span": span}}
+    extractor = Extractor.from_config(config)
+    key = pair_key("shirt", "brand")
+    extractor.metadata = CatalogMetadata(values={key: {f"brand{i}": 1 for i in range(100)}}, max_answer_tokens=8,
+                                         written={key: round(100 * share_written)})
+    return extractor
+
+
+def test_pairs_whose_values_the_text_states_answer_a_span_of_the_text():
+    from mxt_sdk.inference.known_values import text_spans
+
+    products = [Product(id="p", product_type="shirt", title="Kalimo soft tee", description="Ships fast."),
+                Product(id="q", product_type="shirt", title="Ronto slim fit shirt")]
+    extractor = _brand_extractor(0.95, span=0.9)
+    none = extractor.config.model.none_answer
+    spanned = extractor.extract(products, ["brand"])
+    for product, prediction in zip(products, spanned):
+        assert prediction.raw_value in {*text_spans(product.text, 2), none}, prediction
+    extractor.config.extraction.choose_text_span = None
+    free = extractor.extract(products, ["brand"])
+    assert [p.raw_value for p in free] != [p.raw_value for p in spanned]  # the random model writes neither
+    extractor.config.extraction.choose_text_span = 0.99  # the pair states 95% of its values: below, free answers
+    assert [p.raw_value for p in extractor.extract(products, ["brand"])] == [p.raw_value for p in free]
+
+
+def test_written_values_are_counted_per_pair_and_absent_counts_mean_unknown():
+    from mxt_sdk.data.examples import collect_metadata
+
+    products = [Product(id="a", product_type="shirt", title="Kalimo tee", attributes={"brand": "kalimo", "color": "red"}),
+                Product(id="b", product_type="shirt", title="Ronto tee", attributes={"brand": "ronto", "color": None}),
+                Product(id="c", product_type="shirt", title="Plain tee", attributes={"brand": "vasto", "color": "blue"})]
+    metadata = collect_metadata(products)
+    assert metadata.written == {pair_key("shirt", "brand"): 2, pair_key("shirt", "color"): 0}
+    assert metadata.written_share("shirt", "brand") == pytest.approx(2 / 3)
+    assert metadata.written_share("shirt", "color") == 0.0 and metadata.written_share("mug", "brand") is None
+    assert CatalogMetadata(values=metadata.values).written_share("shirt", "brand") is None  # older models
+
+
+def test_an_answer_written_in_the_text_moves_only_to_a_spelling_of_itself():
+    from mxt_sdk.inference.engine import Request
+
+    extractor = Extractor.from_config(tiny_config([]))
+    extractor.metadata = CatalogMetadata(values={pair_key("shirt", "brand"): {"belkali": 5},
+                                                 pair_key("shirt", "size"): {"16 oz": 3}})
+    extractor.set_canonicalizer("faiss")
+    engine = extractor.engine()
+    product = Product(id="p", product_type="shirt", title="Belkami 16oz tee, by belkalli")
+    chunk = [Request("record 0", "p", product, ["brand", "size"])]
+    answers = {(0, "brand"): ("belkami", 0.5, False), (0, "size"): ("16oz", 0.5, False)}
+    assert engine.canonicalizer.canonicalize("belkami", product_type="shirt", attribute="brand")[0] == "belkali"
+    canonical = engine._canonicalize(chunk, answers)
+    assert (0, "brand") not in canonical  # stated in the title: stays the new brand
+    assert canonical[(0, "size")] == ("16 oz", False)  # the catalog's spelling of the same value
+    answers[(0, "brand")] = ("belkaly", 0.5, False)  # not in the text: canonicalized as before
+    assert engine._canonicalize(chunk, answers)[(0, "brand")] == ("belkali", False)

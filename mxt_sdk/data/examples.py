@@ -18,6 +18,7 @@ from mxt_sdk.data.metadata import CatalogMetadata, pair_key
 from mxt_sdk.data.prompt import build_context, prompt_with_context
 from mxt_sdk.data.scrambles import ValueScrambler
 from mxt_sdk.data.subwords import SubwordSplitter
+from mxt_sdk.evaluation.metrics import written_in
 from mxt_sdk.images.batching import truncate
 from mxt_sdk.types import Product
 
@@ -46,8 +47,12 @@ def example_rows(products: Iterable[Product], none_answer: str, text_free_copies
 
 
 def collect_metadata(products: Iterable[Product]) -> CatalogMetadata:
-    """Pairs seen and their value counts (``None`` labels mark the pair as seen, count no value)."""
-    return metadata_from_labels((product.product_type, product.attributes) for product in products)
+    """Pairs seen, their value counts (``None`` labels mark the pair as seen, count no value) and how
+    many values each pair's texts state."""
+    counter = MetadataCounter()
+    for product in products:
+        counter.add(product.product_type, product.attributes, product.text)
+    return counter.metadata()
 
 
 def metadata_from_labels(rows: Iterable[tuple[str, Mapping[str, str | None]]]) -> CatalogMetadata:
@@ -60,12 +65,15 @@ def metadata_from_labels(rows: Iterable[tuple[str, Mapping[str, str | None]]]) -
 
 
 class MetadataCounter:
-    """:func:`metadata_from_labels` fed one product at a time (e.g. by a pass that does other work)."""
+    """:func:`metadata_from_labels` fed one product at a time (e.g. by a pass that does other work);
+    given each product's ``text``, it also counts the values written in it (``CatalogMetadata.written``)."""
 
     def __init__(self):
         self._counts: dict[str, Counter] = {}
+        self._written: Counter = Counter()
+        self._with_text = False
 
-    def add(self, product_type: str, attributes: Mapping[str, str | None]) -> None:
+    def add(self, product_type: str, attributes: Mapping[str, str | None], text: str | None = None) -> None:
         for attribute, value in attributes.items():
             key = pair_key(product_type, attribute)
             pair = self._counts.get(key)
@@ -73,10 +81,15 @@ class MetadataCounter:
                 pair = self._counts[key] = Counter()
             if value is not None:
                 pair[value] += 1
+                if text is not None:
+                    self._written[key] += written_in(value, text)
+        self._with_text = self._with_text or text is not None
 
     def metadata(self) -> CatalogMetadata:
         """The pairs in order of first sight, each one's values most frequent first (ties: first seen)."""
-        return CatalogMetadata(values={key: dict(counter.most_common()) for key, counter in self._counts.items()})
+        written = {key: self._written[key] for key in self._counts} if self._with_text else {}
+        return CatalogMetadata(values={key: dict(counter.most_common()) for key, counter in self._counts.items()},
+                               written=written)
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,21 @@ def pair_key(product_type: str, attribute: str) -> str:
 
 
 class CatalogMetadata(BaseModel):
-    """``values[pair_key] = {value: count}`` seen in training, and the longest answer in tokens."""
+    """``values[pair_key] = {value: count}`` seen in training, the longest answer in tokens, and
+    ``written[pair_key]``: how many of the pair's training values were written, as whole words, in
+    their product's text (absent in models trained before it was counted)."""
 
     model_config = ConfigDict(extra="forbid")
 
     values: dict[str, dict[str, int]] = Field(default_factory=dict)
     max_answer_tokens: int | None = None
+    written: dict[str, int] = Field(default_factory=dict)
+
+    def written_share(self, product_type: str, attribute: str) -> float | None:
+        """The share of the pair's training values that its products' texts state; None when unknown."""
+        key = pair_key(product_type, attribute)
+        total = sum(self.values.get(key, {}).values())
+        return self.written[key] / total if key in self.written and total else None
 
     def attributes_for(self, product_type: str) -> list[str]:
         """Attributes seen in training for ``product_type``, sorted by name (stable across save/load)."""

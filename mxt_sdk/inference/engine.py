@@ -66,6 +66,8 @@ class EngineSettings:
     urls: UrlPolicy | None = None  #: image URL rules (None: URLs refused)
     dtype: str = "fp32"  #: a resolved mode of :mod:`mxt_sdk.model.numerics`
     choose_among_known: int = 0  #: pairs with at most this many known values answer the likeliest (0: off)
+    #: pairs whose training values were written in the text at least this often answer a span of it (None: off)
+    choose_text_span: float | None = None
     #: prompts encoded together within a generation batch (length-sorted groups, each cut to its own
     #: longest prompt); the decoder still runs ``batch_size`` at a time (see ``MXTModel.generate``)
     encode_rows: int = 32
@@ -130,13 +132,13 @@ class Engine:
         self.images = ImageLoader(model.preprocessing(), settings.image_root, settings.max_image_pixels,
                                   settings.urls, decode_threads=decode_threads(device)) if model.uses_images else None
         self.known = None
-        if settings.choose_among_known > 0 and metadata is not None:
+        if (settings.choose_among_known > 0 or settings.choose_text_span is not None) and metadata is not None:
             if model.generator.scores_answers:
                 self.known = KnownValueChooser(model, tokenizer, metadata, settings.none_answer,
-                                               settings.choose_among_known)
+                                               settings.choose_among_known, settings.choose_text_span)
             else:
-                logger.warning("extraction.choose_among_known is ignored: generator %r cannot score given answers "
-                               "(its free answers are kept)", model.generator.name)
+                logger.warning("extraction.choose_among_known and choose_text_span are ignored: generator %r "
+                               "cannot score given answers (its free answers are kept)", model.generator.name)
 
     def run(self, requests: Iterable[Request]) -> Iterator[Prediction]:
         """Predictions for ``requests`` in input order, a chunk of ``batch_size`` products at a time.
@@ -188,12 +190,20 @@ class Engine:
 
     def _canonicalize(self, chunk: list[Request], answers: dict[tuple[int, str], Answer]
                       ) -> dict[tuple[int, str], tuple[str, bool]]:
-        """Canonical value and novelty of each stated answer (one batched call per chunk)."""
+        """Canonical value and novelty of each stated answer (one batched call per chunk). An answer written
+        in the product's text moves only to a known value that differs from it in case, spacing or
+        punctuation (``16oz`` -> ``16 oz``), never to another value (a new brand ``belkami`` in the title
+        stays ``belkami``, not the training brand ``belkali``); otherwise it is left to ``_prediction``."""
         if self.canonicalizer is None:
             return {}
         keys = [key for key, answer in answers.items() if self._value(answer[0]) is not None]
         queries = [(self._value(answers[key][0]), chunk[key[0]].product.product_type, key[1]) for key in keys]
-        return dict(zip(keys, self.canonicalizer.canonicalize_many(queries)))
+        canonical = {}
+        for key, (value, _, _), found in zip(keys, queries, self.canonicalizer.canonicalize_many(queries)):
+            if found[0] == value or _letters(found[0]) == _letters(value) \
+                    or not written_in(value, chunk[key[0]].product.text):
+                canonical[key] = found
+        return canonical
 
     def _value(self, raw: str) -> str | None:
         return None if not raw or raw.casefold() == self.settings.none_answer.casefold() else raw
@@ -230,14 +240,15 @@ class Engine:
     def _choose_known(self, chunk: list[Request], batch: list[tuple[int, str]], answers: dict,
                       input_ids: torch.Tensor, attention_mask: torch.Tensor, features: ImageFeatures | None,
                       rows: torch.Tensor) -> None:
-        """Replace the free answers of ``batch`` by the likeliest known value of their pair, except the answers
-        written in the product's text (a stated value is kept, so values new to training stay possible)."""
-        pairs = []
+        """Replace the free answers of ``batch`` by the likeliest known value of their pair (or span of the
+        text, see ``choose_text_span``), except the answers written in the product's text (a stated value is
+        kept, so values new to training stay possible)."""
+        questions = []
         for row, attribute in batch:
             product, value = chunk[row].product, self._value(answers[(row, attribute)][0])
             stated = value is not None and written_in(value, product.text)
-            pairs.append(None if stated else (product.product_type, attribute))
-        chosen = self.known.choose(input_ids, attention_mask, features, rows, pairs)
+            questions.append(None if stated else (product, attribute))
+        chosen = self.known.choose(input_ids, attention_mask, features, rows, questions)
         for example, choice in zip(batch, chosen):
             if choice is not None:
                 answers[example] = (choice[0], choice[1], False)
@@ -265,3 +276,8 @@ class Engine:
             novel=novel, in_text=value is not None and written_in(value, request.product.text),
             image_used=image_used, error=error, truncated=truncated, threshold_source=source,
         )
+
+
+def _letters(value: str) -> str:
+    """``value`` case-folded without spaces or punctuation (what a canonical form may change)."""
+    return "".join(ch for ch in value.casefold() if ch.isalnum())

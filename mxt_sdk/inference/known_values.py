@@ -9,10 +9,17 @@ training never saw keep the free greedy answer, and so does a free answer writte
 text (the engine does not ask for those), so values new to training stay possible where the text
 states them. Each example's prompt is encoded once; all candidates of a batch are scored in one
 decoder pass.
+
+With ``span_share``, pairs whose training values were written in their product's text at least that
+often (``CatalogMetadata.written_share``: brands, model names, most of an extractive catalog) get
+the same treatment with the spans of the product's own text as candidates: a free answer that the
+text does not state (a training brand recalled instead of the new one written in the title) is
+replaced by the likeliest span of one to ``MAX_SPAN_WORDS`` words, or the none answer.
 """
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,17 +27,39 @@ import torch
 
 from mxt_sdk.data.metadata import CatalogMetadata, pair_key
 from mxt_sdk.model.mxt import ImageFeatures, MXTModel
+from mxt_sdk.types import Product
 
-__all__ = ["KnownValueChooser"]
+__all__ = ["KnownValueChooser", "text_spans", "MAX_SPAN_WORDS", "MAX_SPANS"]
+
+#: longest span candidate, in words (a pair's longest known value plus one, at most this)
+MAX_SPAN_WORDS = 6
+#: at most this many distinct spans per example, taken in text order (title first)
+MAX_SPANS = 256
+_WORD = re.compile(r"\w(?:[\w'&.+/-]*\w)?")
+
+
+def text_spans(text: str, max_words: int, limit: int = MAX_SPANS) -> list[str]:
+    """Distinct case-folded runs of 1 to ``max_words`` words of ``text``, in order of their first word;
+    a run never crosses a line or punctuation other than inside a word (``t-shirt``, ``3.5``)."""
+    spans: dict[str, None] = {}
+    for line in text.splitlines():
+        for piece in re.split(r"[,;:|()\[\]!?]+|\s[-/]\s", line):
+            words = [w.casefold() for w in _WORD.findall(piece)]
+            for start in range(len(words)):
+                for end in range(start + 1, min(start + max_words, len(words)) + 1):
+                    spans.setdefault(" ".join(words[start:end]))
+                    if len(spans) >= limit:
+                        return list(spans)
+    return list(spans)
 
 
 class KnownValueChooser:
     """Answers pairs with at most ``max_values`` known values by the most likely of them."""
 
     def __init__(self, model: MXTModel, tokenizer: Any, metadata: CatalogMetadata, none_answer: str,
-                 max_values: int):
+                 max_values: int, span_share: float | None = None):
         self.model, self.tokenizer, self.metadata = model, tokenizer, metadata
-        self.none_answer, self.max_values = none_answer, max_values
+        self.none_answer, self.max_values, self.span_share = none_answer, max_values, span_share
         self._candidates: dict[str, tuple[list[str], list[list[int]]] | None] = {}
 
     def candidates(self, product_type: str, attribute: str) -> tuple[list[str], list[list[int]]] | None:
@@ -42,16 +71,31 @@ class KnownValueChooser:
             if not values or len(values) > self.max_values:
                 self._candidates[key] = None
             else:
-                texts = [*values, self.none_answer] if self.none_answer not in values else values
-                self._candidates[key] = (texts, self.tokenizer(texts)["input_ids"])
+                self._candidates[key] = self._encoded(values)
         return self._candidates[key]
+
+    def span_candidates(self, product: Product, attribute: str) -> tuple[list[str], list[list[int]]] | None:
+        """The spans of ``product``'s text and the none answer, when its pair states its values in the text
+        at least ``span_share`` of the time; else None."""
+        share = None if self.span_share is None else self.metadata.written_share(product.product_type, attribute)
+        if share is None or share < self.span_share:
+            return None
+        known = self.metadata.values.get(pair_key(product.product_type, attribute), {})
+        longest = max((len(value.split()) for value in known), default=MAX_SPAN_WORDS - 1)
+        spans = text_spans(product.text, min(longest + 1, MAX_SPAN_WORDS))
+        return self._encoded(spans) if spans else None
+
+    def _encoded(self, values: list[str]) -> tuple[list[str], list[list[int]]]:
+        texts = [*values, self.none_answer] if self.none_answer not in values else values
+        return texts, self.tokenizer(texts)["input_ids"]
 
     def choose(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: ImageFeatures | None,
                image_index: torch.Tensor | None,
-               pairs: Sequence[tuple[str, str] | None]) -> list[tuple[str, float] | None]:
-        """For each example (row of ``input_ids``) of pair ``pairs[i]``: (value, probability) of its most
-        likely candidate, or None where the pair keeps the free answer (and where ``pairs[i]`` is None)."""
-        lists = [None if pair is None else self.candidates(*pair) for pair in pairs]
+               questions: Sequence[tuple[Product, str] | None]) -> list[tuple[str, float] | None]:
+        """For each example (row of ``input_ids``) asking ``questions[i]`` (product, attribute): (value,
+        probability) of its most likely candidate (known values, else text spans), or None where it keeps
+        the free answer (and where ``questions[i]`` is None)."""
+        lists = [None if question is None else self._candidates_for(*question) for question in questions]
         example, labels, owners = [], [], []
         for row, found in enumerate(lists):
             if found is None:
@@ -61,7 +105,7 @@ class KnownValueChooser:
                 labels.append(ids)
                 owners.append((row, position))
         if not labels:
-            return [None] * len(pairs)
+            return [None] * len(questions)
         width = max(map(len, labels))
         device = input_ids.device
         label_tensor = torch.tensor([ids + [-100] * (width - len(ids)) for ids in labels], device=device)
@@ -79,3 +123,6 @@ class KnownValueChooser:
             score, position = best[row]
             chosen.append((found[0][position], min(math.exp(score), 1.0)))
         return chosen
+
+    def _candidates_for(self, product: Product, attribute: str) -> tuple[list[str], list[list[int]]] | None:
+        return self.candidates(product.product_type, attribute) or self.span_candidates(product, attribute)

@@ -50,7 +50,7 @@ SHARD_ROWS = 100_000
 DONE_FILE, METADATA_FILE = "done.json", "metadata.json"
 EXAMPLE_SCHEMA = pa.schema([("product_id", pa.string()), ("product_type", pa.string()), ("attribute", pa.string()),
                             ("prompt", pa.string()), ("answer", pa.string()), ("image", pa.string())])
-_VERSION = 2  # bump when the rows change meaning
+_VERSION = 3  # bump when the rows change meaning
 
 
 def cache_key(*parts: Any) -> str:
@@ -134,7 +134,7 @@ def build_examples(run_dir: Path, key: str, splits: dict[str, tuple[ProductTable
 
     def counted(products: Iterator[Product]) -> Iterator[Product]:
         for product in products:
-            counter.add(product.product_type, product.attributes)
+            counter.add(product.product_type, product.attributes, product.text)
             yield product
 
     shards = {}
