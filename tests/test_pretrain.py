@@ -100,6 +100,21 @@ def test_a_degenerate_tokenizer_is_reported(titles, tmp_path, caplog):
         pretraining.pretrain([titles["plain"]], tmp_path / "smaller", _config(), steps=1, vocab_size=300)
 
 
+def test_batches_group_texts_by_length_and_depend_on_the_step_only():
+    rng = np.random.default_rng(0)
+    batch, pool = 4, pretraining.POOL_BATCHES
+    sequences = [[int(t) + 200 for t in rng.integers(0, 50, size=rng.integers(3, 60))] for _ in range(2 * pool * batch)]
+    make = lambda: pretraining.Batches(sequences, batch, 5, list(range(100, 200)), 1, 0, "reconstruct")  # noqa: E731
+    walked = make()
+    epoch = [walked.texts(step) for step in range(2 * pool)]  # exactly one pass over the texts
+    assert sorted(map(tuple, sum(epoch, []))) == sorted(map(tuple, sequences))
+    assert sum(max(map(len, texts)) - min(map(len, texts)) for texts in epoch) / len(epoch) < 3  # vs about 45 unsorted
+    fresh = make()
+    for step in (pool + 7, 3, 2 * pool + 1):  # out of order, mid-pool, next epoch: as a resumed run draws them
+        a, b = fresh(step), walked(step)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 # ----------------------------------------------------------------- end to end
 def test_mxt_pretrain_writes_a_folder_that_fine_tuning_starts_from(titles, tmp_path):
     config = tmp_path / "config.yaml"

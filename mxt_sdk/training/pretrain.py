@@ -47,6 +47,7 @@ DEFAULT_STEPS = 5000  # ~25 minutes on one CPU core at tiny-cpu's size, batch 32
 CHECKPOINT_EVERY = 200
 METRICS_FILE, SUMMARY_FILE, CURVE_FILE = "metrics.jsonl", "pretrain.json", "loss.png"
 NOISE_DENSITY, MEAN_SPAN = 0.15, 3.0
+POOL_BATCHES = 50  # batches whose texts are grouped by length (Batches)
 
 
 @dataclass
@@ -99,14 +100,17 @@ def _prepare_tokenizer(generator: Generator, texts: list[str], latest: Path | No
 
 
 class Batches:
-    """Step ``s``'s batch: texts ``s*B .. s*B+B-1`` of an endless stream of seeded epoch shuffles,
-    each noised with a generator seeded by ``(seed, s)``: a pure function of the step."""
+    """Step ``s``'s batch, a pure function of the step. Texts are drawn from an endless stream of
+    seeded epoch shuffles in pools of ``POOL_BATCHES`` batches; a pool's texts are sorted by length
+    and cut into batches, which its steps take in a seeded order (texts of a batch have about the
+    same length, so little of it is padding). Each text is noised with a generator seeded by ``(seed, s)``."""
 
     def __init__(self, sequences: Sequence[list[int]], batch_size: int, seed: int, sentinels: list[int],
                  eos_id: int, pad_id: int, objective: str):
         self.sequences, self.batch_size, self.seed = sequences, batch_size, seed
         self.sentinels, self.eos_id, self.pad_id, self.objective = sentinels, eos_id, pad_id, objective
         self._order: tuple[int, np.ndarray] | None = None
+        self._pool: tuple[int, list[list[list[int]]]] | None = None
 
     def _text(self, position: int) -> list[int]:
         epoch, index = divmod(position, len(self.sequences))
@@ -114,10 +118,22 @@ class Batches:
             self._order = (epoch, np.random.default_rng([self.seed, 0, epoch]).permutation(len(self.sequences)))
         return self.sequences[self._order[1][index]]
 
+    def texts(self, step: int) -> list[list[int]]:
+        """The token ids of step ``step``'s texts, before noising."""
+        pool, slot = divmod(step, POOL_BATCHES)
+        if self._pool is None or self._pool[0] != pool:
+            size = POOL_BATCHES * self.batch_size
+            texts = [self._text(pool * size + i) for i in range(size)]
+            texts = [texts[i] for i in np.argsort([len(t) for t in texts], kind="stable")]
+            batches = [texts[i:i + self.batch_size] for i in range(0, size, self.batch_size)]
+            order = np.random.default_rng([self.seed, 2, pool]).permutation(POOL_BATCHES)
+            self._pool = (pool, [batches[i] for i in order])
+        return self._pool[1][slot]
+
     def __call__(self, step: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, 1, step])
-        pairs = [corrupt(self._text(step * self.batch_size + i), self.sentinels, self.eos_id, rng, self.objective,
-                         NOISE_DENSITY, MEAN_SPAN) for i in range(self.batch_size)]
+        pairs = [corrupt(text, self.sentinels, self.eos_id, rng, self.objective, NOISE_DENSITY, MEAN_SPAN)
+                 for text in self.texts(step)]
         return {"input_ids": _pad([p[0] for p in pairs], self.pad_id), "labels": _pad([p[1] for p in pairs], -100)}
 
 
