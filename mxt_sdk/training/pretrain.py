@@ -43,7 +43,7 @@ __all__ = ["pretrain", "PretrainResult", "SENTINELS", "DEFAULT_STEPS"]
 log = logging.getLogger("mxt_sdk.training")
 
 SENTINELS = [f"<extra_id_{i}>" for i in range(100)]  # T5's names; ids follow the trained pieces
-DEFAULT_STEPS = 5000  # ~25 minutes on one CPU core at tiny-cpu's size, batch 32, 50k titles (docs/training.md)
+DEFAULT_STEPS = 5000  # about 24 CPU minutes at mxt-cpu's size, batch 32, 50k titles (docs/training.md)
 CHECKPOINT_EVERY = 200
 METRICS_FILE, SUMMARY_FILE, CURVE_FILE = "metrics.jsonl", "pretrain.json", "loss.png"
 NOISE_DENSITY, MEAN_SPAN = 0.15, 3.0
