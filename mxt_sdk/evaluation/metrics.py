@@ -26,6 +26,7 @@ import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 __all__ = ["match_key", "number_signature", "values_match", "written_in", "Scored", "threshold_sweep", "recall_at_precision", "prf", "PairMetrics", "pair_metrics",
            "micro_macro", "unstated_pairs"]
@@ -67,8 +68,13 @@ def values_match(predicted: str | None, gold: str | None, *, raw_predicted: str 
 
 def written_in(value: str, text: str) -> bool:
     """Whether ``value`` occurs in ``text`` as whole words (case-insensitive, any whitespace)."""
-    pattern = r"(?<!\w)" + r"\s+".join(map(re.escape, value.split())) + r"(?!\w)"
-    return re.search(pattern, text, flags=re.IGNORECASE) is not None
+    return _written_pattern(value).search(text) is not None
+
+
+@lru_cache(maxsize=65_536)
+def _written_pattern(value: str) -> re.Pattern:
+    """The compiled whole-word pattern of ``value`` (training counts it for every label of a catalog)."""
+    return re.compile(r"(?<!\w)" + r"\s+".join(map(re.escape, value.split())) + r"(?!\w)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
