@@ -61,6 +61,15 @@ def _default_normalizers() -> list[ComponentSpec]:
     return [ComponentSpec(name=n) for n in ("text", "units", "merge", "min_count")]
 
 
+class ImagePriorConfig(_Section):
+    """The image prior fitted after training (mxt_sdk.inference.image_prior): one softmax regression per
+    pair over the frozen global image vector, used by ``extraction.choose_among_known``."""
+
+    dims: int = Field(default=256, ge=1, description="principal directions of the image vectors kept")
+    l2: float = Field(default=0.01, ge=0, description="L2 penalty of each pair's regression")
+    max_iter: int = Field(default=100, ge=1, description="L-BFGS iterations per pair")
+
+
 class TrainingConfig(_Section):
     """Fine-tuning settings. Defaults follow the paper: AdamW, lr 5e-5, warmup ratio 0.1, linear decay,
     20 epochs, best checkpoint by validation loss."""
@@ -106,6 +115,9 @@ class TrainingConfig(_Section):
                                              "text that get the value's letters shuffled in the answer and "
                                              "the text alike: teaches copying new values over recalling "
                                              "training ones (mxt_sdk.data.scrambles)")
+    image_prior: ImagePriorConfig | None = Field(
+        default=None, description="after training, fit a per-pair image prior over the known values on the "
+                                  "frozen global image vectors (needs frozen encoders); null: none")
     log_every: int = Field(default=10, ge=1)
     normalizers: list[ComponentSpec] = Field(default_factory=_default_normalizers)
 
@@ -142,6 +154,10 @@ class ExtractionConfig(_Section):
                                               "at least this share of the time answer a span of the text: a free "
                                               "answer the text does not state is replaced by the most likely "
                                               "span (or the none answer); null: off")
+    image_prior_weight: float = Field(
+        default=1.0, ge=0, description="weight of the image prior's log-probability (a model trained with "
+                                       "training.image_value_prior) added to each known value's score by "
+                                       "choose_among_known; 0: the prior is not used")
     dtype: Literal["auto", "fp32", "bf16", "int8"] = Field(
         default="auto", description="numeric mode of extraction (see mxt_sdk.model.numerics); auto: bf16 on "
                                     "CUDA, fp32 on CPU")

@@ -19,6 +19,7 @@ from mxt_sdk.evaluation.report import build_report, score, scored, write_report
 from mxt_sdk.images.fetch import UrlPolicy
 from mxt_sdk.evaluation.thresholds import DEFAULT_MIN_SUPPORT, Thresholds, calibrate
 from mxt_sdk.inference.engine import Engine, EngineSettings, make_requests
+from mxt_sdk.inference.image_prior import ImageValuePrior
 from mxt_sdk.model.folder import SavedModel, load_folder, save_folder
 from mxt_sdk.model.mxt import MXTModel
 from mxt_sdk.model.numerics import inference_model, resolve_dtype
@@ -39,13 +40,14 @@ class Extractor:
 
     def __init__(self, config: MXTConfig, model: MXTModel, metadata: CatalogMetadata | None = None,
                  normalizers: list[Normalizer] | None = None, thresholds: Thresholds | None = None,
-                 canonicalizer: Canonicalizer | None = None):
+                 canonicalizer: Canonicalizer | None = None, image_prior: ImageValuePrior | None = None):
         self.config = config
         self.model = model.eval()
         self.metadata = metadata
         self.normalizers = normalizers or []
         self.thresholds = thresholds or Thresholds()
         self.canonicalizer = canonicalizer
+        self.image_prior = image_prior
         self.last_run_stats: dict[str, int] = {}
         self._inference_models: dict[str, MXTModel] = {}  # per dtype; cleared when weights change
 
@@ -67,12 +69,12 @@ class Extractor:
         """Load a folder written by :meth:`save_pretrained`. Never downloads anything."""
         saved = load_folder(Path(directory))
         return cls(saved.config, saved.model.to(resolve_device(device or saved.config.extraction.device)), saved.metadata,
-                   saved.normalizers, saved.thresholds, saved.canonicalizer)
+                   saved.normalizers, saved.thresholds, saved.canonicalizer, saved.image_prior)
 
     def save_pretrained(self, directory: str | Path) -> None:
         """Write config, weights (safetensors), tokenizer and metadata to ``directory`` atomically."""
         save_folder(Path(directory), SavedModel(self.config, self.model, self.metadata, self.normalizers,
-                                                self.thresholds, self.canonicalizer))
+                                                self.thresholds, self.canonicalizer, self.image_prior))
 
     def set_canonicalizer(self, name: str | None = "faiss", **options: Any) -> None:
         """Use canonicalizer ``name`` with ``options`` (e.g. ``vocabulary_file="values.jsonl"``),
@@ -165,7 +167,7 @@ class Extractor:
             )
         settings = self._settings(batch_size, image_root, on_image_error, dtype)
         return Engine(self._inference_model(settings.dtype), tokenizer, self.metadata, settings,
-                      self.canonicalizer)
+                      self.canonicalizer, self.image_prior)
 
     def evaluate(self, data: str | Path | Iterable[Product | dict[str, Any]], *, precision: float = 0.9,
                  output: str | Path | None = None, image_root: str | Path | None = None,
@@ -234,4 +236,5 @@ class Extractor:
             urls=UrlPolicy.from_extraction(extraction),
             dtype=resolve_dtype(dtype or extraction.dtype, self.device),
             choose_among_known=extraction.choose_among_known, choose_text_span=extraction.choose_text_span,
+            image_prior_weight=extraction.image_prior_weight,
         )

@@ -82,6 +82,7 @@ def _without_xattn(config: dict[str, Any]) -> dict[str, Any]:
 
 def _text_only(config: dict[str, Any]) -> dict[str, Any]:
     config["model"].update(global_encoder=None, regional_encoder=None, fusions=[])
+    config["training"]["image_prior"] = None  # it reads the image encoder
     return config
 
 

@@ -25,6 +25,7 @@ from mxt_sdk.evaluation.metrics import written_in
 from mxt_sdk.evaluation.thresholds import Thresholds
 from mxt_sdk.images.batching import ImageLoader, pad_batch, truncate
 from mxt_sdk.images.fetch import UrlPolicy
+from mxt_sdk.inference.image_prior import ImageValuePrior
 from mxt_sdk.inference.known_values import KnownValueChooser
 from mxt_sdk.model.mxt import ImageFeatures, ImagePixels, MXTModel
 from mxt_sdk.model.numerics import autocast, channels_last_pixels
@@ -68,6 +69,8 @@ class EngineSettings:
     choose_among_known: int = 0  #: pairs with at most this many known values answer the likeliest (0: off)
     #: pairs whose training values were written in the text at least this often answer a span of it (None: off)
     choose_text_span: float | None = None
+    #: weight of the image prior in choose_among_known's scores (0: unused)
+    image_prior_weight: float = 1.0
     #: prompts encoded together within a generation batch (length-sorted groups, each cut to its own
     #: longest prompt); the decoder still runs ``batch_size`` at a time (see ``MXTModel.generate``)
     encode_rows: int = 32
@@ -125,7 +128,8 @@ class Engine:
     """Runs extraction for one model; see the module docstring for the flow."""
 
     def __init__(self, model: MXTModel, tokenizer: Any, metadata: CatalogMetadata | None,
-                 settings: EngineSettings, canonicalizer: Canonicalizer | None = None):
+                 settings: EngineSettings, canonicalizer: Canonicalizer | None = None,
+                 image_prior: ImageValuePrior | None = None):
         self.model, self.tokenizer, self.metadata, self.settings = model, tokenizer, metadata, settings
         self.canonicalizer = canonicalizer
         device = next(model.parameters()).device
@@ -134,8 +138,10 @@ class Engine:
         self.known = None
         if (settings.choose_among_known > 0 or settings.choose_text_span is not None) and metadata is not None:
             if model.generator.scores_answers:
+                use_prior = image_prior is not None and settings.image_prior_weight > 0 and model.uses_images
                 self.known = KnownValueChooser(model, tokenizer, metadata, settings.none_answer,
-                                               settings.choose_among_known, settings.choose_text_span)
+                                               settings.choose_among_known, settings.choose_text_span,
+                                               image_prior if use_prior else None, settings.image_prior_weight)
             else:
                 logger.warning("extraction.choose_among_known and choose_text_span are ignored: generator %r "
                                "cannot score given answers (its free answers are kept)", model.generator.name)

@@ -10,6 +10,10 @@ text (the engine does not ask for those), so values new to training stay possibl
 states them. Each example's prompt is encoded once; all candidates of a batch are scored in one
 decoder pass.
 
+With an ``image_prior`` (:mod:`mxt_sdk.inference.image_prior`), a product with an image has each known
+value's score raised by ``prior_weight`` times the prior's log-probability of it, and its confidence is
+the chosen value's softmax share of those combined scores.
+
 With ``span_share``, pairs whose training values were written in their product's text at least that
 often (``CatalogMetadata.written_share``: brands, model names, most of an extractive catalog) get
 the same treatment with the spans of the product's own text as candidates: a free answer that the
@@ -26,6 +30,7 @@ from typing import Any
 import torch
 
 from mxt_sdk.data.metadata import CatalogMetadata, pair_key
+from mxt_sdk.inference.image_prior import ImageValuePrior
 from mxt_sdk.model.mxt import ImageFeatures, MXTModel
 from mxt_sdk.types import Product
 
@@ -57,9 +62,11 @@ class KnownValueChooser:
     """Answers pairs with at most ``max_values`` known values by the most likely of them."""
 
     def __init__(self, model: MXTModel, tokenizer: Any, metadata: CatalogMetadata, none_answer: str,
-                 max_values: int, span_share: float | None = None):
+                 max_values: int, span_share: float | None = None, image_prior: ImageValuePrior | None = None,
+                 prior_weight: float = 1.0):
         self.model, self.tokenizer, self.metadata = model, tokenizer, metadata
         self.none_answer, self.max_values, self.span_share = none_answer, max_values, span_share
+        self.image_prior, self.prior_weight = image_prior, prior_weight
         self._candidates: dict[str, tuple[list[str], list[list[int]]] | None] = {}
 
     def candidates(self, product_type: str, attribute: str) -> tuple[list[str], list[list[int]]] | None:
@@ -111,18 +118,38 @@ class KnownValueChooser:
         label_tensor = torch.tensor([ids + [-100] * (width - len(ids)) for ids in labels], device=device)
         scores = self.model.answer_logprobs(input_ids, attention_mask, features, label_tensor,
                                             torch.tensor(example, device=device), image_index).float().tolist()
-        best: dict[int, tuple[float, int]] = {}
-        for (row, position), score in zip(owners, scores):
-            if row not in best or score > best[row][0]:
-                best[row] = (score, position)
+        by_row: dict[int, list[float]] = {}
+        for (row, _), score in zip(owners, scores):
+            by_row.setdefault(row, []).append(score)
         chosen: list[tuple[str, float] | None] = []
         for row, found in enumerate(lists):
-            if row not in best:
+            if row not in by_row:
                 chosen.append(None)
                 continue
-            score, position = best[row]
-            chosen.append((found[0][position], min(math.exp(score), 1.0)))
+            prior = self._prior(questions[row], found[0], features, image_index, row)
+            if prior is None:
+                position = max(range(len(by_row[row])), key=by_row[row].__getitem__)
+                chosen.append((found[0][position], min(math.exp(by_row[row][position]), 1.0)))
+                continue
+            combined = torch.tensor(by_row[row]) + self.prior_weight * torch.tensor(prior)
+            position = int(combined.argmax())
+            chosen.append((found[0][position], float(torch.softmax(combined, 0)[position])))
         return chosen
+
+    def _prior(self, question: tuple[Product, str] | None, candidates: list[str], features: ImageFeatures | None,
+               image_index: torch.Tensor | None, row: int) -> list[float] | None:
+        """The image prior's log-probabilities of a known-value candidate list, when there is a prior for the
+        pair and an image for the example; else None."""
+        if self.image_prior is None or features is None or question is None or "global" not in features.features:
+            return None
+        product, attribute = question
+        if self.candidates(product.product_type, attribute) is None:  # text spans, not known values
+            return None
+        image = int(image_index[row]) if image_index is not None else row
+        if not bool(features.has_image[image]):
+            return None
+        return self.image_prior.log_probs(pair_key(product.product_type, attribute),
+                                          features.features["global"][image].cpu(), candidates)
 
     def _candidates_for(self, product: Product, attribute: str) -> tuple[list[str], list[list[int]]] | None:
         return self.candidates(product.product_type, attribute) or self.span_candidates(product, attribute)

@@ -1,4 +1,5 @@
-"""The saved-model folder: ``config.json``, ``model.safetensors``, ``tokenizer/``, ``metadata.json``.
+"""The saved-model folder: ``config.json``, ``model.safetensors``, ``tokenizer/``, ``metadata.json``, and
+the optional canonicalizer and image prior files.
 
 No pickle anywhere: tensors go to safetensors, everything else to JSON or tokenizer files.
 """
@@ -18,6 +19,8 @@ from mxt_sdk.config import MXTConfig
 from mxt_sdk.data.metadata import CatalogMetadata
 from mxt_sdk.errors import ConfigError, MXTError, PluginNotInstalledError, describe_validation_errors
 from mxt_sdk.evaluation.thresholds import Thresholds
+from mxt_sdk.inference import image_prior as prior_files
+from mxt_sdk.inference.image_prior import ImageValuePrior
 from mxt_sdk.model.mxt import ENCODER_SLOTS, MXTModel
 from mxt_sdk.plugins import manager
 from mxt_sdk.plugins.components import Canonicalizer, Normalizer
@@ -30,7 +33,7 @@ CANONICALIZER_DIR = "canonicalizer"  # canonicalizers save into <model>/canonica
 
 #: every entry a save may write; a re-save removes the ones it does not write this time
 MODEL_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, NORMALIZERS_FILE, THRESHOLDS_FILE,
-                         TOKENIZER_DIR, CANONICALIZER_DIR})
+                         TOKENIZER_DIR, CANONICALIZER_DIR, prior_files.WEIGHTS_FILE, prior_files.INDEX_FILE})
 
 
 @dataclass
@@ -43,6 +46,7 @@ class SavedModel:
     normalizers: list[Normalizer]
     thresholds: Thresholds
     canonicalizer: Canonicalizer | None = None
+    image_prior: ImageValuePrior | None = None
 
 
 def _component_record(kind: str, name: str) -> dict[str, Any]:
@@ -90,6 +94,8 @@ def save_folder(directory: Path, saved: SavedModel) -> None:
         write_json(staging / THRESHOLDS_FILE, saved.thresholds.model_dump(mode="json"))
         if saved.canonicalizer is not None:
             saved.canonicalizer.save(staging)
+        if saved.image_prior is not None:
+            saved.image_prior.save(staging)
         if normalizers:
             write_json(staging / NORMALIZERS_FILE, [
                 {"name": n.name, "options": n.options.model_dump(mode="json"), "state": n.get_state(),
@@ -193,4 +199,6 @@ def load_folder(directory: Path) -> SavedModel:
             thresholds = Thresholds.model_validate(_read_part(directory / THRESHOLDS_FILE))
     with _damaged(directory / NORMALIZERS_FILE):
         normalizers = _load_normalizers(directory / NORMALIZERS_FILE)
-    return SavedModel(config, model, metadata, normalizers, thresholds, canonicalizer)
+    with _damaged(directory / prior_files.WEIGHTS_FILE):
+        image_prior = ImageValuePrior.load(directory)
+    return SavedModel(config, model, metadata, normalizers, thresholds, canonicalizer, image_prior)

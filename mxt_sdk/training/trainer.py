@@ -30,6 +30,7 @@ from mxt_sdk.training.budget_bar import BudgetBar
 from mxt_sdk.images.fetch import UrlPolicy
 from mxt_sdk.training.periodic import CheckpointSchedule
 from mxt_sdk.training.feature_cache import FeatureCache, build_feature_cache, encoders_frozen
+from mxt_sdk.training.image_prior_fit import check_image_prior, fit_image_prior
 from mxt_sdk.plugins import manager
 from mxt_sdk.storage import write_json
 from mxt_sdk.training import checkpoints
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     import datasets
 
 log = logging.getLogger("mxt_sdk.training")
+#: pairs with at most this many values get an image prior when extraction.choose_among_known is 0 (off)
+DEFAULT_PRIOR_VALUES = 50
 
 METRICS_FILE, LOG_FILE = "metrics.jsonl", "train.log"
 
@@ -210,6 +213,8 @@ class Trainer:
         set_seed(config.seed)
         if config.freeze_image_encoders:
             self._freeze_encoders()
+        if config.image_prior is not None:
+            check_image_prior(self.extractor.model)
         # a model folder written before run folders existed holds its own checkpoints: resume from those
         latest = checkpoints.latest_checkpoint(self.run_dir) or checkpoints.latest_checkpoint(self.output)
         generator = self.extractor.model.generator
@@ -311,6 +316,11 @@ class Trainer:
         truncated = int(accelerator.reduce(torch.tensor(truncated, device=accelerator.device), reduction="sum"))
         log.info("%d of the %d examples drawn in this run had their input cut to %d tokens", truncated, examples_seen,
                  self.extractor.config.model.max_input_tokens)
+        if config.image_prior is not None and accelerator.is_main_process:
+            self.extractor.image_prior = fit_image_prior(
+                unwrapped, data["images"]["train"].paths, images, config.image_prior,
+                self.extractor.config.extraction.choose_among_known or DEFAULT_PRIOR_VALUES, config.batch_size,
+                accelerator.device)
         return self._finish(unwrapped, data, state, resumed_from, examples_seen / max(elapsed, 1e-9), truncated)
 
     def _out_of_time(self, state: dict[str, Any]) -> bool:

@@ -1,0 +1,84 @@
+"""Fitting ``training.image_prior`` on a finished run's training examples.
+
+The examples come from the run's example shards (streamed: product type, attribute, cleaned answer,
+image reference); each distinct image's global vector comes from the feature cache when the run has
+one, else from the frozen encoder. Examples whose image is missing or unreadable are left out.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import torch
+
+from mxt_sdk.config import ImagePriorConfig
+from mxt_sdk.data.metadata import pair_key
+from mxt_sdk.images.batching import ImageLoader
+from mxt_sdk.inference.image_prior import ImagePriorExample, ImageValuePrior
+from mxt_sdk.model.mxt import MXTModel
+from mxt_sdk.training.feature_cache import FeatureCache
+from mxt_sdk.training.staging import read_arrow
+
+__all__ = ["fit_image_prior", "check_image_prior"]
+
+log = logging.getLogger(__name__)
+
+
+def check_image_prior(model: MXTModel) -> None:
+    """Raise ValueError unless ``model`` can have an image prior: a global image encoder, frozen."""
+    if model.config.global_encoder is None:
+        raise ValueError("training.image_prior needs a global image encoder (model.global_encoder): the prior "
+                         "reads its pooled vector")
+    if any(p.requires_grad for p in model.encoders.parameters()):
+        raise ValueError("training.image_prior needs frozen image encoders (training.freeze_image_encoders: "
+                         "true, or an encoder frozen by its options): a prior fitted on features that "
+                         "training changes would not match them")
+
+
+def _global_vectors(model: MXTModel, images: FeatureCache | ImageLoader, references: list[str],
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The global vectors [N, D] of ``references`` (zeros where unreadable) and which were read [N]."""
+    if isinstance(images, FeatureCache):
+        features, _ = images.load(references)
+    else:
+        pixels, _ = images.load(references)
+        with torch.no_grad():
+            features = model.encode_images(pixels.to(device))
+    return features.features["global"].float().cpu(), features.has_image.cpu()
+
+
+def fit_image_prior(model: MXTModel, example_paths, images: FeatureCache | ImageLoader,
+                    options: ImagePriorConfig, max_values: int, batch_size: int,
+                    device: torch.device) -> ImageValuePrior:
+    """The prior over the pairs of the training examples in ``example_paths`` (Arrow shards with
+    ``product_type``, ``attribute``, ``answer`` and ``image`` columns) with at most ``max_values``
+    values. Holds the distinct image references and one small record per example in memory."""
+    rows: dict[str, int] = {}
+    examples: list[ImagePriorExample] = []
+    for batch in read_arrow(example_paths, ["product_type", "attribute", "answer", "image"]):
+        for product_type, attribute, answer, image in zip(batch["product_type"], batch["attribute"],
+                                                          batch["answer"], batch["image"]):
+            if image is not None:
+                examples.append(ImagePriorExample(pair_key(product_type, attribute), answer,
+                                                  rows.setdefault(image, len(rows))))
+    references = list(rows)
+    was_training = model.training
+    model.eval()
+    try:
+        readable: list[bool] = []
+        for start in range(0, len(references), batch_size):
+            readable += _global_vectors(model, images, references[start:start + batch_size], device)[1].tolist()
+        kept = {row: index for index, row in enumerate(r for r, ok in enumerate(readable) if ok)}
+        usable = [ImagePriorExample(e.pair, e.value, kept[e.row]) for e in examples if e.row in kept]
+        log.info("Fitting the image prior on %d examples with a readable image (%d without) over %d images",
+                 len(usable), len(examples) - len(usable), len(kept))
+
+        def vector_chunks() -> Iterator[torch.Tensor]:
+            for start in range(0, len(references), batch_size):
+                vectors, ok = _global_vectors(model, images, references[start:start + batch_size], device)
+                yield vectors[ok]
+
+        return ImageValuePrior.fit(vector_chunks, usable, max_values=max_values, dims=options.dims,
+                                   l2=options.l2, max_iter=options.max_iter)
+    finally:
+        model.train(was_training)

@@ -1,0 +1,110 @@
+"""The image prior: per-pair softmax regressions over frozen image vectors, saved with the model."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from mxt_sdk import Extractor, Product
+from mxt_sdk.experiments.synthetic import write_catalog
+from mxt_sdk.inference.image_prior import INDEX_FILE, SMOOTHING, WEIGHTS_FILE, ImagePriorExample, ImageValuePrior
+
+DIMS = 12
+
+
+def _data(count: int, seed: int) -> tuple[torch.Tensor, list[ImagePriorExample]]:
+    """Pair ``a`` takes 'red' when the vector's first coordinate is positive, else 'blue' (the first four
+    coordinates carry that sign, so it is the leading principal direction); pair ``b`` (one value) and
+    pair ``c`` (too many values) come along."""
+    generator = torch.Generator().manual_seed(seed)
+    vectors = torch.randn(count, DIMS, generator=generator) * 0.3
+    vectors[:, :4] += torch.where(torch.rand(count, 1, generator=generator) < 0.5, -1.0, 1.0)
+    examples = []
+    for row in range(count):
+        examples.append(ImagePriorExample("a", "red" if vectors[row, 0] > 0 else "blue", row))
+        examples.append(ImagePriorExample("b", "cotton", row))
+        examples.append(ImagePriorExample("c", f"value {row % 7}", row))
+    return vectors, examples
+
+
+def _fit(vectors: torch.Tensor, examples, **options) -> ImageValuePrior:
+    return ImageValuePrior.fit(lambda: iter(vectors.split(5)), examples, **{"max_values": 5, "dims": 4, **options})
+
+
+def test_the_prior_learns_the_value_the_image_shows_and_leaves_unfitted_pairs_alone():
+    prior = _fit(*_data(60, seed=0))
+    test, _ = _data(40, seed=1)
+    right = 0
+    for row in range(len(test)):
+        red, blue = (math.exp(x) for x in prior.log_probs("a", test[row], ["red", "blue"]))
+        assert red + blue == pytest.approx(1.0, abs=1e-5)
+        right += (red > blue) == (test[row, 0] > 0)
+    assert right >= 38
+    assert prior.log_probs("b", test[0], ["cotton", "n/a"]) == pytest.approx(
+        [math.log(1 - SMOOTHING + SMOOTHING / 2), math.log(SMOOTHING / 2)])
+    assert prior.log_probs("c", test[0], ["value 1"]) is None  # 7 values > max_values
+    assert prior.log_probs("unseen", test[0], ["red"]) is None
+    assert prior.projection.shape == (DIMS, 4)
+
+
+def test_the_same_data_gives_the_same_prior_and_a_saved_prior_answers_the_same(tmp_path):
+    vectors, examples = _data(30, seed=2)
+    first, second = _fit(vectors, examples), _fit(vectors, examples)
+    for key in first.pairs:
+        assert torch.equal(first.pairs[key].weight, second.pairs[key].weight)
+    assert torch.equal(first.projection, second.projection)
+    first.save(tmp_path)
+    assert (tmp_path / WEIGHTS_FILE).is_file() and (tmp_path / INDEX_FILE).is_file()
+    loaded = ImageValuePrior.load(tmp_path)
+    probe = torch.randn(DIMS)
+    assert loaded.log_probs("a", probe, ["red", "blue", "n/a"]) == first.log_probs("a", probe, ["red", "blue", "n/a"])
+    assert ImageValuePrior.load(tmp_path / "nothing-here") is None
+
+
+def test_a_prior_file_of_another_version_is_refused(tmp_path):
+    _fit(*_data(10, seed=3)).save(tmp_path)
+    index = json.loads((tmp_path / INDEX_FILE).read_text())
+    (tmp_path / INDEX_FILE).write_text(json.dumps({**index, "version": 99}))
+    with pytest.raises(ValueError, match="image prior version 99"):
+        ImageValuePrior.load(tmp_path)
+
+
+def _prior_config(frozen: bool) -> dict:
+    config = copy.deepcopy(tiny_config(["mag", "xattn"]))  # conftest's dicts are shared
+    for slot in ("global_encoder", "regional_encoder"):
+        config["model"][slot]["options"]["freeze"] = frozen
+    config["training"] = {"learning_rate": 3e-3, "batch_size": 8, "eval_every": 100, "seed": 3,
+                          "normalizers": ["text"], "image_prior": {"dims": 8}}
+    config["extraction"] = {"choose_among_known": 20}
+    return config
+
+
+def test_training_refuses_an_image_prior_on_trainable_encoders(tmp_path):
+    catalog = write_catalog(tmp_path / "catalog", train_size=4, test_size=2, image_size=32)
+    with pytest.raises(ValueError, match="frozen image encoders"):
+        Extractor.from_config(_prior_config(frozen=False)).fit(catalog["train"], output_dir=tmp_path / "m",
+                                                                max_steps=1)
+
+
+@pytest.mark.slow
+def test_a_trained_prior_is_saved_loaded_and_moves_known_value_choices(tmp_path):
+    catalog = write_catalog(tmp_path / "catalog", train_size=24, test_size=6, image_size=48)
+    extractor = Extractor.from_config(_prior_config(frozen=True))
+    extractor.fit(catalog["train"], output_dir=tmp_path / "model", max_steps=3)
+    assert (tmp_path / "model" / WEIGHTS_FILE).is_file()
+    loaded = Extractor.from_pretrained(tmp_path / "model")
+    assert loaded.image_prior is not None and set(loaded.image_prior.pairs) == set(extractor.image_prior.pairs)
+    assert any(key.endswith("\tpattern") for key in loaded.image_prior.pairs)  # an image-only attribute
+    root = catalog["test"].parent
+    products = [Product.model_validate_json(line) for line in catalog["test"].read_text().splitlines()]
+    with_prior = loaded.extract(products, image_root=root)
+    loaded.config.extraction.image_prior_weight = 0.0
+    without = loaded.extract(products, image_root=root)
+    assert [(p.product_id, p.attribute) for p in with_prior] == [(p.product_id, p.attribute) for p in without]
+    assert all(p.error is None for p in with_prior)
+    # the prior is part of the choice: the confidences of known-value answers change
+    assert [p.confidence for p in with_prior] != [p.confidence for p in without]
