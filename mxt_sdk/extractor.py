@@ -26,7 +26,7 @@ from mxt_sdk.model.numerics import inference_model, resolve_dtype
 from mxt_sdk.plugins import manager
 from mxt_sdk.plugins.components import Canonicalizer, Normalizer
 from mxt_sdk.training.layout import default_run_dir
-from mxt_sdk.training.run_guard import check_resume, config_fingerprint
+from mxt_sdk.training.run_guard import DATA_SCHEME, check_resume, config_fingerprint
 from mxt_sdk.training.trainer import Trainer, TrainingResult
 from mxt_sdk.types import Prediction, Product
 
@@ -122,7 +122,8 @@ class Extractor:
             root = Path(train).parent  # relative image paths are relative to the data file
         trainer = Trainer(self, settings, output, Path(root) if root is not None else None, run)
         staged = trainer.stage(train, val, reader, rejected)  # read once, in chunks, into <run>/cache/data
-        check_resume(run, {"config": config_fingerprint(self.config), "data": staged.data_fingerprint}, force_resume,
+        check_resume(run, {"config": config_fingerprint(self.config), "data": staged.data_fingerprint,
+                          "data_scheme": DATA_SCHEME}, force_resume,
                      record=trainer.accelerator.is_main_process)  # one writer: the main process's recovery runs next
         self._inference_models.clear()  # an int8 copy made from the old weights would be stale
         result = trainer.fit(staged.train, staged.val)

@@ -119,9 +119,19 @@ def test_resuming_a_run_of_other_data_or_config_is_an_error_unless_forced(tmp_pa
     config = tiny_config([])
     config["training"] = {"batch_size": 4, "eval_every": 100, "normalizers": []}
     Extractor.from_config(config).fit(_catalog(8, "red"), output_dir=output, max_steps=2)
-    assert json.loads((tmp_path / "run.run" / "run.json").read_text())["fingerprint"].keys() == {"config", "data"}
+    run_file = tmp_path / "run.run" / "run.json"
+    recorded = json.loads(run_file.read_text())["fingerprint"]
+    assert recorded.keys() == {"config", "data", "data_scheme"}
     with pytest.raises(ResumeMismatchError, match="other training data.*--force-resume"):
         Extractor.from_config(config).fit(_catalog(8, "blue"), output_dir=output, max_steps=2)
+    reordered = [{**record, "attributes": {"size": "m", **record["attributes"]}} for record in _catalog(8, "red")]
+    with pytest.raises(ResumeMismatchError, match="other training data"):  # the attribute order changes the examples
+        Extractor.from_config(config).fit(reordered, output_dir=output, max_steps=2)
+    # a run folder of an earlier version (its data hashed another way) is not taken for other data
+    run_file.write_text(json.dumps({"fingerprint": {"config": recorded["config"], "data": "0" * 64}}))
+    with pytest.raises(ResumeMismatchError, match="earlier version of mxt_sdk.*--force-resume is safe"):
+        Extractor.from_config(config).fit(_catalog(8, "red"), output_dir=output, max_steps=2)
+    run_file.write_text(json.dumps({"fingerprint": recorded}))
     config["training"]["learning_rate"] = 1e-2
     with pytest.raises(ResumeMismatchError, match="another config"):
         Extractor.from_config(config).fit(_catalog(8, "red"), output_dir=output, max_steps=2)

@@ -110,17 +110,27 @@ def test_streamed_cleaning_equals_cleaning_in_memory(catalog, tmp_path):
     assert again.summary == summary and again.results == plan.results
 
 
-def test_the_tokenizer_corpus_is_an_even_sample_of_a_large_catalog(tmp_path):
+def test_the_tokenizer_corpus_is_an_even_sample_of_a_large_catalog_with_prompts_built_as_drawn(tmp_path):
     from mxt_sdk.training.prepare import tokenizer_corpus
-    from mxt_sdk.training.staging import write_arrow
+    from mxt_sdk.training.staging import PRODUCT_SCHEMA, write_arrow
 
-    rows = [{"product_id": str(i), "product_type": "t", "attribute": "a", "prompt": f"p{i}", "answer": f"a{i}",
-             "image": None} for i in range(10)]
+    products = tmp_path / "products-train.arrow"
+    write_arrow(products, PRODUCT_SCHEMA, ((Product(id=str(i), product_type="t", title=f"T{i}").model_dump_json(),)
+                                           for i in range(5)))
+    # two examples a product; the odd ones without text, example 9 with a prompt of its own (a scrambled one)
+    rows = [{"product_row": i // 2, "attribute": "a", "answer": f"a{i}", "with_text": i % 2 == 0,
+             "prompt": "own prompt" if i == 9 else None, "image": None} for i in range(10)]
     path = tmp_path / "train-00000.arrow"
-    write_arrow(path, example_cache.EXAMPLE_SCHEMA, rows)
-    shards = example_cache.ExampleShards((path,), 10)
-    assert list(tokenizer_corpus(shards, limit=3)) == ["p3", "a3", "p6", "a6", "p9", "a9"]
-    assert list(tokenizer_corpus(shards, limit=10)) == [t for i in range(10) for t in (f"p{i}", f"a{i}")]
+    write_arrow(path, example_cache.EXAMPLE_SCHEMA, [tuple(row.values()) for row in rows])
+    shards = example_cache.ExampleShards((path,), 10, products)
+    assert list(tokenizer_corpus(shards, limit=3)) == ["question: a context: t", "a3", "question: a context: t | T3",
+                                                       "a6", "own prompt", "a9"]
+    assert list(tokenizer_corpus(shards, limit=10))[:4] == ["question: a context: t | T0", "a0",
+                                                            "question: a context: t", "a1"]
+    drawn = example_cache.ExamplePrompts(products)  # random access, as training draws
+    batch = {name: [rows[i][name] for i in (8, 2, 9, 1)] for name in rows[0]}
+    assert drawn(batch) == ["question: a context: t | T4", "question: a context: t | T1", "own prompt",
+                            "question: a context: t"]
 
 
 def test_text_free_copies_follow_each_example_with_an_image():

@@ -2,13 +2,16 @@
 
 From staged products (:mod:`mxt_sdk.training.staging`) and a cleaning plan
 (:func:`mxt_sdk.data.cleaning.plan_cleaning`), one row per (product, attribute) label, cleaned
-(``product_id``, ``product_type``, ``attribute``, ``prompt``, ``answer``, ``image``), is written in
+(``product_row``: the product's row in the split's staged products, ``attribute``, ``answer``,
+``with_text``, ``prompt``, ``image``; :func:`mxt_sdk.data.examples.product_examples`), is written in
 Arrow shards of :data:`SHARD_ROWS` rows under ``<run>/cache/data/examples-<key>/``, with the catalog
 metadata of the training labels (``metadata.json``, counted in the same pass); the key hashes
 the staged products and the settings that shape the rows (normalizers, ``none_answer``). A re-run
 (resume) with the same data and settings reuses them; other data or settings build a new folder and
-remove the old one. Training reads the shards memory-mapped (:func:`open_examples`) and tokenizes
-each batch as it is drawn (:class:`mxt_sdk.data.examples.ExampleEncoder`): nothing tokenizes the
+remove the old one. The rows hold no prompt (but a scrambled example's): training reads the shards
+memory-mapped (:func:`open_examples`), and each batch, as it is drawn, gets its prompts built from
+its products (:class:`ExamplePrompts`, random access to the staged products) and is tokenized
+(:class:`mxt_sdk.data.examples.ExampleEncoder`). Nothing builds a prompt or tokenizes for the
 whole catalog before the first step, so no token cache exists (``tokens-*`` folders of earlier
 versions are removed, :func:`remove_token_caches`).
 
@@ -21,36 +24,42 @@ import hashlib
 import json
 import logging
 import shutil
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic_core import from_json
 
 from mxt_sdk.data.cleaning import CleaningPlan
-from mxt_sdk.data.examples import MetadataCounter, example_rows
+from mxt_sdk.data.examples import MetadataCounter, product_examples
 from mxt_sdk.data.metadata import CatalogMetadata
+from mxt_sdk.data.prompt import build_prompt
 from mxt_sdk.data.scrambles import ValueScrambler
 from mxt_sdk.storage import write_json, write_text
-from mxt_sdk.training.staging import DATA_FOLDER, ProductTable, read_arrow, read_batches, write_arrow
-from mxt_sdk.types import Product
+from mxt_sdk.training.staging import (DATA_FOLDER, ProductTable, read_arrow, read_batches, staged_product,
+                                     write_arrow)
 
 if TYPE_CHECKING:
     import datasets
 
 log = logging.getLogger("mxt_sdk.training")
 
-__all__ = ["SHARD_ROWS", "ExampleShards", "build_examples", "open_examples", "distinct_values", "cache_key",
+__all__ = ["SHARD_ROWS", "ExampleShards", "ExamplePrompts", "InOrderPrompts", "build_examples", "open_examples", "distinct_values", "cache_key",
            "remove_token_caches"]
 
 #: Examples per shard file.
 SHARD_ROWS = 100_000
 DONE_FILE, METADATA_FILE = "done.json", "metadata.json"
-EXAMPLE_SCHEMA = pa.schema([("product_id", pa.string()), ("product_type", pa.string()), ("attribute", pa.string()),
-                            ("prompt", pa.string()), ("answer", pa.string()), ("image", pa.string())])
-_VERSION = 3  # bump when the rows change meaning
+EXAMPLE_SCHEMA = pa.schema([("product_row", pa.int64()), ("attribute", pa.string()), ("answer", pa.string()),
+                            ("with_text", pa.bool_()), ("prompt", pa.string()), ("image", pa.string())])
+#: the columns a drawn batch is built from
+DRAWN_COLUMNS = ["product_row", "attribute", "with_text", "prompt", "answer", "image"]
+_VERSION = 4  # bump when the rows change meaning
 
 
 def cache_key(*parts: Any) -> str:
@@ -61,10 +70,12 @@ def cache_key(*parts: Any) -> str:
 
 @dataclass(frozen=True)
 class ExampleShards:
-    """The shard files of one split, in order, and their row count."""
+    """The shard files of one split, in order, their row count, and the split's staged products
+    (the Arrow file that ``product_row`` indexes)."""
 
     paths: tuple[Path, ...]
     rows: int
+    products: Path
 
     def column(self, name: str) -> Iterator[Any]:
         """The values of column ``name``, in order, one batch at a time."""
@@ -85,7 +96,77 @@ def _claim(root: Path, prefix: str, key: str) -> Path:
     return folder
 
 
-def _write_shards(folder: Path, split: str, rows: Iterable[dict[str, Any]], schema: pa.Schema) -> ExampleShards:
+class ExamplePrompts:
+    """Fills in the prompts of a batch of example rows (``{column: values}`` with ``product_row``,
+    ``attribute``, ``with_text`` and ``prompt``) from their split's staged products, memory-mapped on
+    first use (so it pickles as a path, for data-loader workers): each missing one is
+    ``build_prompt(attribute, product, with_text)``, the prompt :func:`~mxt_sdk.data.examples.example_rows`
+    would have stored."""
+
+    def __init__(self, products: Path):
+        self.products, self._table = Path(products), None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"products": self.products, "_table": None}
+
+    def __call__(self, batch: dict[str, list]) -> list[str]:
+        prompts = list(batch["prompt"])
+        missing = [i for i, prompt in enumerate(prompts) if prompt is None]
+        if not missing:
+            return prompts
+        texts = self._texts([batch["product_row"][i] for i in missing])
+        for i, text in zip(missing, texts):
+            prompts[i] = build_prompt(batch["attribute"][i], staged_product(from_json(text)), batch["with_text"][i])
+        return prompts
+
+    def _texts(self, rows: list[int]) -> list[str]:
+        """The staged JSON of the products in ``rows``."""
+        if self._table is None:
+            with pa.ipc.open_stream(pa.memory_map(str(self.products))) as reader:
+                chunks = reader.read_all().column("product").chunks  # zero-copy: they point into the mapped file
+            self._table = (chunks, list(accumulate((len(chunk) for chunk in chunks), initial=0)))
+        chunks, starts = self._table
+        # row by row from its own chunk: ChunkedArray.take would first copy the whole column into one array
+        found = [bisect_right(starts, row) - 1 for row in rows]
+        return [chunks[chunk][row - starts[chunk]].as_py() for row, chunk in zip(rows, found)]
+
+
+class InOrderPrompts(ExamplePrompts):
+    """:class:`ExamplePrompts` for batches whose ``product_row`` never goes back (a pass over the shards
+    in order): the products are read forward, one chunk at a time, with buffered reads (nothing
+    mapped, so a pass touching every chunk leaves nothing resident)."""
+
+    def __init__(self, products: Path):
+        super().__init__(products)
+        self._batches, self._start, self._batch = read_batches(self.products), 0, None
+
+    def _texts(self, rows: list[int]) -> list[str]:
+        texts = []
+        for row in rows:
+            while self._batch is None or row >= self._start + self._batch.num_rows:
+                if self._batch is not None:
+                    self._start += self._batch.num_rows
+                self._batch = next(self._batches)
+            if row < self._start:
+                raise ValueError(f"product row {row} comes after row {self._start}: rows must not go back")
+            texts.append(self._batch.column("product")[row - self._start].as_py())
+        return texts
+
+
+@dataclass(frozen=True)
+class DrawnExamples:
+    """The transform of :func:`open_examples`: a drawn batch's prompts filled in, then ``encode``d
+    (fed ``prompt``, ``answer`` and ``image``)."""
+
+    prompts: ExamplePrompts
+    encode: Callable[[dict[str, list]], dict[str, list]]
+
+    def __call__(self, batch: dict[str, list]) -> dict[str, list]:
+        return self.encode({"prompt": self.prompts(batch), "answer": batch["answer"], "image": batch["image"]})
+
+
+def _write_shards(folder: Path, split: str, rows: Iterable[tuple], schema: pa.Schema,
+                  products: Path) -> ExampleShards:
     iterator, paths, total = iter(rows), [], 0
     while True:
         path = folder / f"{split}-{len(paths):05d}.arrow"
@@ -97,16 +178,12 @@ def _write_shards(folder: Path, split: str, rows: Iterable[dict[str, Any]], sche
         total += written
         if written < SHARD_ROWS:
             break
-    return ExampleShards(tuple(paths), total)
+    return ExampleShards(tuple(paths), total, products)
 
 
-def _cleaned(table: ProductTable, plan: CleaningPlan) -> Iterator[Product]:
-    return table.products(plan.relabel)
-
-
-def _load(folder: Path) -> dict[str, ExampleShards]:
+def _load(folder: Path, tables: dict[str, ProductTable]) -> dict[str, ExampleShards]:
     done = json.loads((folder / DONE_FILE).read_text(encoding="utf-8"))
-    return {split: ExampleShards(tuple(folder / name for name in entry["files"]), entry["rows"])
+    return {split: ExampleShards(tuple(folder / name for name in entry["files"]), entry["rows"], tables[split].path)
             for split, entry in done["splits"].items()}
 
 
@@ -128,35 +205,35 @@ def build_examples(run_dir: Path, key: str, splits: dict[str, tuple[ProductTable
     folder = root / f"examples-{key}"
     if _fresh(folder) or not write:
         log.info("Reusing the training examples in %s", folder)
-        return _load(folder), CatalogMetadata.model_validate_json((folder / METADATA_FILE).read_text(encoding="utf-8"))
+        return _load(folder, {split: table for split, (table, _) in splits.items()}), CatalogMetadata.model_validate_json((folder / METADATA_FILE).read_text(encoding="utf-8"))
     folder = _claim(root, "examples", key)
     counter = MetadataCounter()
 
-    def counted(products: Iterator[Product]) -> Iterator[Product]:
-        for product in products:
-            counter.add(product.product_type, product.attributes, product.text)
-            yield product
+    def rows(table: ProductTable, plan: CleaningPlan, train: bool) -> Iterator[tuple]:
+        copies, scrambles = text_free_copies and train, scrambler if train else None
+        for row, product in enumerate(table.products(plan.relabel)):
+            if train:
+                counter.add(product.product_type, product.attributes, product.text)
+            for attribute, answer, with_text, prompt in product_examples(product, none_answer, copies, scrambles):
+                yield row, attribute, answer, with_text, prompt, product.image  # EXAMPLE_SCHEMA's order
 
     shards = {}
     for split, (table, plan) in splits.items():
-        train = split == "train"
-        products = counted(_cleaned(table, plan)) if train else _cleaned(table, plan)
-        rows = example_rows(products, none_answer, text_free_copies and train, scrambler if train else None)
-        shards[split] = _write_shards(folder, split, rows, EXAMPLE_SCHEMA)
+        shards[split] = _write_shards(folder, split, rows(table, plan, split == "train"), EXAMPLE_SCHEMA, table.path)
     metadata = counter.metadata()
     write_text(folder / METADATA_FILE, metadata.model_dump_json())  # keeps the order of pairs and values
     _finish(folder, shards)
     return shards, metadata
 
 
-def open_examples(shards: ExampleShards, transform: Callable[[dict[str, list]], dict[str, list]]) -> "datasets.Dataset":
-    """The example shards as one memory-mapped ``datasets.Dataset`` whose rows come out through
-    ``transform`` (fed the ``prompt``, ``answer`` and ``image`` columns of each batch drawn;
-    :class:`mxt_sdk.data.examples.ExampleEncoder`)."""
+def open_examples(shards: ExampleShards, encode: Callable[[dict[str, list]], dict[str, list]]) -> "datasets.Dataset":
+    """The example shards as one memory-mapped ``datasets.Dataset`` whose batches come out through
+    :class:`DrawnExamples`: prompts built, then ``encode`` (fed the ``prompt``, ``answer`` and
+    ``image`` of each batch drawn; :class:`mxt_sdk.data.examples.ExampleEncoder`)."""
     import datasets  # heavy (pandas, pyarrow: ~0.8 s), so imported when training starts, not with mxt_sdk
 
     rows = datasets.concatenate_datasets([datasets.Dataset.from_file(str(path)) for path in shards.paths])
-    return rows.with_transform(transform, columns=["prompt", "answer", "image"])
+    return rows.with_transform(DrawnExamples(ExamplePrompts(shards.products), encode), columns=DRAWN_COLUMNS)
 
 
 def distinct_values(shards: ExampleShards, column: str) -> Iterator[str]:

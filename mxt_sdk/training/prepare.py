@@ -1,9 +1,9 @@
 """The data side of a training run, in bounded memory: staged products (:mod:`mxt_sdk.training.staging`)
--> label cleaning in passes that keep only counts -> cached example shards and the catalog metadata,
-counted in the same pass (:mod:`mxt_sdk.training.example_cache`) -> the tokenizer (trained here when
+-> label cleaning in passes that keep only counts -> cached example shards (labels, no prompts) and the
+catalog metadata, counted in the same pass (:mod:`mxt_sdk.training.example_cache`) -> the tokenizer (trained here when
 the generator has none) -> the generation bound, from the distinct answers. Every pass reads the
-staged files one chunk at a time; the examples are tokenized batch by batch as training draws them,
-not here.
+staged files one chunk at a time; the examples get their prompts and are tokenized batch by batch as
+training draws them, not here.
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from mxt_sdk.data.examples import ExampleEncoder
 from mxt_sdk.data.scrambles import ValueScrambler
 from mxt_sdk.data.subwords import subword_splitter
 from mxt_sdk.plugins import manager
-from mxt_sdk.training.example_cache import (ExampleShards, build_examples, cache_key, distinct_values,
-                                            open_examples, remove_token_caches)
+from mxt_sdk.training.example_cache import (DRAWN_COLUMNS, ExampleShards, InOrderPrompts, build_examples, cache_key,
+                                            distinct_values, open_examples, remove_token_caches)
 from mxt_sdk.training.staging import ProductTable, read_batches
 
 __all__ = ["prepare_data", "tokenizer_corpus", "CLEANING_FILE", "TOKENIZER_EXAMPLES"]
@@ -35,15 +35,16 @@ TOKENIZER_EXAMPLES = 100_000
 
 def tokenizer_corpus(shards: ExampleShards, limit: int | None = None) -> Iterator[str]:
     """Prompt, answer, prompt, ... of the training examples, or of ``limit`` (default
-    :data:`TOKENIZER_EXAMPLES`) of them evenly spaced, in order."""
-    limit, start = limit or TOKENIZER_EXAMPLES, 0
+    :data:`TOKENIZER_EXAMPLES`) of them evenly spaced, in order (the prompts built as training
+    builds them; the products read forward, :class:`InOrderPrompts`)."""
+    limit, start, prompts = limit or TOKENIZER_EXAMPLES, 0, InOrderPrompts(shards.products)
     for batch in read_batches(shards.paths):
         # row i is taken where the sample's running count i * limit // rows steps up
         taken = [i for i in range(batch.num_rows)
                  if (start + i + 1) * limit // shards.rows > (start + i) * limit // shards.rows]
         start += batch.num_rows
-        rows = batch.select(["prompt", "answer"]).take(taken) if len(taken) < batch.num_rows else batch
-        for prompt, answer in zip(rows.column("prompt").to_pylist(), rows.column("answer").to_pylist()):
+        rows = batch.select(DRAWN_COLUMNS).take(taken).to_pydict()
+        for prompt, answer in zip(prompts(rows), rows["answer"]):
             yield prompt
             yield answer
 

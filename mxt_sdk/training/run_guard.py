@@ -2,7 +2,8 @@
 ``mxt train`` with another config or other data never silently continues the old run.
 
 ``<run folder>/run.json`` (:mod:`mxt_sdk.training.layout`) holds a SHA-256 of the config (model section, and the training settings that
-shape the weights) and of the training and validation products. A run that finds checkpoints
+shape the weights) and of the training and validation products (each product's canonical JSON, as
+staged, hashed once: :class:`DataDigest`), with the scheme of the latter. A run that finds checkpoints
 compares them and stops with :class:`ResumeMismatchError` on a difference, unless forced.
 """
 from __future__ import annotations
@@ -22,6 +23,9 @@ from mxt_sdk.types import Product
 log = logging.getLogger("mxt_sdk.training")
 
 RUN_FILE = "run.json"
+#: how the data fingerprint is taken: 2 hashes each product's canonical JSON once (1, before it, hashed
+#: a SHA-256 of each product's key-sorted JSON); run folders record it beside the fingerprint
+DATA_SCHEME = 2
 #: training settings a resumed run may change: when to log, evaluate, save or stop (a longer
 #: ``max_steps`` / ``epochs`` is how a finished run is trained further)
 BOOKKEEPING = frozenset({"keep_checkpoints", "checkpoint_every", "checkpoint_every_minutes", "log_every",
@@ -38,25 +42,25 @@ def _sha(value: Any) -> str:
 
 
 class DataDigest:
-    """The data half of :func:`fingerprint`, fed one product at a time (train first, then val), so a
-    catalog can be fingerprinted while it streams past."""
+    """The SHA-256 of one split's products, fed one at a time as their canonical JSON
+    (``Product.model_dump_json()``, the text that staging writes anyway), so a catalog is fingerprinted
+    while it streams past at the cost of hashing its bytes once. Any change to a product's fields,
+    values, attribute order, or the products' order changes it."""
 
     def __init__(self):
         self._digest = hashlib.sha256()
 
-    def add(self, split: str, product: Product) -> bytes:
-        """Feed one product; returns its entry, for :meth:`add_entry` of another digest (hashing a
-        product is most of the cost of staging it, so it is done once)."""
-        entry = f"{split}\t{_sha(product.model_dump(mode='json'))}\n".encode()
-        self._digest.update(entry)
-        return entry
-
-    def add_entry(self, entry: bytes) -> None:
-        """Feed an entry that :meth:`add` returned."""
-        self._digest.update(entry)
+    def add(self, product_json: str) -> None:
+        self._digest.update(product_json.encode("utf-8"))
+        self._digest.update(b"\n")  # JSON text holds no raw newline: one product per line
 
     def hexdigest(self) -> str:
         return self._digest.hexdigest()
+
+
+def data_fingerprint(splits: dict[str, str | None]) -> str:
+    """The data half of :func:`fingerprint` from each split's :class:`DataDigest` (``None``: no such split)."""
+    return _sha({"scheme": DATA_SCHEME, "splits": splits})
 
 
 def config_fingerprint(config) -> str:
@@ -66,13 +70,19 @@ def config_fingerprint(config) -> str:
     return _sha({"model": config.model.model_dump(mode="json"), "training": training})
 
 
-def fingerprint(config, train: Iterable[Product], val: Iterable[Product] | None) -> dict[str, str]:
-    """``{"config": sha256, "data": sha256}`` of what shapes the trained weights."""
-    digest = DataDigest()
-    for split, products in (("train", train), ("val", val or [])):
-        for product in products:
-            digest.add(split, product)
-    return {"config": config_fingerprint(config), "data": digest.hexdigest()}
+def fingerprint(config, train: Iterable[Product], val: Iterable[Product] | None) -> dict[str, Any]:
+    """``{"config": sha256, "data": sha256, "data_scheme": n}`` of what shapes the trained weights
+    (what :func:`mxt_sdk.training.staging.stage_data` computes while staging)."""
+    digests: dict[str, str | None] = {}
+    for split, products in (("train", train), ("val", val)):
+        if products is not None:
+            digest = DataDigest()
+            for product in products:
+                digest.add(product.model_dump_json())
+            digests[split] = digest.hexdigest()
+        else:
+            digests[split] = None
+    return {"config": config_fingerprint(config), "data": data_fingerprint(digests), "data_scheme": DATA_SCHEME}
 
 
 def check_resume(output: Path, current: dict[str, str], force: bool = False, record: bool = True) -> None:
@@ -88,7 +98,11 @@ def check_resume(output: Path, current: dict[str, str], force: bool = False, rec
                                       "--force-resume") from None
         differs = [part for part in ("config", "data") if recorded.get(part) != current[part]]
         if differs:
-            what = " and ".join({"config": "another config", "data": "other training data"}[d] for d in differs)
+            data = "other training data"
+            if "data" in differs and recorded.get("data_scheme") != current.get("data_scheme"):
+                data = ("training data fingerprinted by an earlier version of mxt_sdk (the fingerprints cannot "
+                        "be compared: if the data is unchanged, --force-resume is safe)")
+            what = " and ".join({"config": "another config", "data": data}[d] for d in differs)
             message = (f"{output} holds a training run made with {what} (fingerprints in {path}); resuming "
                        "it would mix two runs. Train into a new --output (or --run-dir) folder, or pass --force-resume "
                        "(Python: fit(..., force_resume=True)) to continue it anyway.")

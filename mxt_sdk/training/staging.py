@@ -4,8 +4,8 @@ back in chunks by every later pass (the examples). Nothing holds the catalog in 
 
 Layout, under ``<run>/cache/data/`` (:mod:`mxt_sdk.training.layout`)::
 
-    products-train.arrow  products-val.arrow   one row per valid product: product_type, labels
-                                               (its attributes as JSON), product (the whole product as JSON)
+    products-train.arrow  products-val.arrow   one row per valid product: ``product``, its canonical
+                                               JSON (``Product.model_dump_json()``)
     labels-train.json     labels-val.json      the count of each distinct label (taken while staging,
                                                for label cleaning: no second pass over the products)
     staged.json                                counts and fingerprints of the files above
@@ -33,24 +33,26 @@ from pydantic_core import from_json
 from mxt_sdk.data.readers import iter_valid_products
 from mxt_sdk.data.cleaning import LabelCounts
 from mxt_sdk.storage import read_json, write_json, write_text
-from mxt_sdk.training.run_guard import DataDigest
+from mxt_sdk.training.run_guard import DataDigest, data_fingerprint
 from mxt_sdk.types import Product
 
 log = logging.getLogger("mxt_sdk.training")
 
-__all__ = ["CHUNK_ROWS", "ProductTable", "StagedData", "stage_data", "write_arrow", "read_arrow", "read_batches",
-           "DATA_FOLDER"]
+__all__ = ["CHUNK_ROWS", "ProductTable", "StagedData", "stage_data", "staged_product", "write_arrow", "read_arrow",
+           "read_batches", "DATA_FOLDER"]
 
 #: Rows per Arrow record batch: what a pass holds at once.
 CHUNK_ROWS = 4096
 DATA_FOLDER = Path("cache") / "data"
 STAGED_FILE = "staged.json"
-PRODUCT_SCHEMA = pa.schema([("product_type", pa.string()), ("labels", pa.string()), ("product", pa.string())])
+#: bumped when the staged files change layout or fingerprint: a folder staged by another version is staged again
+STAGED_VERSION = 2
+PRODUCT_SCHEMA = pa.schema([("product", pa.string())])
 
 
-def write_arrow(path: Path, schema: pa.Schema, rows: Iterable[dict[str, Any]], limit: int | None = None) -> int:
-    """Write ``rows`` (dicts with ``schema``'s fields, all of them) to the Arrow stream file
-    ``path`` in batches of :data:`CHUNK_ROWS`, at most ``limit`` rows (None: all); atomically (through
+def write_arrow(path: Path, schema: pa.Schema, rows: Iterable[tuple], limit: int | None = None) -> int:
+    """Write ``rows`` (tuples of ``schema``'s fields, in its order) to the Arrow stream file ``path``
+    in batches of :data:`CHUNK_ROWS`, at most ``limit`` rows (None: all); atomically (through
     ``<path>.tmp``). Returns the rows written."""
     temporary = path.with_name(path.name + ".tmp")
     written = 0
@@ -58,8 +60,8 @@ def write_arrow(path: Path, schema: pa.Schema, rows: Iterable[dict[str, Any]], l
     with pa.OSFile(str(temporary), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         while chunk := list(islice(iterator, CHUNK_ROWS)):
             # column by column: ten times faster than RecordBatch.from_pylist, which converts row by row
-            columns = {name: [row[name] for row in chunk] for name in schema.names}
-            writer.write_batch(pa.RecordBatch.from_pydict(columns, schema=schema))
+            writer.write_batch(pa.RecordBatch.from_arrays([pa.array(column, field.type) for column, field in
+                                                           zip(zip(*chunk), schema)], schema=schema))
             written += len(chunk)
     os.replace(temporary, path)
     return written
@@ -79,37 +81,54 @@ def read_arrow(paths: Path | Iterable[Path], columns: list[str]) -> Iterator[dic
         yield {name: batch.column(name).to_pylist() for name in columns}
 
 
+_FIELDS = frozenset(Product.model_fields)
+
+
+def staged_product(fields: dict[str, Any]) -> Product:
+    """The product of one staged row, ``fields`` being its parsed JSON (every field of a validated
+    product's dump), taken as it is: what ``Product.model_construct(**fields)`` builds (no field
+    has an alias, a default to fill or a post-init hook), without its per-field work, which costs
+    more than parsing the row."""
+    product = Product.__new__(Product)
+    object.__setattr__(product, "__dict__", fields)
+    object.__setattr__(product, "__pydantic_fields_set__", set(_FIELDS))
+    object.__setattr__(product, "__pydantic_extra__", None)
+    object.__setattr__(product, "__pydantic_private__", None)
+    return product
+
+
 @dataclass(frozen=True)
 class ProductTable:
-    """One split of staged products: the Arrow file, its row count and the SHA-256 of its products."""
+    """One split of staged products: the Arrow file, its row count and the SHA-256 of its products
+    (:class:`~mxt_sdk.training.run_guard.DataDigest`)."""
 
     path: Path
     count: int
     fingerprint: str
 
     def label_counts(self) -> LabelCounts:
-        """The label counts taken while the products were staged (``labels-<split>.json``), or taken
-        now from :meth:`label_rows` for a folder staged before they were kept."""
-        path = _labels_path(self.path)
-        return LabelCounts.from_json(read_json(path)) if path.is_file() else LabelCounts.of(self.label_rows())
+        """The label counts taken while the products were staged (``labels-<split>.json``)."""
+        return LabelCounts.from_json(read_json(_labels_path(self.path)))
 
     def label_rows(self) -> Iterator[tuple[str, dict[str, str | None]]]:
-        """``(product type, attributes)`` of each product, in order (for label cleaning)."""
-        for batch in read_arrow(self.path, ["product_type", "labels"]):
-            for product_type, labels in zip(batch["product_type"], batch["labels"]):
-                yield product_type, json.loads(labels)
+        """``(product type, attributes)`` of each product, in order (what :meth:`label_counts` counted)."""
+        for fields in self.records():
+            yield fields["product_type"], fields["attributes"]
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        """Each product's fields as parsed from its staged JSON (no model built), in order."""
+        for batch in read_arrow(self.path, ["product"]):
+            yield from map(from_json, batch["product"])
 
     def products(self, relabel: Callable[[str, dict[str, str | None]], dict[str, str | None]] | None = None
                  ) -> Iterator[Product]:
         """The products, in order, as they were staged; with ``relabel``, each one's attributes replaced
         by ``relabel(product_type, attributes)``. Built without validating again: every staged row
         was validated when it was read (:func:`stage_data`), and is that product's own JSON dump."""
-        for batch in read_arrow(self.path, ["product"]):
-            for text in batch["product"]:
-                fields = from_json(text)
-                if relabel is not None:
-                    fields["attributes"] = relabel(fields["product_type"], fields["attributes"])
-                yield Product.model_construct(**fields)
+        for fields in self.records():
+            if relabel is not None:
+                fields["attributes"] = relabel(fields["product_type"], fields["attributes"])
+            yield staged_product(fields)
 
     def __len__(self) -> int:
         return self.count
@@ -134,22 +153,21 @@ class StagedData:
         return cls(tables["train"], tables["val"], info["data_fingerprint"])
 
 
-def _stage_split(source: Any, split: str, folder: Path, digest: DataDigest, reader: str | None,
+def _stage_split(source: Any, split: str, folder: Path, reader: str | None,
                  rejected_log: Path | None) -> ProductTable:
-    own, labels = DataDigest(), LabelCounts()
+    digest, labels = DataDigest(), LabelCounts()
 
-    def rows() -> Iterator[dict[str, str]]:
+    def rows() -> Iterator[tuple[str]]:
         for product in iter_valid_products(source, split, reader, rejected_log):
-            own.add_entry(digest.add(split, product))
+            text = product.model_dump_json()
+            digest.add(text)
             labels.add(product.product_type, product.attributes)
-            yield {"product_type": product.product_type,
-                   "labels": json.dumps(product.attributes, ensure_ascii=False),
-                   "product": product.model_dump_json()}
+            yield (text,)
 
     path = folder / f"products-{split}.arrow"
     count = write_arrow(path, PRODUCT_SCHEMA, rows())
     write_text(_labels_path(path), json.dumps(labels.to_json(), ensure_ascii=False))
-    return ProductTable(path, count, own.hexdigest())
+    return ProductTable(path, count, digest.hexdigest())
 
 
 def _labels_path(products: Path) -> Path:
@@ -181,7 +199,7 @@ def stage_data(train: Any, val: Any | None, run_dir: Path, reader: str | None = 
             info = read_json(folder / STAGED_FILE)
         except (OSError, ValueError):
             info = {}
-        if info.get("sources") == sources and all((folder / f"products-{s}.arrow").is_file()
+        if info.get("version") == STAGED_VERSION and info.get("sources") == sources and all((folder / f"products-{s}.arrow").is_file()
                                                   for s, entry in info["splits"].items() if entry):
             log.info("Reusing the staged data in %s (the data files are unchanged: same size and time)", folder)
             return StagedData.load(run_dir)
@@ -189,12 +207,12 @@ def stage_data(train: Any, val: Any | None, run_dir: Path, reader: str | None = 
     (folder / STAGED_FILE).unlink(missing_ok=True)  # written again last: staged files count only with it
     if rejected_log is not None:
         Path(rejected_log).unlink(missing_ok=True)  # the rejections of this reading only
-    digest = DataDigest()
-    train_table = _stage_split(train, "train", folder, digest, reader, rejected_log)
-    val_table = _stage_split(val, "val", folder, digest, reader, rejected_log) if val is not None else None
-    staged = StagedData(train_table, val_table, digest.hexdigest())
+    train_table = _stage_split(train, "train", folder, reader, rejected_log)
+    val_table = _stage_split(val, "val", folder, reader, rejected_log) if val is not None else None
+    staged = StagedData(train_table, val_table, data_fingerprint(
+        {"train": train_table.fingerprint, "val": val_table.fingerprint if val_table else None}))
     write_json(folder / STAGED_FILE, {
-        "data_fingerprint": staged.data_fingerprint, "sources": sources,
+        "version": STAGED_VERSION, "data_fingerprint": staged.data_fingerprint, "sources": sources,
         "splits": {split: None if table is None else {"file": table.path.name, "count": table.count,
                                                       "fingerprint": table.fingerprint}
                    for split, table in (("train", train_table), ("val", val_table))}})

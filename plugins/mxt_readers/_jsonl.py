@@ -5,7 +5,7 @@ Lines with pyarrow in blocks of many lines, and one malformed line makes the who
 (``ArrowInvalid: JSON parse error ... in row 1``, the row counted inside the block, not the file);
 streaming then yields *no* record of the file at all, and the non-streaming build raises
 ``DatasetGenerationError``. A reader must turn that line into one :class:`RecordError` naming its
-line and go on, so JSON Lines are read here one line at a time with :mod:`json` (constant memory,
+line and go on, so JSON Lines are read here one line at a time (constant memory,
 the same streaming behaviour without the all-or-nothing failure).
 """
 from __future__ import annotations
@@ -14,6 +14,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from pydantic_core import from_json
 
 from mxt_sdk.errors import RecordError
 
@@ -43,9 +45,20 @@ def parse_object(text: str, name: str) -> dict[str, Any]:
 
 
 def iter_objects(path: Path) -> Iterator[tuple[int, dict[str, Any] | RecordError]]:
-    """Yield ``(line number, object or RecordError)`` for every non-blank line of ``path``, in order."""
+    """Yield ``(line number, object or RecordError)`` for every non-blank line of ``path``, in order.
+
+    Each line is parsed by pydantic-core's JSON parser first (several times faster than :mod:`json`,
+    the same objects for the lines it accepts); a line it rejects or that is no object goes through
+    :func:`parse_object`, which either parses it as :mod:`json` does or names what is wrong."""
     for line, text in iter_lines(path):
         if not text.strip():
+            continue
+        try:
+            record = from_json(text)
+        except Exception:  # noqa: BLE001 - any refusal: json and parse_object decide (bad UTF-8 is a TypeError)
+            record = None
+        if type(record) is dict:
+            yield line, record
             continue
         try:
             yield line, parse_object(text, where(path, line))
