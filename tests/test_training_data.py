@@ -184,17 +184,22 @@ def test_batches_are_tokenized_as_drawn_alike_in_loader_workers_and_cut_inputs_a
         (tmp_path / "workers.run" / "train.log").read_text()
 
 
-def test_metadata_counted_with_the_examples_equals_a_pass_over_the_cleaned_labels(catalog, tmp_path):
+def test_catalog_metadata_equals_a_pass_over_the_cleaned_labels_and_is_kept_beside_the_examples(catalog, tmp_path):
     from mxt_sdk.data.examples import metadata_from_labels
 
     staged = stage_data(catalog["train"], None, tmp_path)
     plan = plan_cleaning(staged.train.label_rows(), [manager.create("normalizers", "text", {})])
-    shards, metadata = example_cache.build_examples(tmp_path, "k", {"train": (staged.train, plan)}, "n/a")
+    shards = example_cache.build_examples(tmp_path, "k", {"train": (staged.train, plan)}, "n/a")
+    assert not list(tmp_path.rglob("metadata.json"))  # not counted before training: only the saved model needs it
+    metadata = example_cache.catalog_metadata(tmp_path, "k", staged.train, plan)
     expected = metadata_from_labels((pt, plan.relabel(pt, labels)) for pt, labels in staged.train.label_rows())
     # the same pairs and values, in the same order; the example pass also counts the values the texts state
     assert metadata.model_copy(update={"written": {}}).model_dump_json() == expected.model_dump_json()
     assert list(metadata.written) == list(metadata.values)
     assert all(0 <= metadata.written[key] <= sum(counts.values()) for key, counts in metadata.values.items())
     assert shards["train"].rows == sum(len(plan.relabel(pt, labels)) for pt, labels in staged.train.label_rows())
-    _, reused = example_cache.build_examples(tmp_path, "k", {"train": (staged.train, plan)}, "n/a")
-    assert reused.model_dump_json() == metadata.model_dump_json()
+    kept = tmp_path / "cache" / "data" / "examples-k" / "metadata.json"
+    assert kept.read_text() == metadata.model_dump_json()
+    kept.write_text(kept.read_text().replace('"written":{', '"written":{"marker":1,'))
+    reused = example_cache.catalog_metadata(tmp_path, "k", staged.train, plan)  # read back, not counted again
+    assert reused.written["marker"] == 1 and reused.values == metadata.values

@@ -4,8 +4,9 @@ From staged products (:mod:`mxt_sdk.training.staging`) and a cleaning plan
 (:func:`mxt_sdk.data.cleaning.plan_cleaning`), one row per (product, attribute) label, cleaned
 (``product_row``: the product's row in the split's staged products, ``attribute``, ``answer``,
 ``with_text``, ``prompt``, ``image``; :func:`mxt_sdk.data.examples.product_examples`), is written in
-Arrow shards of :data:`SHARD_ROWS` rows under ``<run>/cache/data/examples-<key>/``, with the catalog
-metadata of the training labels (``metadata.json``, counted in the same pass); the key hashes
+Arrow shards of :data:`SHARD_ROWS` rows under ``<run>/cache/data/examples-<key>/``; the catalog
+metadata of the training labels (``metadata.json``, :func:`catalog_metadata`) is counted in a pass of
+its own when the model is saved, and kept beside them. The key hashes
 the staged products and the settings that shape the rows (normalizers, ``none_answer``). A re-run
 (resume) with the same data and settings reuses them; other data or settings build a new folder and
 remove the old one. The rows hold no prompt (but a scrambled example's): training reads the shards
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mxt_sdk.training")
 
-__all__ = ["SHARD_ROWS", "ExampleShards", "ExamplePrompts", "InOrderPrompts", "build_examples", "open_examples", "distinct_values", "cache_key",
+__all__ = ["SHARD_ROWS", "ExampleShards", "ExamplePrompts", "InOrderPrompts", "catalog_metadata", "build_examples", "open_examples", "distinct_values", "cache_key",
            "remove_token_caches"]
 
 #: Examples per shard file.
@@ -194,36 +195,47 @@ def _finish(folder: Path, shards: dict[str, ExampleShards]) -> None:
 
 def build_examples(run_dir: Path, key: str, splits: dict[str, tuple[ProductTable, CleaningPlan]],
                    none_answer: str, *, write: bool = True, text_free_copies: bool = False,
-                   scrambler: ValueScrambler | None = None) -> tuple[dict[str, ExampleShards], CatalogMetadata]:
-    """The cleaned example shards of each split (``{split: (staged products, cleaning plan)}``) and
-    the catalog metadata of the train split's cleaned labels (:func:`~mxt_sdk.data.examples.metadata_from_labels`,
-    counted in the same pass and kept beside the shards), reused from ``examples-<key>`` when
-    complete, written otherwise (only where ``write``: the main process; the others read what it
-    wrote). ``text_free_copies`` and ``scrambler`` apply to the train split only (and must be part
-    of ``key``)."""
+                   scrambler: ValueScrambler | None = None) -> dict[str, ExampleShards]:
+    """The cleaned example shards of each split (``{split: (staged products, cleaning plan)}``),
+    reused from ``examples-<key>`` when complete, written otherwise (only where ``write``: the main
+    process; the others read what it wrote). ``text_free_copies`` and ``scrambler`` apply to the
+    train split only (and must be part of ``key``)."""
     root = Path(run_dir) / DATA_FOLDER
     folder = root / f"examples-{key}"
     if _fresh(folder) or not write:
         log.info("Reusing the training examples in %s", folder)
-        return _load(folder, {split: table for split, (table, _) in splits.items()}), CatalogMetadata.model_validate_json((folder / METADATA_FILE).read_text(encoding="utf-8"))
+        return _load(folder, {split: table for split, (table, _) in splits.items()})
     folder = _claim(root, "examples", key)
-    counter = MetadataCounter()
 
     def rows(table: ProductTable, plan: CleaningPlan, train: bool) -> Iterator[tuple]:
         copies, scrambles = text_free_copies and train, scrambler if train else None
         for row, product in enumerate(table.products(plan.relabel)):
-            if train:
-                counter.add(product.product_type, product.attributes, product.text)
             for attribute, answer, with_text, prompt in product_examples(product, none_answer, copies, scrambles):
                 yield row, attribute, answer, with_text, prompt, product.image  # EXAMPLE_SCHEMA's order
 
     shards = {}
     for split, (table, plan) in splits.items():
         shards[split] = _write_shards(folder, split, rows(table, plan, split == "train"), EXAMPLE_SCHEMA, table.path)
-    metadata = counter.metadata()
-    write_text(folder / METADATA_FILE, metadata.model_dump_json())  # keeps the order of pairs and values
     _finish(folder, shards)
-    return shards, metadata
+    return shards
+
+
+def catalog_metadata(run_dir: Path, key: str, table: ProductTable, plan: CleaningPlan, *,
+                     write: bool = True) -> CatalogMetadata:
+    """The catalog metadata of the training split's cleaned labels, with the values its texts state
+    (:class:`~mxt_sdk.data.examples.MetadataCounter`, one pass over the staged products): read from
+    ``metadata.json`` beside the example shards of ``key`` when there, counted and written there
+    otherwise (only where ``write``: the main process; the others read what it wrote). Only the
+    saved model needs it, so training counts it after its last step, not before its first."""
+    path = Path(run_dir) / DATA_FOLDER / f"examples-{key}" / METADATA_FILE
+    if path.is_file() or not write:
+        return CatalogMetadata.model_validate_json(path.read_text(encoding="utf-8"))
+    counter = MetadataCounter()
+    for product in table.products(plan.relabel):
+        counter.add(product.product_type, product.attributes, product.text)
+    metadata = counter.metadata()
+    write_text(path, metadata.model_dump_json())  # keeps the order of pairs and values
+    return metadata
 
 
 def open_examples(shards: ExampleShards, encode: Callable[[dict[str, list]], dict[str, list]]) -> "datasets.Dataset":

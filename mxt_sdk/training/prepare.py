@@ -1,7 +1,8 @@
 """The data side of a training run, in bounded memory: staged products (:mod:`mxt_sdk.training.staging`)
--> label cleaning in passes that keep only counts -> cached example shards (labels, no prompts) and the
-catalog metadata, counted in the same pass (:mod:`mxt_sdk.training.example_cache`) -> the tokenizer (trained here when
-the generator has none) -> the generation bound, from the distinct answers. Every pass reads the
+-> label cleaning in passes that keep only counts -> cached example shards (labels, no prompts;
+:mod:`mxt_sdk.training.example_cache`) -> the tokenizer (trained here when
+the generator has none) -> the generation bound, from the distinct answers; the catalog metadata is
+counted when the model is saved (its own pass, cached). Every pass reads the
 staged files one chunk at a time; the examples get their prompts and are tokenized batch by batch as
 training draws them, not here.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from mxt_sdk.data.scrambles import ValueScrambler
 from mxt_sdk.data.subwords import subword_splitter
 from mxt_sdk.plugins import manager
 from mxt_sdk.training.example_cache import (DRAWN_COLUMNS, ExampleShards, InOrderPrompts, build_examples, cache_key,
-                                            distinct_values, open_examples, remove_token_caches)
+                                            catalog_metadata, distinct_values, open_examples, remove_token_caches)
 from mxt_sdk.training.staging import ProductTable, read_batches
 
 __all__ = ["prepare_data", "tokenizer_corpus", "CLEANING_FILE", "TOKENIZER_EXAMPLES"]
@@ -53,8 +55,10 @@ def prepare_data(extractor, config: TrainingConfig, run_dir: Path, accelerator, 
                  val: ProductTable | None) -> dict[str, Any]:
     """Everything the training loop needs from the data: ``train`` / ``val`` (memory-mapped example
     datasets that tokenize each batch as it is drawn, :class:`ExampleEncoder`), ``images`` (the example
-    shards, for image references), ``metadata`` (with the generation bound: the longest training
-    answer in tokens, from the distinct answers), ``cleaning`` (the summary) and the fitted
+    shards, for image references), ``metadata`` (a call that returns the catalog metadata,
+    :func:`catalog_metadata`: counted when called, for the saved model), ``max_answer_tokens`` (the
+    generation bound: the longest training answer in tokens, from the distinct answers), ``cleaning``
+    (the summary) and the fitted
     ``normalizers``. The main process builds the example cache first; the other processes then read it."""
     model_config, main = extractor.config.model, accelerator.is_main_process
     normalizers = [manager.create("normalizers", s.name, s.options) for s in config.normalizers]
@@ -73,7 +77,7 @@ def prepare_data(extractor, config: TrainingConfig, run_dir: Path, accelerator, 
                     *(["text-free-copies"] if config.text_free_copies else []),
                     *([f"scrambled-{config.scramble_copied_values}-{config.seed}"] if scrambler else []))
     with accelerator.main_process_first():
-        examples, metadata = build_examples(
+        examples = build_examples(
             run_dir, key, {split: (tables[split], plan) for split, plan in plans.items()}, model_config.none_answer,
             write=main, text_free_copies=config.text_free_copies, scrambler=scrambler)
     generator = extractor.model.generator
@@ -87,7 +91,7 @@ def prepare_data(extractor, config: TrainingConfig, run_dir: Path, accelerator, 
     if main:
         remove_token_caches(run_dir)
     longest = encoders["train"].longest_answer(distinct_values(examples["train"], "answer"))
-    metadata.max_answer_tokens = max(longest, 1)
     return {"train": open_examples(examples["train"], encoders["train"]),
             "val": open_examples(examples["val"], encoders["val"]) if "val" in examples else None,
-            "images": examples, "metadata": metadata, "cleaning": summary, "normalizers": normalizers}
+            "images": examples, "metadata": partial(catalog_metadata, run_dir, key, train, plans["train"], write=main),
+            "max_answer_tokens": max(longest, 1), "cleaning": summary, "normalizers": normalizers}

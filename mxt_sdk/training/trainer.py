@@ -1,12 +1,13 @@
 """Fine-tuning by distant supervision, on one process or many (``torchrun`` / ``accelerate launch``).
 
 Flow: products staged on disk in Arrow chunks -> label cleaning in passes that keep only counts
-(normalizer plugins, fitted on the training labels) -> example shards and catalog metadata -> tokenizer
+(normalizer plugins, fitted on the training labels) -> example shards -> tokenizer
 (trained here when the generator has none) -> the generation bound from the distinct answers
 (:mod:`mxt_sdk.training.prepare`; cached in the run folder) -> an accelerate training loop over the
 memory-mapped examples, each batch tokenized as it is drawn (AdamW, linear warmup and decay, gradient
 accumulation, autocast on GPU) with validation loss every ``eval_every`` steps, best weights kept,
-optional early stopping, and crash-safe checkpoints that ``fit`` resumes from.
+optional early stopping, and crash-safe checkpoints that ``fit`` resumes from. The catalog metadata
+(pairs and values, for the saved model) is counted after the last step.
 """
 from __future__ import annotations
 
@@ -374,7 +375,12 @@ class Trainer:
         if best is not None:
             log.info("Keeping the best weights: step %d, validation loss %.4f", best["step"], best["val_loss"])
         self.extractor.model = unwrapped.eval()
-        self.extractor.metadata = data["metadata"]
+        with self.accelerator.main_process_first():  # counted (or read) now: only the saved model needs it
+            metadata = data["metadata"]()
+        metadata.max_answer_tokens = data["max_answer_tokens"]
+        log.info("Catalog metadata: %d (product type, attribute) pairs, %d distinct values", len(metadata.values),
+                 sum(len(values) for values in metadata.values.values()))
+        self.extractor.metadata = metadata
         self.extractor.normalizers = data["normalizers"]
         spec = self.extractor.config.extraction.canonicalizer
         if spec is not None:
