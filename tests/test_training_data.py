@@ -118,7 +118,7 @@ def test_the_tokenizer_corpus_is_an_even_sample_of_a_large_catalog_with_prompts_
     write_arrow(products, PRODUCT_SCHEMA, ((Product(id=str(i), product_type="t", title=f"T{i}").model_dump_json(),)
                                            for i in range(5)))
     # two examples a product; the odd ones without text, example 9 with a prompt of its own (a scrambled one)
-    rows = [{"product_row": i // 2, "attribute": "a", "answer": f"a{i}", "with_text": i % 2 == 0,
+    rows = [{"product_row": i // 2, "product_type": "t", "attribute": "a", "answer": f"a{i}", "with_text": i % 2 == 0,
              "prompt": "own prompt" if i == 9 else None, "image": None} for i in range(10)]
     path = tmp_path / "train-00000.arrow"
     write_arrow(path, example_cache.EXAMPLE_SCHEMA, [tuple(row.values()) for row in rows])

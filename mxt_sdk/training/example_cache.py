@@ -2,8 +2,8 @@
 
 From staged products (:mod:`mxt_sdk.training.staging`) and a cleaning plan
 (:func:`mxt_sdk.data.cleaning.plan_cleaning`), one row per (product, attribute) label, cleaned
-(``product_row``: the product's row in the split's staged products, ``attribute``, ``answer``,
-``with_text``, ``prompt``, ``image``; :func:`mxt_sdk.data.examples.product_examples`), is written in
+(``product_row``: the product's row in the split's staged products, ``product_type``, ``attribute``,
+``answer``, ``with_text``, ``prompt``, ``image``; :func:`mxt_sdk.data.examples.product_examples`), is written in
 Arrow shards of :data:`SHARD_ROWS` rows under ``<run>/cache/data/examples-<key>/``; the catalog
 metadata of the training labels (``metadata.json``, :func:`catalog_metadata`) is counted in a pass of
 its own when the model is saved, and kept beside them. The key hashes
@@ -56,11 +56,12 @@ __all__ = ["SHARD_ROWS", "ExampleShards", "ExamplePrompts", "InOrderPrompts", "c
 #: Examples per shard file.
 SHARD_ROWS = 100_000
 DONE_FILE, METADATA_FILE = "done.json", "metadata.json"
-EXAMPLE_SCHEMA = pa.schema([("product_row", pa.int64()), ("attribute", pa.string()), ("answer", pa.string()),
-                            ("with_text", pa.bool_()), ("prompt", pa.string()), ("image", pa.string())])
+EXAMPLE_SCHEMA = pa.schema([("product_row", pa.int64()), ("product_type", pa.string()), ("attribute", pa.string()),
+                            ("answer", pa.string()), ("with_text", pa.bool_()), ("prompt", pa.string()),
+                            ("image", pa.string())])
 #: the columns a drawn batch is built from
 DRAWN_COLUMNS = ["product_row", "attribute", "with_text", "prompt", "answer", "image"]
-_VERSION = 4  # bump when the rows change meaning
+_VERSION = 5  # bump when the rows change meaning
 
 
 def cache_key(*parts: Any) -> str:
@@ -211,7 +212,7 @@ def build_examples(run_dir: Path, key: str, splits: dict[str, tuple[ProductTable
         copies, scrambles = text_free_copies and train, scrambler if train else None
         for row, product in enumerate(table.products(plan.relabel)):
             for attribute, answer, with_text, prompt in product_examples(product, none_answer, copies, scrambles):
-                yield row, attribute, answer, with_text, prompt, product.image  # EXAMPLE_SCHEMA's order
+                yield row, product.product_type, attribute, answer, with_text, prompt, product.image  # EXAMPLE_SCHEMA
 
     shards = {}
     for split, (table, plan) in splits.items():
