@@ -317,6 +317,7 @@ class Trainer:
         truncated = int(accelerator.reduce(torch.tensor(truncated, device=accelerator.device), reduction="sum"))
         log.info("%d of the %d examples drawn in this run had their input cut to %d tokens", truncated, examples_seen,
                  self.extractor.config.model.max_input_tokens)
+        self.extractor.image_prior = None  # a prior fitted for earlier weights never outlives them
         if config.image_prior is not None and accelerator.is_main_process:
             self.extractor.image_prior = fit_image_prior(
                 unwrapped, data["images"]["train"].paths, images, config.image_prior,
