@@ -30,9 +30,9 @@ def test_answer_logprobs_of_the_greedy_answer_are_greedy_scores(copy):
     assert torch.allclose(scores, out.token_logprobs.sum(-1), atol=1e-4)
 
 
-def _extractor(values: dict[str, int], limit: int) -> Extractor:
-    extractor = Extractor.from_config({**tiny_config([]), "extraction": {"canonicalizer": None,
-                                                                           "choose_among_known": limit}})
+def _extractor(values: dict[str, int], limit: int, fusions: tuple[str, ...] = ()) -> Extractor:
+    extractor = Extractor.from_config({**tiny_config(list(fusions)), "extraction": {"canonicalizer": None,
+                                                                                      "choose_among_known": limit}})
     extractor.metadata = CatalogMetadata(values={pair_key("shirt", "color"): values}, max_answer_tokens=6)
     return extractor
 
@@ -157,3 +157,26 @@ def test_an_answer_written_in_the_text_moves_only_to_a_spelling_of_itself():
     assert canonical[(0, "size")] == ("16 oz", False)  # the catalog's spelling of the same value
     answers[(0, "brand")] = ("belkaly", 0.5, False)  # not in the text: canonicalized as before
     assert engine._canonicalize(chunk, answers)[(0, "brand")] == ("belkali", False)
+
+
+def test_an_image_prior_joins_the_known_value_scores_of_products_with_an_image(image_dir):
+    from mxt_sdk.images.batching import ImageLoader
+    from mxt_sdk.inference.image_prior import ImageValuePrior, _Pair
+
+    extractor = _extractor({"red": 3, "blue": 2, "dark green": 1}, limit=5, fusions=("mag",))
+    model = extractor.model.eval()
+    loader = ImageLoader(model.preprocessing(), image_dir, 10_000_000)
+    with torch.no_grad():
+        dims = model.encode_images(loader.load(["red.jpg"])[0]).features["global"].shape[1]
+    # a prior certain of "dark green" whatever the photo (values are kept sorted: blue, dark green, red)
+    extractor.image_prior = ImageValuePrior(torch.zeros(dims), torch.zeros(dims, 1), {pair_key("shirt", "color"): _Pair(
+        ["blue", "dark green", "red"], torch.zeros(1, 3), torch.tensor([-10.0, 10.0, -10.0]))}, l2=0.01)
+    products = [Product(id="photo", product_type="shirt", title="A plain cotton tee", image="red.jpg"),
+                Product(id="no-photo", product_type="shirt", title="A plain cotton tee")]
+    extractor.config.extraction.image_prior_weight = 0.0
+    plain = extractor.extract(products, ["color"], image_root=image_dir)
+    extractor.config.extraction.image_prior_weight = 100.0  # outweighs the generator's length penalty
+    joined = extractor.extract(products, ["color"], image_root=image_dir)
+    assert plain[0].raw_value != "dark green"  # a random generator prefers the short values
+    assert joined[0].raw_value == "dark green" and 0.99 < joined[0].confidence <= 1.0
+    assert (joined[1].raw_value, joined[1].confidence) == (plain[1].raw_value, plain[1].confidence)  # no photo
