@@ -206,8 +206,7 @@ class Engine:
         queries = [(self._value(answers[key][0]), chunk[key[0]].product.product_type, key[1]) for key in keys]
         canonical = {}
         for key, (value, _, _), found in zip(keys, queries, self.canonicalizer.canonicalize_many(queries)):
-            if found[0] == value or _letters(found[0]) == _letters(value) \
-                    or not written_in(value, chunk[key[0]].product.text):
+            if _letters(found[0]) == _letters(value) or not written_in(value, chunk[key[0]].product.text):
                 canonical[key] = found
         return canonical
 

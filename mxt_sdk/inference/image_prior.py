@@ -67,7 +67,8 @@ class ImageValuePrior:
     def fit(cls, vector_chunks: Callable[[], Iterable[torch.Tensor]], examples: Iterable[ImagePriorExample], *,
             max_values: int = 50, dims: int = 256, l2: float = 0.01, max_iter: int = 100) -> "ImageValuePrior":
         """Fit one regression per pair of ``examples`` whose distinct values number 2 to ``max_values``
-        (a pair with one value gets it with certainty; larger pairs get none).
+        (a pair with one value gets it with certainty; larger pairs get none). ``examples`` is iterated
+        once, after the vectors have been read.
 
         ``vector_chunks()`` yields the image vectors in row order, a chunk at a time (``ImagePriorExample.row``
         indexes them); it is called twice: once for the statistics (mean, correlations: memory ``D^2``),

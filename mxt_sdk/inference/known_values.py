@@ -136,11 +136,11 @@ class KnownValueChooser:
             chosen.append((found[0][position], float(torch.softmax(combined, 0)[position])))
         return chosen
 
-    def _prior(self, question: tuple[Product, str] | None, candidates: list[str], features: ImageFeatures | None,
+    def _prior(self, question: tuple[Product, str], candidates: list[str], features: ImageFeatures | None,
                image_index: torch.Tensor | None, row: int) -> list[float] | None:
         """The image prior's log-probabilities of a known-value candidate list, when there is a prior for the
         pair and an image for the example; else None."""
-        if self.image_prior is None or features is None or question is None or "global" not in features.features:
+        if self.image_prior is None or features is None or "global" not in features.features:
             return None
         product, attribute = question
         if self.candidates(product.product_type, attribute) is None:  # text spans, not known values

@@ -62,23 +62,25 @@ def fit_image_prior(model: MXTModel, example_paths, images: FeatureCache | Image
                 examples.append(ImagePriorExample(pair_key(product_type, attribute), answer,
                                                   rows.setdefault(image, len(rows))))
     references = list(rows)
+    readable: list[bool] = []  # per reference, filled by the first pass over the vectors
+
+    def vector_chunks() -> Iterator[torch.Tensor]:
+        for start in range(0, len(references), batch_size):
+            vectors, ok = _global_vectors(model, images, references[start:start + batch_size], device)
+            if len(readable) < len(references):
+                readable.extend(ok.tolist())
+            yield vectors[ok]
+
+    def usable() -> Iterator[ImagePriorExample]:  # read by fit after the vectors, when ``readable`` is known
+        kept = {row: index for index, row in enumerate(r for r, ok in enumerate(readable) if ok)}
+        log.info("Fitting the image prior on the examples of %d readable images (%d unreadable)",
+                 len(kept), len(references) - len(kept))
+        yield from (ImagePriorExample(e.pair, e.value, kept[e.row]) for e in examples if e.row in kept)
+
     was_training = model.training
     model.eval()
     try:
-        readable: list[bool] = []
-        for start in range(0, len(references), batch_size):
-            readable += _global_vectors(model, images, references[start:start + batch_size], device)[1].tolist()
-        kept = {row: index for index, row in enumerate(r for r, ok in enumerate(readable) if ok)}
-        usable = [ImagePriorExample(e.pair, e.value, kept[e.row]) for e in examples if e.row in kept]
-        log.info("Fitting the image prior on %d examples with a readable image (%d without) over %d images",
-                 len(usable), len(examples) - len(usable), len(kept))
-
-        def vector_chunks() -> Iterator[torch.Tensor]:
-            for start in range(0, len(references), batch_size):
-                vectors, ok = _global_vectors(model, images, references[start:start + batch_size], device)
-                yield vectors[ok]
-
-        return ImageValuePrior.fit(vector_chunks, usable, max_values=max_values, dims=options.dims,
+        return ImageValuePrior.fit(vector_chunks, usable(), max_values=max_values, dims=options.dims,
                                    l2=options.l2, max_iter=options.max_iter)
     finally:
         model.train(was_training)
