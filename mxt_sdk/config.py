@@ -62,11 +62,15 @@ def _default_normalizers() -> list[ComponentSpec]:
 
 
 class ImagePriorConfig(_Section):
-    """The image prior fitted after training (mxt_sdk.inference.image_prior): one softmax regression per
-    pair over the frozen global image vector, used by ``extraction.choose_among_known``."""
+    """The image prior fitted after training (mxt_sdk.inference.image_prior): softmax regressions over
+    the frozen global image vector, used by ``extraction.choose_among_known``."""
 
+    share: Literal["pair", "attribute"] = Field(
+        default="pair", description="'pair': one regression per (product type, attribute) pair; 'attribute': "
+        "one per attribute name, over the pairs of every product type that has it (one per pair where that "
+        "attribute has more than extraction.choose_among_known values)")
     dims: int = Field(default=256, ge=1, description="principal directions of the image vectors kept")
-    l2: float = Field(default=0.01, ge=0, description="L2 penalty of each pair's regression")
+    l2: float = Field(default=0.01, ge=0, description="L2 penalty of each regression")
     max_iter: int = Field(default=100, ge=1, description="L-BFGS iterations per pair")
 
 

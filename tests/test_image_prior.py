@@ -54,8 +54,9 @@ def test_the_prior_learns_the_value_the_image_shows_and_leaves_unfitted_pairs_al
 def test_the_same_data_gives_the_same_prior_and_a_saved_prior_answers_the_same(tmp_path):
     vectors, examples = _data(30, seed=2)
     first, second = _fit(vectors, examples), _fit(vectors, examples)
-    for key in first.pairs:
-        assert torch.equal(first.pairs[key].weight, second.pairs[key].weight)
+    assert first.pair_groups == second.pair_groups
+    for name in first.groups:
+        assert torch.equal(first.groups[name].weight, second.groups[name].weight)
     assert torch.equal(first.projection, second.projection)
     first.save(tmp_path)
     assert (tmp_path / WEIGHTS_FILE).is_file() and (tmp_path / INDEX_FILE).is_file()
@@ -63,6 +64,48 @@ def test_the_same_data_gives_the_same_prior_and_a_saved_prior_answers_the_same(t
     probe = torch.randn(DIMS)
     assert loaded.log_probs("a", probe, ["red", "blue", "n/a"]) == first.log_probs("a", probe, ["red", "blue", "n/a"])
     assert ImageValuePrior.load(tmp_path / "nothing-here") is None
+
+
+def _two_types(count: int, seed: int) -> tuple[torch.Tensor, list[ImagePriorExample]]:
+    """Two product types whose ``neckline`` follows the same visual sign, each with a few examples."""
+    vectors, examples = _data(count, seed)
+    necklines = [ImagePriorExample(f"{kind}\tneckline", "v-neck" if vectors[row, 0] > 0 else "crew", row, "neckline")
+                 for row in range(count) for kind in (("dress", "top")[row % 2],)]
+    return vectors, necklines
+
+
+def test_pairs_of_one_attribute_share_one_regression_renormalised_over_each_pairs_candidates():
+    vectors, examples = _two_types(40, seed=4)
+    prior = _fit(vectors, examples)
+    assert prior.pair_groups == {"dress\tneckline": "group:neckline", "top\tneckline": "group:neckline"}
+    assert list(prior.groups) == ["group:neckline"]
+    test, _ = _two_types(20, seed=5)
+    for row in range(len(test)):
+        crew, vneck = (math.exp(x) for x in prior.log_probs("top\tneckline", test[row], ["crew", "v-neck"]))
+        assert (vneck > crew) == bool(test[row, 0] > 0)
+    # a candidate list without one of the group's values: the others share its probability
+    assert [math.exp(x) for x in prior.log_probs("dress\tneckline", test[0], ["crew", "n/a"])] == pytest.approx(
+        [1 - SMOOTHING + SMOOTHING / 2, SMOOTHING / 2])
+
+
+def test_a_group_with_too_many_values_falls_back_to_its_pairs():
+    vectors, examples = _data(30, seed=6)
+    examples = [e._replace(group="shared") for e in examples if e.pair in ("a", "c")]  # 2 + 7 values > 5
+    prior = _fit(vectors, examples)
+    assert prior.pair_groups == {"a": "pair:a"}  # c alone has 7 values: no prior
+    assert prior.log_probs("c", vectors[0], ["value 1"]) is None
+
+
+def test_a_version_1_prior_file_still_loads(tmp_path):
+    prior = _fit(*_data(20, seed=7))
+    prior.save(tmp_path)
+    index = json.loads((tmp_path / INDEX_FILE).read_text())
+    version_1 = {"version": 1, "l2": index["l2"],
+                 "pairs": {key.removeprefix("pair:"): entry for key, entry in index["groups"].items()}}
+    (tmp_path / INDEX_FILE).write_text(json.dumps(version_1))
+    loaded = ImageValuePrior.load(tmp_path)
+    probe = torch.randn(DIMS)
+    assert loaded.log_probs("a", probe, ["red", "blue"]) == pytest.approx(prior.log_probs("a", probe, ["red", "blue"]))
 
 
 def test_a_prior_file_of_another_version_is_refused(tmp_path):
@@ -97,8 +140,9 @@ def test_a_trained_prior_is_saved_loaded_and_moves_known_value_choices(tmp_path)
     extractor.fit(catalog["train"], output_dir=tmp_path / "model", max_steps=3)
     assert (tmp_path / "model" / WEIGHTS_FILE).is_file()
     loaded = Extractor.from_pretrained(tmp_path / "model")
-    assert loaded.image_prior is not None and set(loaded.image_prior.pairs) == set(extractor.image_prior.pairs)
-    assert any(key.endswith("\tpattern") for key in loaded.image_prior.pairs)  # an image-only attribute
+    assert loaded.image_prior is not None and loaded.image_prior.pair_groups == extractor.image_prior.pair_groups
+    assert all(name == f"pair:{key}" for key, name in loaded.image_prior.pair_groups.items())  # share: pair
+    assert any(key.endswith("\tpattern") for key in loaded.image_prior.pair_groups)  # an image-only attribute
     root = catalog["test"].parent
     products = [Product.model_validate_json(line) for line in catalog["test"].read_text().splitlines()]
     with_prior = loaded.extract(products, image_root=root)

@@ -161,7 +161,7 @@ def test_an_answer_written_in_the_text_moves_only_to_a_spelling_of_itself():
 
 def test_an_image_prior_joins_the_known_value_scores_of_products_with_an_image(image_dir):
     from mxt_sdk.images.batching import ImageLoader
-    from mxt_sdk.inference.image_prior import ImageValuePrior, _Pair
+    from mxt_sdk.inference.image_prior import ImageValuePrior, _Regression
 
     extractor = _extractor({"red": 3, "blue": 2, "dark green": 1}, limit=5, fusions=("mag",))
     model = extractor.model.eval()
@@ -169,8 +169,9 @@ def test_an_image_prior_joins_the_known_value_scores_of_products_with_an_image(i
     with torch.no_grad():
         dims = model.encode_images(loader.load(["red.jpg"])[0]).features["global"].shape[1]
     # a prior certain of "dark green" whatever the photo (values are kept sorted: blue, dark green, red)
-    extractor.image_prior = ImageValuePrior(torch.zeros(dims), torch.zeros(dims, 1), {pair_key("shirt", "color"): _Pair(
-        ["blue", "dark green", "red"], torch.zeros(1, 3), torch.tensor([-10.0, 10.0, -10.0]))}, l2=0.01)
+    extractor.image_prior = ImageValuePrior(torch.zeros(dims), torch.zeros(dims, 1), {"pair:shirt color": _Regression(
+        ["blue", "dark green", "red"], torch.zeros(1, 3), torch.tensor([-10.0, 10.0, -10.0]))},
+        {pair_key("shirt", "color"): "pair:shirt color"}, l2=0.01)
     products = [Product(id="photo", product_type="shirt", title="A plain cotton tee", image="red.jpg"),
                 Product(id="no-photo", product_type="shirt", title="A plain cotton tee")]
     extractor.config.extraction.image_prior_weight = 0.0

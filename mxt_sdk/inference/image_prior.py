@@ -2,10 +2,14 @@
 
 A generator trained from scratch on a few hundred photos per catalog learns less from frozen image
 features than a linear classifier on the same features does (ImplicitAVE: benchmarks/README.md). The
-prior is that classifier, kept beside the model: for each (product type, attribute) pair with at
-most ``max_values`` known values, a softmax regression with an L2 penalty from the image's pooled
-vector (the global encoder's, standardised on the training images and projected onto their first
-``dims`` principal directions) to the pair's training values, fitted by L-BFGS after training.
+prior is that classifier, kept beside the model: a softmax regression with an L2 penalty from the
+image's pooled vector (the global encoder's, standardised on the training images and projected onto
+their first ``dims`` principal directions) to training values, fitted by L-BFGS after training. Each
+regression serves a *group* of pairs: one (product type, attribute) pair, or every pair of one
+attribute name when the examples carry that group (``ImagePriorExample.group``: a neckline looks the
+same on a dress and on a top, and a catalog has few photos per pair). A group with more than
+``max_values`` distinct values falls back to one regression per pair, and a pair with more than that
+gets none. For a pair, the group's probabilities are renormalised over the pair's candidates.
 
 When :class:`~mxt_sdk.inference.known_values.KnownValueChooser` scores a pair's known values for a
 product with an image, it adds ``weight`` times the prior's log-probability (smoothed with a uniform
@@ -13,7 +17,7 @@ share ``SMOOTHING`` so that no candidate is ruled out) to each candidate's gener
 a product of experts over the candidate list. Products without an image, pairs without a prior and
 free answers are untouched.
 
-Everything here is a function of the training vectors and labels: pairs are fitted in sorted order
+Everything here is a function of the training vectors and labels: groups are fitted in sorted order
 from zero weights with a deterministic optimiser, and the projection comes from an eigendecomposition
 of the training covariance, so the same training data gives the same file.
 """
@@ -36,39 +40,43 @@ __all__ = ["ImageValuePrior", "ImagePriorExample", "SMOOTHING", "WEIGHTS_FILE", 
 
 WEIGHTS_FILE = "image_prior.safetensors"
 INDEX_FILE = "image_prior.json"
-VERSION = 1
+VERSION = 2  #: version 1 files (one regression per pair, no groups) still load
 #: share of each candidate's prior probability that is uniform over the candidates
 SMOOTHING = 0.1
 
 
 class ImagePriorExample(NamedTuple):
     """One training example the prior learns from: its pair key, its (cleaned) answer, the row of its
-    image's vector."""
+    image's vector, and the group whose regression it joins (None: its pair's own)."""
 
     pair: str
     value: str
     row: int
+    group: str | None = None
 
 
-class _Pair(NamedTuple):
+class _Regression(NamedTuple):
     values: list[str]
     weight: torch.Tensor  # [dims, len(values)]
     bias: torch.Tensor  # [len(values)]
 
 
 class ImageValuePrior:
-    """Per-pair softmax regressions over projected image vectors; see the module docstring."""
+    """Softmax regressions over projected image vectors, one per group of pairs; see the module docstring."""
 
-    def __init__(self, mean: torch.Tensor, projection: torch.Tensor, pairs: dict[str, _Pair], l2: float):
-        self.mean, self.projection, self.pairs, self.l2 = mean, projection, pairs, l2
+    def __init__(self, mean: torch.Tensor, projection: torch.Tensor, groups: dict[str, _Regression],
+                 pair_groups: dict[str, str], l2: float):
+        self.mean, self.projection, self.l2 = mean, projection, l2
+        self.groups = groups  #: group name -> its regression
+        self.pair_groups = pair_groups  #: pair key -> the name of the group that answers it
 
     # ------------------------------------------------------------------ fitting
     @classmethod
     def fit(cls, vector_chunks: Callable[[], Iterable[torch.Tensor]], examples: Iterable[ImagePriorExample], *,
             max_values: int = 50, dims: int = 256, l2: float = 0.01, max_iter: int = 100) -> "ImageValuePrior":
-        """Fit one regression per pair of ``examples`` whose distinct values number 2 to ``max_values``
-        (a pair with one value gets it with certainty; larger pairs get none). ``examples`` is iterated
-        once, after the vectors have been read.
+        """Fit one regression per group of ``examples`` (see the module docstring) whose distinct values
+        number at most ``max_values`` (one value: it with certainty). ``examples`` is iterated once,
+        after the vectors have been read.
 
         ``vector_chunks()`` yields the image vectors in row order, a chunk at a time (``ImagePriorExample.row``
         indexes them); it is called twice: once for the statistics (mean, correlations: memory ``D^2``),
@@ -92,41 +100,43 @@ class ImageValuePrior:
         scale = projected.std(0).clamp_min(1e-6) if count > 1 else torch.ones(projected.size(1), dtype=torch.double)
         projection, projected = (projection / scale).float(), (projected / scale).float()
 
-        by_pair: dict[str, list[ImagePriorExample]] = defaultdict(list)
-        for example in examples:
-            by_pair[example.pair].append(example)
-        pairs: dict[str, _Pair] = {}
-        for key in progress.bar(iterable=sorted(by_pair), desc="Fitting the image prior", unit="pair"):
-            members = by_pair[key]
+        groups: dict[str, _Regression] = {}
+        pair_groups: dict[str, str] = {}
+        units = _units(examples, max_values)
+        for name in progress.bar(iterable=sorted(units), desc="Fitting the image prior", unit="group"):
+            members = units[name]
             values = sorted({example.value for example in members})
-            if len(values) > max_values:
-                continue
             rows = torch.tensor([example.row for example in members])
             targets = torch.tensor([values.index(example.value) for example in members])
-            pairs[key] = _Pair(values, *_softmax_regression(projected[rows], targets, len(values), l2, max_iter))
-        return cls(mean.float(), projection, pairs, l2)
+            groups[name] = _Regression(values, *_softmax_regression(projected[rows], targets, len(values), l2, max_iter))
+            pair_groups.update((example.pair, name) for example in members)
+        return cls(mean.float(), projection, groups, pair_groups, l2)
 
     # ------------------------------------------------------------------ use
     def log_probs(self, pair: str, vector: torch.Tensor, candidates: Sequence[str]) -> list[float] | None:
-        """Smoothed log-probability of each candidate for an image with pooled ``vector``; None when
-        the pair has no prior. A candidate the pair never had gets only its uniform share."""
-        fitted = self.pairs.get(pair)
+        """Smoothed log-probability of each candidate for an image with pooled ``vector``: the group's
+        probabilities renormalised over the candidates it knows, mixed with a uniform share; None when
+        the pair has no prior. A candidate the group never had gets only its uniform share."""
+        fitted = self.groups.get(self.pair_groups.get(pair, ""))
         if fitted is None:
             return None
         logits = ((vector.float() - self.mean) @ self.projection) @ fitted.weight + fitted.bias
         probabilities = dict(zip(fitted.values, torch.softmax(logits, -1).tolist()))
-        uniform = SMOOTHING / max(len(candidates), 1)
-        return [math.log((1 - SMOOTHING) * probabilities.get(c, 0.0) + uniform) for c in candidates]
+        known = [probabilities.get(c, 0.0) for c in candidates]
+        total = sum(known)
+        uniform = 1 / max(len(candidates), 1)
+        return [math.log((1 - SMOOTHING) * (p / total if total > 0 else uniform) + SMOOTHING * uniform)
+                for p in known]
 
     # ------------------------------------------------------------------ files
     def save(self, directory: str | Path) -> None:
-        """Write ``image_prior.safetensors`` (mean, projection, every pair's weights side by side) and
-        ``image_prior.json`` (each pair's values and column offset) into ``directory``."""
+        """Write ``image_prior.safetensors`` (mean, projection, every group's weights side by side) and
+        ``image_prior.json`` (each group's values and column offset, each pair's group) into ``directory``."""
         directory = Path(directory)
         index, weights, biases, offset = {}, [], [], 0
-        for key in sorted(self.pairs):
-            fitted = self.pairs[key]
-            index[key] = {"offset": offset, "values": fitted.values}
+        for name in sorted(self.groups):
+            fitted = self.groups[name]
+            index[name] = {"offset": offset, "values": fitted.values}
             weights.append(fitted.weight)
             biases.append(fitted.bias)
             offset += len(fitted.values)
@@ -135,24 +145,46 @@ class ImageValuePrior:
                    "weight": torch.cat(weights, 1) if weights else torch.zeros(dims, 0),
                    "bias": torch.cat(biases) if biases else torch.zeros(0)}
         save_file({name: t.contiguous() for name, t in tensors.items()}, str(directory / WEIGHTS_FILE))
-        write_json(directory / INDEX_FILE, {"version": VERSION, "l2": self.l2, "pairs": index})
+        write_json(directory / INDEX_FILE, {"version": VERSION, "l2": self.l2, "groups": index,
+                                            "pairs": dict(sorted(self.pair_groups.items()))})
 
     @classmethod
     def load(cls, directory: str | Path) -> "ImageValuePrior | None":
-        """The prior saved in ``directory``, or None when there is none."""
+        """The prior saved in ``directory`` (version 1 or 2), or None when there is none."""
         directory = Path(directory)
         if not (directory / INDEX_FILE).exists():
             return None
         index = json.loads((directory / INDEX_FILE).read_text(encoding="utf-8"))
-        if index.get("version") != VERSION:
+        if index.get("version") not in (1, VERSION):
             raise ValueError(f"{directory / INDEX_FILE}: image prior version {index.get('version')!r}, "
-                             f"this mxt_sdk reads version {VERSION}")
+                             f"this mxt_sdk reads versions 1 and {VERSION}")
+        entries = index["pairs"] if index["version"] == 1 else index["groups"]  # version 1: one group per pair
+        pair_groups = {key: key for key in entries} if index["version"] == 1 else index["pairs"]
         tensors = load_file(str(directory / WEIGHTS_FILE))
-        pairs = {}
-        for key, entry in index["pairs"].items():
+        groups = {}
+        for name, entry in entries.items():
             start, end = entry["offset"], entry["offset"] + len(entry["values"])
-            pairs[key] = _Pair(entry["values"], tensors["weight"][:, start:end], tensors["bias"][start:end])
-        return cls(tensors["mean"], tensors["projection"], pairs, index["l2"])
+            groups[name] = _Regression(entry["values"], tensors["weight"][:, start:end], tensors["bias"][start:end])
+        return cls(tensors["mean"], tensors["projection"], groups, pair_groups, index["l2"])
+
+
+def _units(examples: Iterable[ImagePriorExample], max_values: int) -> dict[str, list[ImagePriorExample]]:
+    """The examples of each regression to fit, by its name: a group's (``group:<name>``) when it has at
+    most ``max_values`` values, else each of its pairs' (``pair:<key>``) that has at most that many."""
+    by_group: dict[str, list[ImagePriorExample]] = defaultdict(list)
+    for example in examples:
+        by_group[f"group:{example.group}" if example.group is not None else f"pair:{example.pair}"].append(example)
+    units: dict[str, list[ImagePriorExample]] = {}
+    for name, members in by_group.items():
+        if len({example.value for example in members}) <= max_values:
+            units[name] = members
+        elif name.startswith("group:"):
+            by_pair: dict[str, list[ImagePriorExample]] = defaultdict(list)
+            for example in members:
+                by_pair[f"pair:{example.pair}"].append(example)
+            units.update((key, pair_members) for key, pair_members in by_pair.items()
+                         if len({example.value for example in pair_members}) <= max_values)
+    return units
 
 
 def _softmax_regression(x: torch.Tensor, targets: torch.Tensor, classes: int, l2: float,

@@ -60,7 +60,8 @@ def fit_image_prior(model: MXTModel, example_paths, images: FeatureCache | Image
                                                           batch["answer"], batch["image"]):
             if image is not None:
                 examples.append(ImagePriorExample(pair_key(product_type, attribute), answer,
-                                                  rows.setdefault(image, len(rows))))
+                                                  rows.setdefault(image, len(rows)),
+                                                  attribute if options.share == "attribute" else None))
     references = list(rows)
     readable: list[bool] = []  # per reference, filled by the first pass over the vectors
 
@@ -75,7 +76,7 @@ def fit_image_prior(model: MXTModel, example_paths, images: FeatureCache | Image
         kept = {row: index for index, row in enumerate(r for r, ok in enumerate(readable) if ok)}
         log.info("Fitting the image prior on the examples of %d readable images (%d unreadable)",
                  len(kept), len(references) - len(kept))
-        yield from (ImagePriorExample(e.pair, e.value, kept[e.row]) for e in examples if e.row in kept)
+        yield from (e._replace(row=kept[e.row]) for e in examples if e.row in kept)
 
     was_training = model.training
     model.eval()
