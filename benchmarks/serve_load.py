@@ -2,15 +2,15 @@
 
 Run from the repository root (not a test; about 5 minutes on 2 idle CPU cores)::
 
-    python benchmarks/serve_load.py --model /tmp/serve-model --torch-threads 1 --output serve-results/serve_load.json
+    python benchmarks/serve_load.py --model /tmp/serve-model --rounds 2 --output serve-results/serve_load.json
 
 Unless ``--model`` names an existing model folder it trains tiny-cpu for ``--train-steps`` steps on the
 synthetic catalog first (and saves it there), so the answers are real ones (not argmax ties of noise).
 Then, against two ``mxt serve`` processes on 127.0.0.1 (same code and model): micro-batching on
 (``--max-batch-size 32 --max-wait-ms 5``) and off (``--max-batch-size 1``: one request per engine
 call), one client process sends one product per request from 1, 8 and 32 concurrent clients, the
-modes alternating (``--rounds`` times per client count) so a change in the machine's load falls on
-both. The clients are lean asyncio HTTP/1.1 connections (:class:`Connection`), so the client's own
+modes alternating (``--rounds`` times per client count, on-off then off-on) so a change in the
+machine's load or speed falls on both. The clients are lean asyncio HTTP/1.1 connections (:class:`Connection`), so the client's own
 work is a small part of what is measured. Every request is bounded: ``--requests`` per run and
 ``--max-seconds`` per run, whichever comes first. Each run also reports the mean products per engine
 batch, and per answered request the engine's wall time, the server process's CPU time and the
@@ -298,7 +298,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=480, help="Requests per run at most.")
     parser.add_argument("--max-seconds", type=float, default=60.0, help="Seconds per run at most.")
     parser.add_argument("--rounds", type=int, default=1,
-                        help="Times each client count is run in both modes (on, off, on, off, ...).")
+                        help="Times each client count is run in both modes (on, off, then off, on, ...).")
     parser.add_argument("--overload-clients", type=int, default=96, help="Clients of the overload run (0: none).")
     parser.add_argument("--overload-queue", type=int, default=16)
     parser.add_argument("--torch-threads", type=int, help="--torch-threads of both servers (default: torch's).")
@@ -318,11 +318,13 @@ def main() -> None:
                 options += ["--torch-threads", str(args.torch_threads)]
         reference = expected_rows(model, products, images)
         results: dict[str, Any] = {"runs": [], "settings": vars(args), "cpus": os.cpu_count()}
-        # Both servers run at once and the modes alternate at each client count, so a change in the
-        # machine's load during the benchmark (it may be shared) falls on both alike.
+        # Both servers run at once and the modes alternate at each client count, in ABBA order over the
+        # rounds, so a steady change in the machine's speed during the benchmark (it may be shared, or a
+        # virtual machine whose CPU is taken by others) falls on both alike.
         with Server(model, images, MODES["batching on"]) as on, Server(model, images, MODES["batching off"]) as off:
             for clients, round_ in ((c, r) for c in map(int, args.concurrency.split(",")) for r in range(args.rounds)):
-                for mode, server in (("batching on", on), ("batching off", off)):
+                modes = (("batching on", on), ("batching off", off))
+                for mode, server in modes if round_ % 2 == 0 else modes[::-1]:  # on, off, off, on, ...
                     before, cpu_before, client_before = server.totals(), server.cpu_seconds(), time.process_time()
                     run = asyncio.run(load(server.url, products, reference, clients, args.requests, args.max_seconds))
                     client_cpu, cpu = time.process_time() - client_before, server.cpu_seconds() - cpu_before
