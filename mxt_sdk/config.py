@@ -71,7 +71,7 @@ class ImagePriorConfig(_Section):
         "attribute has more than extraction.choose_among_known values)")
     dims: int = Field(default=256, ge=1, description="principal directions of the image vectors kept")
     l2: float = Field(default=0.01, ge=0, description="L2 penalty of each regression")
-    max_iter: int = Field(default=100, ge=1, description="L-BFGS iterations per pair")
+    max_iter: int = Field(default=100, ge=1, description="L-BFGS iterations per regression")
 
 
 class TrainingConfig(_Section):

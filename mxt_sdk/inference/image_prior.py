@@ -171,20 +171,26 @@ class ImageValuePrior:
 def _units(examples: Iterable[ImagePriorExample], max_values: int) -> dict[str, list[ImagePriorExample]]:
     """The examples of each regression to fit, by its name: a group's (``group:<name>``) when it has at
     most ``max_values`` values, else each of its pairs' (``pair:<key>``) that has at most that many."""
-    by_group: dict[str, list[ImagePriorExample]] = defaultdict(list)
-    for example in examples:
-        by_group[f"group:{example.group}" if example.group is not None else f"pair:{example.pair}"].append(example)
+    def small(members: list[ImagePriorExample]) -> bool:
+        return len({example.value for example in members}) <= max_values
+
     units: dict[str, list[ImagePriorExample]] = {}
-    for name, members in by_group.items():
-        if len({example.value for example in members}) <= max_values:
+    for name, members in _grouped(examples, lambda e: f"pair:{e.pair}" if e.group is None else f"group:{e.group}"):
+        if small(members):
             units[name] = members
         elif name.startswith("group:"):
-            by_pair: dict[str, list[ImagePriorExample]] = defaultdict(list)
-            for example in members:
-                by_pair[f"pair:{example.pair}"].append(example)
-            units.update((key, pair_members) for key, pair_members in by_pair.items()
-                         if len({example.value for example in pair_members}) <= max_values)
+            units.update((key, pair_members) for key, pair_members in _grouped(members, lambda e: f"pair:{e.pair}")
+                         if small(pair_members))
     return units
+
+
+def _grouped(examples: Iterable[ImagePriorExample], key: Callable[[ImagePriorExample], str]
+             ) -> Iterable[tuple[str, list[ImagePriorExample]]]:
+    """``examples`` by ``key``, in first-seen order."""
+    by_key: dict[str, list[ImagePriorExample]] = defaultdict(list)
+    for example in examples:
+        by_key[key(example)].append(example)
+    return by_key.items()
 
 
 def _softmax_regression(x: torch.Tensor, targets: torch.Tensor, classes: int, l2: float,
