@@ -52,10 +52,14 @@ def _implicitave_split(root: Path, seed: int, test_share: float) -> tuple[list[P
                 if isinstance(p, Product)]
 
     def in_test(product: Product) -> bool:
-        digest = hashlib.sha1(f"{seed}:{product.id}".encode()).digest()
-        return int.from_bytes(digest[:4], "big") / 2**32 < test_share
+        return _share_hash(f"{seed}:{product.id}") < test_share
 
     return [p for p in products if not in_test(p)], [p for p in products if in_test(p)]
+
+
+def _share_hash(key: str) -> float:
+    """``key``'s place in [0, 1): the first 4 bytes of its SHA-1 (a split that does not depend on order)."""
+    return int.from_bytes(hashlib.sha1(key.encode()).digest()[:4], "big") / 2**32
 
 
 def _train_text_products(root: Path, pairs: set[tuple[str, str]]) -> list[Product]:
@@ -111,6 +115,10 @@ def run_implicitave(extractor: Extractor, args) -> dict:
     root = args.data / "implicitave"
     train, test = _implicitave_split(root, args.seed, args.test_share)
     majority = _majority_accuracy(train, test)
+    held_out = []
+    if args.calibrate_share > 0:  # photo products kept out of training to choose the image prior's weight on
+        held_out = [p for p in train if _share_hash(f"calibrate:{args.seed}:{p.id}") < args.calibrate_share]
+        train = [p for p in train if _share_hash(f"calibrate:{args.seed}:{p.id}") >= args.calibrate_share]
     if args.blank_titles:  # diagnostic: what the image (and product type) alone can give
         train, test = [_blank_title(p) for p in train], [_blank_title(p) for p in test]
     if args.blank_title_copies:  # modality dropout as data: each photo once with, once without its text
@@ -120,6 +128,11 @@ def run_implicitave(extractor: Extractor, args) -> dict:
         pairs = {(p.product_type, a) for p in train + test for a in p.attributes}
         train = train * args.photo_repeat + _train_text_products(root, pairs)
     steps, seconds = _fit(extractor, train, args, image_root=root)
+    weights = {}
+    if held_out and extractor.image_prior_in_use:
+        weights = {"calibration_products": len(held_out), "prior_weight_accuracy":
+                   extractor.choose_image_prior_weight(held_out, image_root=root),
+                   "image_prior_weight": extractor.config.extraction.image_prior_weight}
     right = absent_right = absent = 0
     for product in test:
         for prediction in extractor.extract([product], list(product.attributes), image_root=root):
@@ -132,7 +145,7 @@ def run_implicitave(extractor: Extractor, args) -> dict:
     total = sum(len(p.attributes) for p in test)
     return {"train_products": len(train), "photo_products": photo_products, "test_pairs": total, "steps": steps, "train_seconds": seconds,
             "accuracy": round(right / total, 4), "value_absent_accuracy": round(absent_right / max(absent, 1), 4),
-            "value_absent_pairs": absent, "majority_accuracy": round(majority, 4)}
+            "value_absent_pairs": absent, "majority_accuracy": round(majority, 4), **weights}
 
 
 def run_extractgpt(extractor: Extractor, args) -> dict:
@@ -157,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="implicitave: also train on train_text/ (text-only rows of the same pairs)")
     parser.add_argument("--photo-repeat", type=int, default=1,
                         help="implicitave with --train-text: each photo product appears this many times")
+    parser.add_argument("--calibrate-share", type=float, default=0.0,
+                        help="implicitave: keep this share of the photo training products out of training and "
+                             "choose the image prior's weight on them (Extractor.choose_image_prior_weight)")
     parser.add_argument("--blank-title-copies", action="store_true",
                         help="implicitave: train on each photo product twice, with and without its title")
     parser.add_argument("--blank-titles", action="store_true",
@@ -181,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
  **({"train_text": True, "photo_repeat": args.photo_repeat}
                                               if args.train_text else {}),
               **({"blank_titles": True} if args.blank_titles else {}),
+              **({"calibrate_share": args.calibrate_share} if args.calibrate_share else {}),
               **({"blank_title_copies": True} if args.blank_title_copies else {}), **run(extractor, args)}
     print(json.dumps(result), flush=True)
     return 0

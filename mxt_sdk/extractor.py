@@ -1,6 +1,7 @@
 """``Extractor``: the one class users import. Build or load a model, extract values, save it."""
 from __future__ import annotations
 
+import logging
 import tempfile
 from itertools import islice
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -14,7 +15,9 @@ from mxt_sdk.data.metadata import CatalogMetadata
 from mxt_sdk.devices import resolve_device
 from mxt_sdk.data.readers import REJECTED_FILE, load_products
 from mxt_sdk.errors import DataFileError, NotFittedError
+from mxt_sdk.evaluation import prior_weight
 from mxt_sdk.evaluation.metrics import group_by_pair
+from mxt_sdk.evaluation.prior_weight import PRIOR_WEIGHTS
 from mxt_sdk.evaluation.report import build_report, score, scored, write_report
 from mxt_sdk.images.fetch import UrlPolicy
 from mxt_sdk.evaluation.thresholds import DEFAULT_MIN_SUPPORT, Thresholds, calibrate
@@ -29,6 +32,8 @@ from mxt_sdk.training.layout import default_run_dir
 from mxt_sdk.training.run_guard import DATA_SCHEME, check_resume, config_fingerprint
 from mxt_sdk.training.trainer import Trainer, TrainingResult
 from mxt_sdk.types import Prediction, Product
+
+log = logging.getLogger(__name__)
 
 
 class Extractor:
@@ -180,7 +185,8 @@ class Extractor:
         ``output`` (a ``.json`` path) also writes the predictions file, a Markdown summary,
         precision-recall plots and a self-contained HTML page with a gallery of the products beside it.
         """
-        rows, root = self._labelled_rows(data, image_root, reader, batch_size)
+        products, root = self._labelled_products(data, image_root, reader)
+        rows = self._score_products(products, root, batch_size)
         report = build_report(rows, self.thresholds, precision)
         if output is not None:
             write_report(report, rows, Path(output), image_root=Path(root) if root is not None else None)
@@ -188,19 +194,74 @@ class Extractor:
 
     def calibrate(self, data: str | Path | Iterable[Product | dict[str, Any]], *, precision: float = 0.9,
                   image_root: str | Path | None = None, reader: str | None = None,
-                  batch_size: int | None = None, min_support: int = DEFAULT_MIN_SUPPORT) -> Thresholds:
+                  batch_size: int | None = None, min_support: int = DEFAULT_MIN_SUPPORT,
+                  prior_weights: Sequence[float] | None = PRIOR_WEIGHTS) -> Thresholds:
         """Set each (product type, attribute) threshold to reach ``precision`` on labelled ``data``
         (highest recall among thresholds that do). A pair with fewer than ``min_support`` labelled
         rows, and a pair missing from ``data``, gets the threshold of its attribute's pooled rows, or
         of all rows (see :mod:`mxt_sdk.evaluation.thresholds`). Pairs that cannot reach the target
-        accept nothing; they are listed with ``None`` in the result. Saved with :meth:`save_pretrained`."""
-        rows, _ = self._labelled_rows(data, image_root, reader, batch_size)
+        accept nothing; they are listed with ``None`` in the result. Saved with :meth:`save_pretrained`.
+
+        When the model's image prior is in use (see :meth:`choose_image_prior_weight`), the weight among
+        ``prior_weights`` most accurate on ``data`` is set first and the thresholds are those of that
+        weight's answers; ``prior_weights=None`` keeps the configured weight. Each weight is one pass
+        of extraction over ``data``."""
+        products, root = self._labelled_products(data, image_root, reader)
+        if prior_weights and self.image_prior_in_use:
+            _, rows = self._weigh_image_prior(products, root, batch_size, prior_weights)
+        else:
+            rows = self._score_products(products, root, batch_size)
         by_pair = group_by_pair((r["product_type"], r["attribute"], scored(r)) for r in rows)
         self.thresholds = calibrate(by_pair, precision, default=self.thresholds.default, min_support=min_support)
         return self.thresholds
 
-    def _labelled_rows(self, data, image_root, reader, batch_size) -> tuple[list[dict[str, Any]], Any]:
-        """The scored rows of the labelled products of ``data``, and the image root they were read under."""
+    @property
+    def image_prior_in_use(self) -> bool:
+        """Whether extraction joins an image prior to ``choose_among_known``'s scores (at a weight above 0):
+        the model has a fitted prior and an image path, ``choose_among_known`` is on and the generator
+        scores given answers."""
+        return (self.image_prior is not None and self.model.uses_images
+                and self.config.extraction.choose_among_known > 0 and self.model.generator.scores_answers)
+
+    def choose_image_prior_weight(self, data: str | Path | Iterable[Product | dict[str, Any]],
+                                  weights: Sequence[float] = PRIOR_WEIGHTS, *, image_root: str | Path | None = None,
+                                  reader: str | None = None, batch_size: int | None = None) -> dict[float, float]:
+        """Set ``extraction.image_prior_weight`` to the weight of ``weights`` whose answers are most often
+        correct on labelled ``data`` (ties keep the current weight, else take the smallest; see
+        :mod:`mxt_sdk.evaluation.prior_weight`) and return the accuracy of each weight. ``data`` must be
+        held out from training: on training products the generator recalls its labels and 0 always wins.
+        Saved with :meth:`save_pretrained`."""
+        if not self.image_prior_in_use:
+            raise ValueError("this model's extraction uses no image prior (it needs a fitted prior, an image "
+                             "encoder, extraction.choose_among_known > 0 and a generator that scores answers)")
+        products, root = self._labelled_products(data, image_root, reader)
+        accuracy_by_weight, _ = self._weigh_image_prior(products, root, batch_size, weights)
+        return accuracy_by_weight
+
+    def _weigh_image_prior(self, products: list[Product], root, batch_size: int | None,
+                           weights: Sequence[float]) -> tuple[dict[float, float], list[dict[str, Any]]]:
+        """Accuracy on ``products`` at each weight (the best one is left set), and the scored rows of the best."""
+        extraction = self.config.extraction
+        configured = extraction.image_prior_weight
+        runs: dict[float, tuple[float, list[dict[str, Any]]]] = {}
+        try:
+            for weight in dict.fromkeys(float(w) for w in weights):
+                if weight < 0:
+                    raise ValueError(f"image prior weights must be at least 0, got {weight}")
+                extraction.image_prior_weight = weight
+                rows = self._score_products(products, root, batch_size)
+                runs[weight] = (prior_weight.accuracy(rows), rows)
+                log.info("image prior weight %g: accuracy %.4f on %d labelled products", weight, runs[weight][0],
+                         len(products))
+        finally:
+            extraction.image_prior_weight = configured  # an error leaves the configured weight
+        accuracy_by_weight = {weight: run[0] for weight, run in runs.items()}
+        extraction.image_prior_weight = prior_weight.best_weight(accuracy_by_weight, configured)
+        log.info("image prior weight set to %g (was %g)", extraction.image_prior_weight, configured)
+        return accuracy_by_weight, runs[extraction.image_prior_weight][1]
+
+    def _labelled_products(self, data, image_root, reader) -> tuple[list[Product], Any]:
+        """The products of ``data`` that have attribute values, and the image root to read them under."""
         products = load_products(data, "evaluation", reader)
         labelled = [p for p in products if p.attributes]
         if not labelled:
@@ -208,9 +269,13 @@ class Extractor:
         root = image_root if image_root is not None else self.config.extraction.image_root
         if root is None and isinstance(data, (str, Path)):
             root = Path(data).parent  # relative image paths are relative to the data file, as in fit()
+        return labelled, root
+
+    def _score_products(self, labelled: list[Product], root, batch_size: int | None) -> list[dict[str, Any]]:
+        """The scored rows (:func:`~mxt_sdk.evaluation.report.score`) of ``labelled`` products."""
         predictions = list(self.iter_extract(labelled, lambda product: list(product.attributes),
                                              image_root=root, batch_size=batch_size))
-        return score(labelled, predictions, self.metadata, self.normalizers), root
+        return score(labelled, predictions, self.metadata, self.normalizers)
 
     def extract(self, products: Iterable[Product | dict[str, Any]], attributes: Sequence[str] | None = None,
                 **options: Any) -> list[Prediction]:

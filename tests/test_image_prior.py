@@ -7,9 +7,12 @@ import math
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 from conftest import tiny_config
 from mxt_sdk import Extractor, Product
+from mxt_sdk.cli import main
+from mxt_sdk.evaluation.prior_weight import accuracy as prior_accuracy, best_weight
 from mxt_sdk.experiments.synthetic import write_catalog
 from mxt_sdk.inference.image_prior import INDEX_FILE, SMOOTHING, WEIGHTS_FILE, ImagePriorExample, ImageValuePrior
 
@@ -152,3 +155,55 @@ def test_a_trained_prior_is_saved_loaded_and_moves_known_value_choices(tmp_path)
     assert all(p.error is None for p in with_prior)
     # the prior is part of the choice: the confidences of known-value answers change
     assert [p.confidence for p in with_prior] != [p.confidence for p in without]
+
+
+def test_the_most_accurate_weight_wins_and_ties_keep_the_current_or_take_the_smallest():
+    assert best_weight({0.0: 0.4, 1.0: 0.6, 2.0: 0.5}, current=1.0) == 1.0
+    assert best_weight({0.0: 0.7, 1.0: 0.6, 2.0: 0.7}, current=1.0) == 0.0  # tie without the current: smallest
+    assert best_weight({0.0: 0.7, 1.0: 0.7, 2.0: 0.7}, current=1.0) == 1.0  # a tie is no reason to change
+    with pytest.raises(ValueError, match="no weight"):
+        best_weight({}, current=1.0)
+    rows = [{"gold": "red", "correct": True}, {"gold": "blue", "correct": False}, {"gold": None, "correct": False}]
+    assert prior_accuracy(rows) == 0.5  # rows without a stated gold value do not count
+    assert prior_accuracy([]) == 0.0
+
+
+def test_a_model_without_a_prior_has_no_weight_to_choose(tmp_path):
+    extractor = Extractor.from_config(tiny_config(["mag", "xattn"]))
+    assert not extractor.image_prior_in_use
+    with pytest.raises(ValueError, match="uses no image prior"):
+        extractor.choose_image_prior_weight([Product(id="1", product_type="dress", title="red dress",
+                                                     attributes={"color": "red"})])
+
+
+@pytest.mark.slow
+def test_calibration_chooses_the_prior_weight_on_held_out_products_and_saves_it(tmp_path):
+    catalog = write_catalog(tmp_path / "catalog", train_size=24, test_size=8, image_size=48)
+    Extractor.from_config(_prior_config(frozen=True)).fit(catalog["train"], output_dir=tmp_path / "model",
+                                                          max_steps=3)
+    extractor = Extractor.from_pretrained(tmp_path / "model")
+    accuracy_by_weight = extractor.choose_image_prior_weight(catalog["test"], [0, 1, 4])
+    assert list(accuracy_by_weight) == [0.0, 1.0, 4.0] and all(0 <= a <= 1 for a in accuracy_by_weight.values())
+    chosen = extractor.config.extraction.image_prior_weight
+    assert chosen == best_weight(accuracy_by_weight, current=1.0)
+    # the accuracy reported for the chosen weight is the one evaluation measures with it
+    report = extractor.evaluate(catalog["test"])
+    assert report["slices"]["with_image"]["accuracy"] == pytest.approx(accuracy_by_weight[chosen])
+
+    # mxt calibrate: the chosen weight is printed and saved with the thresholds; 'none' keeps the weight
+    runner = CliRunner()
+    result = runner.invoke(main, ["calibrate", "--model", str(tmp_path / "model"), "--data", str(catalog["test"]),
+                                  "--prior-weights", "0,4"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout[result.stdout.index("{"):])
+    assert printed["image_prior_weight"] in (0.0, 4.0)
+    assert Extractor.from_pretrained(tmp_path / "model").config.extraction.image_prior_weight == \
+        printed["image_prior_weight"]
+    result = runner.invoke(main, ["calibrate", "--model", str(tmp_path / "model"), "--data", str(catalog["test"]),
+                                  "--prior-weights", "none"])
+    assert result.exit_code == 0, result.output
+    assert Extractor.from_pretrained(tmp_path / "model").config.extraction.image_prior_weight == \
+        printed["image_prior_weight"]
+    result = runner.invoke(main, ["calibrate", "--model", str(tmp_path / "model"), "--data", str(catalog["test"]),
+                                  "--prior-weights", "1,-2"])
+    assert result.exit_code == 2 and "at least 0" in result.output

@@ -8,6 +8,7 @@ import click
 
 from mxt_sdk.cli import exits
 from mxt_sdk.cli.common import command_options, device_option
+from mxt_sdk.evaluation.prior_weight import PRIOR_WEIGHTS
 from mxt_sdk.evaluation.thresholds import DEFAULT_MIN_SUPPORT, calibration_summary
 from mxt_sdk.extractor import Extractor
 
@@ -60,11 +61,31 @@ def evaluate(model_dir, data, output, precision, image_root, reader, batch_size,
 @_device
 @click.option("--min-support", default=DEFAULT_MIN_SUPPORT, show_default=True, type=click.IntRange(1),
               help="Labelled rows a pair needs for its own threshold; fewer: pooled over its attribute or all rows.")
+@click.option("--prior-weights", default=",".join(f"{w:g}" for w in PRIOR_WEIGHTS), show_default=True,
+              callback=lambda ctx, param, value: _weights(value),
+              help="Image prior weights to try (comma-separated; 'none': keep the model's). Used only by a model "
+                   "with an image prior; each weight is one pass over DATA.")
 @command_options
-def calibrate(model_dir, data, precision, image_root, reader, batch_size, min_support, device) -> None:
-    """Set per-pair confidence thresholds of MODEL reaching PRECISION on DATA; saved in MODEL."""
+def calibrate(model_dir, data, precision, image_root, reader, batch_size, min_support, prior_weights, device) -> None:
+    """Set per-pair confidence thresholds of MODEL reaching PRECISION on DATA (and, for a model with an image
+    prior, the prior's weight most accurate on DATA); saved in MODEL. DATA must be held out from training."""
     extractor = Extractor.from_pretrained(model_dir, device=device)
     thresholds = extractor.calibrate(data, precision=precision, image_root=image_root, reader=reader,
-                                     batch_size=batch_size, min_support=min_support)
+                                     batch_size=batch_size, min_support=min_support, prior_weights=prior_weights)
     extractor.save_pretrained(model_dir)
-    click.echo(json.dumps(calibration_summary(thresholds), indent=2))
+    summary = calibration_summary(thresholds)
+    if extractor.image_prior_in_use:
+        summary["image_prior_weight"] = extractor.config.extraction.image_prior_weight
+    click.echo(json.dumps(summary, indent=2))
+
+
+def _weights(value: str) -> tuple[float, ...] | None:
+    if value.strip().casefold() == "none":
+        return None
+    try:
+        weights = tuple(float(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected numbers separated by commas or 'none', got {value!r}") from None
+    if not weights or min(weights) < 0:
+        raise click.BadParameter(f"expected one or more weights of at least 0, got {value!r}")
+    return weights
