@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="implicitave with --train-text: each photo product appears this many times")
     parser.add_argument("--calibrate-share", type=float, default=0.0,
                         help="implicitave: keep this share of the photo training products out of training and "
-                             "choose the image prior's weight on them (Extractor.choose_image_prior_weight)")
+                             "choose the image prior's weight on them (Extractor.choose_image_prior_weight; "
+                             "the choice replaces a --decode image_prior_weight)")
     parser.add_argument("--blank-title-copies", action="store_true",
                         help="implicitave: train on each photo product twice, with and without its title")
     parser.add_argument("--blank-titles", action="store_true",

@@ -202,8 +202,8 @@ class Extractor:
         of all rows (see :mod:`mxt_sdk.evaluation.thresholds`). Pairs that cannot reach the target
         accept nothing; they are listed with ``None`` in the result. Saved with :meth:`save_pretrained`.
 
-        When the model's image prior is in use (see :meth:`choose_image_prior_weight`), the weight among
-        ``prior_weights`` most accurate on ``data`` is set first and the thresholds are those of that
+        When the model's image prior is in use, the prior's weight is chosen first among
+        ``prior_weights`` (:meth:`choose_image_prior_weight`) and the thresholds are those of the chosen
         weight's answers; ``prior_weights=None`` keeps the configured weight. Each weight is one pass
         of extraction over ``data``."""
         products, root = self._labelled_products(data, image_root, reader)
@@ -227,8 +227,9 @@ class Extractor:
                                   weights: Sequence[float] = PRIOR_WEIGHTS, *, image_root: str | Path | None = None,
                                   reader: str | None = None, batch_size: int | None = None) -> dict[float, float]:
         """Set ``extraction.image_prior_weight`` to the weight of ``weights`` whose answers are most often
-        correct on labelled ``data`` (ties keep the current weight, else take the smallest; see
-        :mod:`mxt_sdk.evaluation.prior_weight`) and return the accuracy of each weight. ``data`` must be
+        correct on labelled ``data`` if it is clearly better than the configured weight on the same rows
+        (a sign test; see :mod:`mxt_sdk.evaluation.prior_weight`), and return the accuracy of each weight
+        tried (the configured one included). ``data`` must be
         held out from training: on training products the generator recalls its labels and 0 always wins.
         Saved with :meth:`save_pretrained`."""
         if not self.image_prior_in_use:
@@ -240,25 +241,26 @@ class Extractor:
 
     def _weigh_image_prior(self, products: list[Product], root, batch_size: int | None,
                            weights: Sequence[float]) -> tuple[dict[float, float], list[dict[str, Any]]]:
-        """Accuracy on ``products`` at each weight (the best one is left set), and the scored rows of the best."""
+        """Accuracy on ``products`` at each weight of ``weights`` and the configured one; the chosen weight
+        (:func:`~mxt_sdk.evaluation.prior_weight.best_weight`) is left set, and its scored rows returned."""
         extraction = self.config.extraction
         configured = extraction.image_prior_weight
-        runs: dict[float, tuple[float, list[dict[str, Any]]]] = {}
+        runs: dict[float, list[dict[str, Any]]] = {}
         try:
-            for weight in dict.fromkeys(float(w) for w in weights):
+            for weight in dict.fromkeys([*(float(w) for w in weights), configured]):
                 if weight < 0:
                     raise ValueError(f"image prior weights must be at least 0, got {weight}")
                 extraction.image_prior_weight = weight
-                rows = self._score_products(products, root, batch_size)
-                runs[weight] = (prior_weight.accuracy(rows), rows)
-                log.info("image prior weight %g: accuracy %.4f on %d labelled products", weight, runs[weight][0],
-                         len(products))
+                runs[weight] = self._score_products(products, root, batch_size)
         finally:
             extraction.image_prior_weight = configured  # an error leaves the configured weight
-        accuracy_by_weight = {weight: run[0] for weight, run in runs.items()}
-        extraction.image_prior_weight = prior_weight.best_weight(accuracy_by_weight, configured)
-        log.info("image prior weight set to %g (was %g)", extraction.image_prior_weight, configured)
-        return accuracy_by_weight, runs[extraction.image_prior_weight][1]
+        flags = {weight: prior_weight.correct_flags(rows) for weight, rows in runs.items()}
+        accuracy_by_weight = {weight: prior_weight.accuracy(f) for weight, f in flags.items()}
+        extraction.image_prior_weight = prior_weight.best_weight(flags, configured)
+        log.info("image prior weight %g (configured %g) after accuracy by weight on %d labelled products: %s",
+                 extraction.image_prior_weight, configured, len(products),
+                 ", ".join(f"{w:g}: {a:.4f}" for w, a in sorted(accuracy_by_weight.items())))
+        return accuracy_by_weight, runs[extraction.image_prior_weight]
 
     def _labelled_products(self, data, image_root, reader) -> tuple[list[Product], Any]:
         """The products of ``data`` that have attribute values, and the image root to read them under."""

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import tiny_config
 from mxt_sdk import Extractor, Product
 from mxt_sdk.cli import main
-from mxt_sdk.evaluation.prior_weight import accuracy as prior_accuracy, best_weight
+from mxt_sdk.evaluation.prior_weight import accuracy as prior_accuracy, best_weight, clearly_better, correct_flags
 from mxt_sdk.experiments.synthetic import write_catalog
 from mxt_sdk.inference.image_prior import INDEX_FILE, SMOOTHING, WEIGHTS_FILE, ImagePriorExample, ImageValuePrior
 
@@ -157,15 +157,23 @@ def test_a_trained_prior_is_saved_loaded_and_moves_known_value_choices(tmp_path)
     assert [p.confidence for p in with_prior] != [p.confidence for p in without]
 
 
-def test_the_most_accurate_weight_wins_and_ties_keep_the_current_or_take_the_smallest():
-    assert best_weight({0.0: 0.4, 1.0: 0.6, 2.0: 0.5}, current=1.0) == 1.0
-    assert best_weight({0.0: 0.7, 1.0: 0.6, 2.0: 0.7}, current=1.0) == 0.0  # tie without the current: smallest
-    assert best_weight({0.0: 0.7, 1.0: 0.7, 2.0: 0.7}, current=1.0) == 1.0  # a tie is no reason to change
-    with pytest.raises(ValueError, match="no weight"):
-        best_weight({}, current=1.0)
+def test_a_weight_replaces_the_configured_one_only_when_clearly_better_on_the_same_rows():
+    right, wrong = True, False
+    configured = [wrong] * 10 + [right] * 10
+    clearly = [right] * 10 + [right] * 10  # 10 wins, 0 losses: 10 >= 2 * sqrt(10)
+    slightly = [right] * 3 + [wrong] * 7 + [right] * 10  # 3 wins, 0 losses: 3 < 2 * sqrt(3)
+    assert best_weight({0.0: configured, 1.0: configured, 2.0: clearly}, current=1.0) == 2.0
+    assert best_weight({0.0: configured, 1.0: configured, 2.0: slightly}, current=1.0) == 1.0
+    assert best_weight({0.0: clearly, 1.0: configured, 4.0: clearly}, current=1.0) == 0.0  # equals: the smallest
+    swapped = [right] * 10 + [wrong] * 10  # same accuracy, other rows: 10 wins, 10 losses
+    assert not clearly_better(swapped, configured)
+    with pytest.raises(ValueError, match="configured weight 3 was not scored"):
+        best_weight({0.0: configured}, current=3.0)
+    with pytest.raises(ValueError, match="scored on 1 and 20 rows"):
+        clearly_better([right], configured)
     rows = [{"gold": "red", "correct": True}, {"gold": "blue", "correct": False}, {"gold": None, "correct": False}]
-    assert prior_accuracy(rows) == 0.5  # rows without a stated gold value do not count
-    assert prior_accuracy([]) == 0.0
+    assert correct_flags(rows) == [True, False]  # rows without a stated gold value do not count
+    assert prior_accuracy(correct_flags(rows)) == 0.5 and prior_accuracy([]) == 0.0
 
 
 def test_a_model_without_a_prior_has_no_weight_to_choose(tmp_path):
@@ -185,7 +193,7 @@ def test_calibration_chooses_the_prior_weight_on_held_out_products_and_saves_it(
     accuracy_by_weight = extractor.choose_image_prior_weight(catalog["test"], [0, 1, 4])
     assert list(accuracy_by_weight) == [0.0, 1.0, 4.0] and all(0 <= a <= 1 for a in accuracy_by_weight.values())
     chosen = extractor.config.extraction.image_prior_weight
-    assert chosen == best_weight(accuracy_by_weight, current=1.0)
+    assert chosen in accuracy_by_weight and accuracy_by_weight[chosen] >= accuracy_by_weight[1.0]
     # the accuracy reported for the chosen weight is the one evaluation measures with it
     report = extractor.evaluate(catalog["test"])
     assert report["slices"]["with_image"]["accuracy"] == pytest.approx(accuracy_by_weight[chosen])
@@ -196,7 +204,7 @@ def test_calibration_chooses_the_prior_weight_on_held_out_products_and_saves_it(
                                   "--prior-weights", "0,4"])
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout[result.stdout.index("{"):])
-    assert printed["image_prior_weight"] in (0.0, 4.0)
+    assert printed["image_prior_weight"] in (0.0, 1.0, 4.0)  # the configured 1 is always tried
     assert Extractor.from_pretrained(tmp_path / "model").config.extraction.image_prior_weight == \
         printed["image_prior_weight"]
     result = runner.invoke(main, ["calibrate", "--model", str(tmp_path / "model"), "--data", str(catalog["test"]),
