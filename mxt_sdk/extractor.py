@@ -217,9 +217,9 @@ class Extractor:
 
     @property
     def image_prior_in_use(self) -> bool:
-        """Whether extraction joins an image prior to ``choose_among_known``'s scores (at a weight above 0):
-        the model has a fitted prior and an image path, ``choose_among_known`` is on and the generator
-        scores given answers."""
+        """Whether extraction joins an image prior to ``choose_among_known``'s scores, at the weight
+        ``extraction.image_prior_weight`` (which may be 0): the model has a fitted prior and an image path,
+        ``choose_among_known`` is on and the generator scores given answers."""
         return (self.image_prior is not None and self.model.uses_images
                 and self.config.extraction.choose_among_known > 0 and self.model.generator.scores_answers)
 
@@ -229,9 +229,9 @@ class Extractor:
         """Set ``extraction.image_prior_weight`` to the weight of ``weights`` whose answers are most often
         correct on labelled ``data`` if it is clearly better than the configured weight on the same rows
         (a sign test; see :mod:`mxt_sdk.evaluation.prior_weight`), and return the accuracy of each weight
-        tried (the configured one included). ``data`` must be
-        held out from training: on training products the generator recalls its labels and 0 always wins.
-        Saved with :meth:`save_pretrained`."""
+        tried (the configured one included). Saved with :meth:`save_pretrained`. ``data`` must be held out
+        from training: the generator and the prior both recall the labels of their training products, so
+        scores on those say nothing about new products."""
         if not self.image_prior_in_use:
             raise ValueError("this model's extraction uses no image prior (it needs a fitted prior, an image "
                              "encoder, extraction.choose_among_known > 0 and a generator that scores answers)")

@@ -67,8 +67,9 @@ def evaluate(model_dir, data, output, precision, image_root, reader, batch_size,
                    "with an image prior; each weight is one pass over DATA.")
 @command_options
 def calibrate(model_dir, data, precision, image_root, reader, batch_size, min_support, prior_weights, device) -> None:
-    """Set per-pair confidence thresholds of MODEL reaching PRECISION on DATA (and, for a model with an image
-    prior, the prior's weight most accurate on DATA); saved in MODEL. DATA must be held out from training."""
+    """Set per-pair confidence thresholds of MODEL reaching PRECISION on DATA and, for a model with an image
+    prior, the prior's weight (kept unless another is clearly more accurate on DATA); saved in MODEL. DATA
+    must be held out from training."""
     extractor = Extractor.from_pretrained(model_dir, device=device)
     thresholds = extractor.calibrate(data, precision=precision, image_root=image_root, reader=reader,
                                      batch_size=batch_size, min_support=min_support, prior_weights=prior_weights)
