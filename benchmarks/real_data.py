@@ -117,8 +117,9 @@ def run_implicitave(extractor: Extractor, args) -> dict:
     majority = _majority_accuracy(train, test)
     held_out = []
     if args.calibrate_share > 0:  # photo products kept out of training to choose the image prior's weight on
-        held_out = [p for p in train if _share_hash(f"calibrate:{args.seed}:{p.id}") < args.calibrate_share]
-        train = [p for p in train if _share_hash(f"calibrate:{args.seed}:{p.id}") >= args.calibrate_share]
+        kept_out = [_share_hash(f"calibrate:{args.seed}:{p.id}") < args.calibrate_share for p in train]
+        held_out = [p for p, out in zip(train, kept_out) if out]
+        train = [p for p, out in zip(train, kept_out) if not out]
     if args.blank_titles:  # diagnostic: what the image (and product type) alone can give
         train, test = [_blank_title(p) for p in train], [_blank_title(p) for p in test]
     if args.blank_title_copies:  # modality dropout as data: each photo once with, once without its text

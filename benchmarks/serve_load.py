@@ -11,8 +11,8 @@ Then, against two ``mxt serve`` processes on 127.0.0.1 (same code and model): mi
 call), one client process sends one product per request from 1, 8 and 32 concurrent clients, the
 modes alternating (``--rounds`` times per client count, on-off then off-on) so a change in the
 machine's load or speed falls on both. The clients are lean asyncio HTTP/1.1 connections
-(:class:`Connection`), so the client's own work is a small part of what is measured. Every request is bounded: ``--requests`` per run and
-``--max-seconds`` per run, whichever comes first. Each run also reports the mean products per engine
+(:class:`Connection`), so the client's own work is a small part of what is measured. Every request is
+bounded: ``--requests`` per run and ``--max-seconds`` per run, whichever comes first. Each run also reports the mean products per engine
 batch, and per answered request the engine's wall time, the server process's CPU time and the
 client process's CPU time.
 

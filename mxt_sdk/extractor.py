@@ -22,7 +22,7 @@ from mxt_sdk.evaluation.report import build_report, score, scored, write_report
 from mxt_sdk.images.fetch import UrlPolicy
 from mxt_sdk.evaluation.thresholds import DEFAULT_MIN_SUPPORT, Thresholds, calibrate
 from mxt_sdk.inference.engine import Engine, EngineSettings, make_requests
-from mxt_sdk.inference.image_prior import ImageValuePrior
+from mxt_sdk.inference.image_prior import ImageValuePrior, prior_applies
 from mxt_sdk.model.folder import SavedModel, load_folder, save_folder
 from mxt_sdk.model.mxt import MXTModel
 from mxt_sdk.model.numerics import inference_model, resolve_dtype
@@ -220,8 +220,7 @@ class Extractor:
         """Whether extraction joins an image prior to ``choose_among_known``'s scores, at the weight
         ``extraction.image_prior_weight`` (which may be 0): the model has a fitted prior and an image path,
         ``choose_among_known`` is on and the generator scores given answers."""
-        return (self.image_prior is not None and self.model.uses_images
-                and self.config.extraction.choose_among_known > 0 and self.model.generator.scores_answers)
+        return self.config.extraction.choose_among_known > 0 and prior_applies(self.model, self.image_prior)
 
     def choose_image_prior_weight(self, data: str | Path | Iterable[Product | dict[str, Any]],
                                   weights: Sequence[float] = PRIOR_WEIGHTS, *, image_root: str | Path | None = None,
@@ -245,11 +244,12 @@ class Extractor:
         (:func:`~mxt_sdk.evaluation.prior_weight.best_weight`) is left set, and its scored rows returned."""
         extraction = self.config.extraction
         configured = extraction.image_prior_weight
+        tried = list(dict.fromkeys([*(float(w) for w in weights), configured]))
+        if min(tried) < 0:  # refused before any pass over the data
+            raise ValueError(f"image prior weights must be at least 0, got {min(tried)}")
         runs: dict[float, list[dict[str, Any]]] = {}
         try:
-            for weight in dict.fromkeys([*(float(w) for w in weights), configured]):
-                if weight < 0:
-                    raise ValueError(f"image prior weights must be at least 0, got {weight}")
+            for weight in tried:
                 extraction.image_prior_weight = weight
                 runs[weight] = self._score_products(products, root, batch_size)
         finally:

@@ -25,7 +25,7 @@ from mxt_sdk.evaluation.metrics import written_in
 from mxt_sdk.evaluation.thresholds import Thresholds
 from mxt_sdk.images.batching import ImageLoader, pad_batch, truncate
 from mxt_sdk.images.fetch import UrlPolicy
-from mxt_sdk.inference.image_prior import ImageValuePrior
+from mxt_sdk.inference.image_prior import ImageValuePrior, prior_applies
 from mxt_sdk.inference.known_values import KnownValueChooser
 from mxt_sdk.model.mxt import ImageFeatures, ImagePixels, MXTModel
 from mxt_sdk.model.numerics import autocast, channels_last_pixels
@@ -138,7 +138,7 @@ class Engine:
         self.known = None
         if (settings.choose_among_known > 0 or settings.choose_text_span is not None) and metadata is not None:
             if model.generator.scores_answers:
-                use_prior = image_prior is not None and settings.image_prior_weight > 0 and model.uses_images
+                use_prior = settings.image_prior_weight > 0 and prior_applies(model, image_prior)
                 self.known = KnownValueChooser(model, tokenizer, metadata, settings.none_answer,
                                                settings.choose_among_known, settings.choose_text_span,
                                                image_prior if use_prior else None, settings.image_prior_weight)

@@ -28,7 +28,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -36,7 +36,10 @@ from safetensors.torch import load_file, save_file
 from mxt_sdk import progress
 from mxt_sdk.storage import write_json
 
-__all__ = ["ImageValuePrior", "ImagePriorExample", "SMOOTHING", "WEIGHTS_FILE", "INDEX_FILE"]
+if TYPE_CHECKING:
+    from mxt_sdk.model.mxt import MXTModel
+
+__all__ = ["ImageValuePrior", "ImagePriorExample", "prior_applies", "SMOOTHING", "WEIGHTS_FILE", "INDEX_FILE"]
 
 WEIGHTS_FILE = "image_prior.safetensors"
 INDEX_FILE = "image_prior.json"
@@ -166,6 +169,12 @@ class ImageValuePrior:
             start, end = entry["offset"], entry["offset"] + len(entry["values"])
             groups[name] = _Regression(entry["values"], tensors["weight"][:, start:end], tensors["bias"][start:end])
         return cls(tensors["mean"], tensors["projection"], groups, pair_groups, index["l2"])
+
+
+def prior_applies(model: MXTModel, image_prior: ImageValuePrior | None) -> bool:
+    """Whether extraction can join ``image_prior`` to the scores of known values (at whatever weight): there
+    is a fitted prior, the model reads images and its generator scores given answers."""
+    return image_prior is not None and model.uses_images and model.generator.scores_answers
 
 
 def _units(examples: Iterable[ImagePriorExample], max_values: int) -> dict[str, list[ImagePriorExample]]:
