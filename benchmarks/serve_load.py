@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -302,6 +303,9 @@ def main() -> None:
     parser.add_argument("--overload-clients", type=int, default=96, help="Clients of the overload run (0: none).")
     parser.add_argument("--overload-queue", type=int, default=16)
     parser.add_argument("--torch-threads", type=int, help="--torch-threads of both servers (default: torch's).")
+    parser.add_argument("--on-options", default="", help="More `mxt serve` options of the batching-on server, "
+                                                         "e.g. '--workers 2'.")
+    parser.add_argument("--off-options", default="", help="More `mxt serve` options of the batching-off server.")
     parser.add_argument("--output", help="JSON file for the results.")
     parser.add_argument("--probe", help=argparse.SUPPRESS)  # internal: the probe process of the overload run
     parser.add_argument("--probe-product", help=argparse.SUPPRESS)
@@ -313,9 +317,10 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="mxt-serve-load-") as folder:
         model, products, images = prepare(args, Path(folder))
-        if args.torch_threads:
-            for options in MODES.values():
+        for mode, options in MODES.items():
+            if args.torch_threads:
                 options += ["--torch-threads", str(args.torch_threads)]
+            options += shlex.split(args.on_options if mode == "batching on" else args.off_options)
         reference = expected_rows(model, products, images)
         results: dict[str, Any] = {"runs": [], "settings": vars(args), "cpus": os.cpu_count()}
         # Both servers run at once and the modes alternate at each client count, in ABBA order over the

@@ -1,6 +1,8 @@
 """``Extractor``: the one class users import. Build or load a model, extract values, save it."""
 from __future__ import annotations
 
+import copy
+
 import logging
 import tempfile
 from itertools import islice
@@ -159,10 +161,12 @@ class Extractor:
         yield from engine.run(islice(make_requests(products, attributes, self.metadata), skip_records, None))
 
     def engine(self, *, batch_size: int | None = None, image_root: str | Path | None = None,
-               on_image_error: str = "error", dtype: str | None = None) -> Engine:
+               on_image_error: str = "error", dtype: str | None = None, own_tokenizer: bool = False) -> Engine:
         """The :class:`~mxt_sdk.inference.engine.Engine` that :meth:`iter_extract` runs, with the same
         options, for callers that feed it :class:`~mxt_sdk.inference.engine.Request` lists themselves
-        (the server's micro-batcher)."""
+        (the server's micro-batcher). With ``own_tokenizer`` the engine tokenizes with a copy of the
+        tokenizer of its own, so that engines sharing this model can run in parallel threads (a fast
+        tokenizer must not be called from two threads at once); the model's weights stay shared."""
         if on_image_error not in ("error", "text_only"):
             raise ValueError(f"on_image_error must be 'error' or 'text_only', not {on_image_error!r}")
         tokenizer = self.model.generator.tokenizer
@@ -172,6 +176,8 @@ class Extractor:
                 "Call fit() first, or configure a byte-level or pretrained tokenizer."
             )
         settings = self._settings(batch_size, image_root, on_image_error, dtype)
+        if own_tokenizer:
+            tokenizer = copy.deepcopy(tokenizer)
         return Engine(self._inference_model(settings.dtype), tokenizer, self.metadata, settings,
                       self.canonicalizer, self.image_prior)
 

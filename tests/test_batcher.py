@@ -114,3 +114,43 @@ def test_an_engine_failure_reaches_the_callers_and_the_worker_goes_on():
         batcher.submit(_requests("a"))[0].result(10)
     assert batcher.submit(_requests("b"))[0].result(10)[0].product_id == "b"
     batcher.close()
+
+
+def test_two_workers_run_two_batches_at_once():
+    both_running = threading.Barrier(2, timeout=5)  # passes only when two batches run at the same time
+
+    def run(requests):
+        both_running.wait()
+        return [Prediction(product_id=r.product_id, attribute=a) for r in requests for a in r.attributes]
+
+    batcher = MicroBatcher([run, run], max_batch_size=1, max_wait_s=0, capacity=10)
+    futures = batcher.submit(_requests("a")) + batcher.submit(_requests("b"))
+    assert [f.result(10)[0].product_id for f in futures] == ["a", "b"]
+    batcher.close()
+    assert (batcher.stats.batches, batcher.stats.products) == (2, 2)
+
+
+def test_a_free_worker_waits_for_a_fuller_batch_only_while_another_worker_runs():
+    release_a, batches, lock = threading.Event(), [], threading.Lock()
+
+    def run(requests):
+        ids = [r.product_id for r in requests]
+        with lock:
+            batches.append(ids)
+        if "a" in ids:
+            release_a.wait(10)
+        return [Prediction(product_id=r.product_id, attribute=a) for r in requests for a in r.attributes]
+
+    batcher = MicroBatcher([run, run], max_batch_size=8, max_wait_s=0.4, capacity=10)
+    started = time.perf_counter()
+    held = batcher.submit(_requests("a"))  # both workers free and nothing being read: "a" starts at once
+    time.sleep(0.1)
+    assert batches == [["a"]] and time.perf_counter() - started < 0.4
+    first = batcher.submit(_requests("b"))  # the other worker is running "a": "b" waits for company
+    time.sleep(0.1)
+    second = batcher.submit(_requests("c"))
+    [f.result(10) for f in first + second]
+    release_a.set()
+    held[0].result(10)
+    batcher.close()
+    assert batches == [["a"], ["b", "c"]]

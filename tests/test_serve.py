@@ -51,8 +51,10 @@ def _same(served: list[dict], expected) -> None:
                                                               abs=1e-7)
 
 
-def test_concurrent_requests_are_merged_into_batches_and_answer_as_extract(extractor, products, image_dir):
-    app = create_app(extractor, ServeSettings(image_root=image_dir, max_wait_ms=300, max_batch_size=16))
+@pytest.mark.parametrize("workers", [1, 2])
+def test_concurrent_requests_are_merged_into_batches_and_answer_as_extract(extractor, products, image_dir, workers):
+    app = create_app(extractor, ServeSettings(image_root=image_dir, max_wait_ms=300, max_batch_size=16,
+                                              workers=workers))
     with LiveServer(app) as server:
         batches_before = server.metric("mxt_batch_size_count")  # the warm-up batch
         with ThreadPoolExecutor(len(products)) as pool:

@@ -25,9 +25,11 @@ from mxt_sdk.extractor import Extractor
 @click.option("--queue-size", type=int, help="Products waiting at most; beyond it requests get 429 [256].")
 @click.option("--max-products", type=int, help="Products per request at most; beyond it 413 [64].")
 @click.option("--max-body-bytes", type=int, help="Request body size at most, uploads included; beyond it 413 [16 MiB].")
+@click.option("--workers", type=int,
+              help="Engine batches run at once, each on its own thread, the model's weights shared [2].")
 @click.option("--torch-threads", type=int,
-              help="torch intra-op threads (default: torch's, one per core); 1 avoids thread contention on a "
-                   "busy machine or with several servers per machine.")
+              help="torch intra-op threads per worker (default: torch's, one per core, divided among the "
+                   "workers); 1 avoids thread contention on a busy machine or with several servers per machine.")
 @click.option("--dtype", type=click.Choice(["auto", "fp32", "bf16", "int8"]),
               help="Numeric mode (default: the model config's extraction.dtype).")
 @click.option("--on-image-error", type=click.Choice(["error", "text_only"]),

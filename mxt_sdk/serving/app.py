@@ -26,8 +26,8 @@ from starlette.requests import Request as HTTPRequest
 
 from mxt_sdk import __version__
 from mxt_sdk.extractor import Extractor
-from mxt_sdk.inference.engine import Request
-from mxt_sdk.serving.batcher import MicroBatcher, QueueFull, ShuttingDown
+from mxt_sdk.inference.engine import Engine, Request
+from mxt_sdk.serving.batcher import MicroBatcher, QueueFull, RunBatch, ShuttingDown
 from mxt_sdk.serving.metrics import ServerMetrics
 from mxt_sdk.serving.requests import BadRequest, ExtractRequest, ExtractResponse, build_requests, parse_envelope
 from mxt_sdk.serving.settings import ServeSettings
@@ -170,6 +170,11 @@ def _warmup_request(extractor: Extractor) -> Request:
                    image_data=buffer.getvalue() if extractor.model.uses_images else None)
 
 
+def _runner(engine: Engine) -> RunBatch:
+    """The batch function of one worker: ``engine``'s rows for a list of requests."""
+    return lambda requests: list(engine.run(requests))
+
+
 def create_app(extractor: Extractor, settings: ServeSettings | None = None) -> FastAPI:
     """The server app for ``extractor`` under ``settings`` (see the module docstring)."""
     settings = settings or ServeSettings()
@@ -189,15 +194,16 @@ def create_app(extractor: Extractor, settings: ServeSettings | None = None) -> F
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        if settings.torch_threads is not None:
-            torch.set_num_threads(settings.torch_threads)
+        threads = settings.torch_threads or max(1, torch.get_num_threads() // settings.workers)
         # The batcher decides how many products share one engine call (one pass of the image encoders);
-        # their questions are generated generation_batch_size at a time.
-        engine = extractor.engine(batch_size=settings.generation_batch_size, image_root=settings.image_root,
-                                  on_image_error=settings.on_image_error, dtype=settings.dtype)
-        state.batcher = MicroBatcher(lambda requests: list(engine.run(requests)),
+        # their questions are generated generation_batch_size at a time. One engine per worker thread.
+        engines = [extractor.engine(batch_size=settings.generation_batch_size, image_root=settings.image_root,
+                                    on_image_error=settings.on_image_error, dtype=settings.dtype,
+                                    own_tokenizer=settings.workers > 1) for _ in range(settings.workers)]
+        state.batcher = MicroBatcher([_runner(engine) for engine in engines],
                                      max_batch_size=settings.max_batch_size, max_wait_s=settings.max_wait_ms / 1000,
-                                     capacity=settings.queue_size, on_batch=metrics.on_batch)
+                                     capacity=settings.queue_size, on_batch=metrics.on_batch,
+                                     on_start=lambda: torch.set_num_threads(threads))
         _app.state.batcher = state.batcher  # for inspection (tests, embedding apps)
         warming = asyncio.create_task(warm_up())
         yield

@@ -1,7 +1,8 @@
 """Dynamic micro-batching: products of concurrent HTTP requests merged into engine batches.
 
-One worker thread owns the engine. :meth:`MicroBatcher.submit` puts a request's products in a bounded
-queue (or refuses at once with :class:`QueueFull`) and returns one future per product. The worker takes
+One worker thread per run function (each owns one engine; a second engine lets a batch's Python work
+overlap the other's arithmetic). :meth:`MicroBatcher.submit` puts a request's products in a bounded
+queue (or refuses at once with :class:`QueueFull`) and returns one future per product. A free worker takes
 the oldest product and, while requests are being read (announced with :meth:`MicroBatcher.arriving`:
 they reached the server but their products are not queued yet), waits for them to join it, never
 longer than ``max_wait_s`` after that product arrived; with none being read it starts at once, so a
@@ -58,18 +59,27 @@ class _Job:
 class MicroBatcher:
     """Merges submitted products into engine batches on one worker thread; see the module docstring."""
 
-    def __init__(self, run: RunBatch, *, max_batch_size: int, max_wait_s: float, capacity: int,
-                 on_batch: Callable[[int, float], None] | None = None):
-        self._run, self._on_batch = run, on_batch
+    def __init__(self, run: RunBatch | Sequence[RunBatch], *, max_batch_size: int, max_wait_s: float,
+                 capacity: int, on_batch: Callable[[int, float], None] | None = None,
+                 on_start: Callable[[], None] | None = None):
+        """``run``: one function, or one per worker thread (called only from that thread); ``on_start``
+        runs first in each worker thread (e.g. to set its torch thread count)."""
+        self._runs = [run] if callable(run) else list(run)
+        if not self._runs:
+            raise ValueError("MicroBatcher needs at least one run function")
+        self._on_batch, self._on_start = on_batch, on_start
         self.max_batch_size, self.max_wait_s, self.capacity = max_batch_size, max_wait_s, capacity
         self._queue: deque[_Job] = deque()
         self._cond = threading.Condition()
         self._closed = False
         self._arriving = 0  # requests being read, whose products a forming batch may wait for
+        self._running = 0  # workers running a batch
         self._rate = 0.0  # products per second of recent batches (for Retry-After)
         self.stats = BatcherStats()
-        self._thread = threading.Thread(target=self._loop, name="mxt-batcher", daemon=True)
-        self._thread.start()
+        self._threads = [threading.Thread(target=self._loop, args=(run,), name=f"mxt-batcher-{i}", daemon=True)
+                         for i, run in enumerate(self._runs)]
+        for thread in self._threads:
+            thread.start()
 
     @property
     def depth(self) -> int:
@@ -92,7 +102,7 @@ class MicroBatcher:
             now = time.monotonic()
             jobs = [_Job(request, Future(), now) for request in requests]
             self._queue.extend(jobs)
-            self._cond.notify()
+            self._cond.notify_all()
         return [job.future for job in jobs]
 
     @contextmanager
@@ -113,7 +123,9 @@ class MicroBatcher:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def _next_batch(self) -> list[_Job] | None:
         """The next batch to run, or None when closed and drained."""
@@ -122,8 +134,12 @@ class MicroBatcher:
                 self._cond.wait()
             if not self._queue:
                 return None
-            deadline = self._queue[0].enqueued + self.max_wait_s
-            while len(self._queue) < self.max_batch_size and self._arriving and not self._closed:
+            # While another worker computes, this one may wait (up to max_wait_s from now) for a fuller
+            # batch: the cores are busy anyway, and the wait lets the event loop read the next requests.
+            start = time.monotonic() if self._running else self._queue[0].enqueued
+            deadline = start + self.max_wait_s
+            while (len(self._queue) < self.max_batch_size and (self._arriving or self._running)
+                   and not self._closed):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
@@ -135,25 +151,34 @@ class MicroBatcher:
                     batch.append(job)
                 else:
                     self.stats.abandoned += 1
+            self._running += bool(batch)
+            if self._queue:
+                self._cond.notify()  # more than one batch is waiting: wake another worker
             return batch
 
-    def _loop(self) -> None:
+    def _loop(self, run: RunBatch) -> None:
+        if self._on_start is not None:
+            self._on_start()
         while (batch := self._next_batch()) is not None:
             if batch:
-                self._run_batch(batch)
+                self._run_batch(run, batch)
 
-    def _run_batch(self, batch: list[_Job]) -> None:
+    def _run_batch(self, run: RunBatch, batch: list[_Job]) -> None:
         started = time.perf_counter()
         try:
-            predictions = self._run([job.request for job in batch])
+            predictions = run([job.request for job in batch])
         except Exception as exc:  # noqa: BLE001 - the callers get the error, the worker keeps serving
+            with self._cond:
+                self._running -= 1
             for job in batch:
                 job.future.set_exception(exc)
             return
         seconds = time.perf_counter() - started
-        self._rate = len(batch) / seconds if seconds > 0 else self._rate
-        self.stats.batches += 1
-        self.stats.products += len(batch)
+        with self._cond:  # workers finish concurrently; all of them together set the rate
+            self._running -= 1
+            self._rate = len(self._runs) * len(batch) / seconds if seconds > 0 else self._rate
+            self.stats.batches += 1
+            self.stats.products += len(batch)
         if self._on_batch is not None:
             self._on_batch(len(batch), seconds)
         start = 0

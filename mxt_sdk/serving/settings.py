@@ -26,6 +26,10 @@ class ServeSettings(BaseModel):
     image_root: Path | None = Field(None, description="Folder image paths resolve under; None refuses paths.")
     on_image_error: Literal["error", "text_only"] = "error"
     dtype: Literal["auto", "fp32", "bf16", "int8"] | None = None
+    workers: int = Field(2, ge=1, le=64,
+                         description="Engine batches run at once, one thread each, the model's weights shared: "
+                                     "while one batch computes, the other's Python work and the HTTP side go on.")
     torch_threads: int | None = Field(None, ge=1, le=1024,
-                                      description="torch intra-op threads of the process (None: torch's default).")
+                                      description="torch intra-op threads per worker (None: torch's default "
+                                                  "divided among the workers, at least 1).")
     warmup: bool = Field(True, description="Run one extraction before /readyz says ready.")
