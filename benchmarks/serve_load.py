@@ -8,7 +8,9 @@ Unless ``--model`` names an existing model folder it trains tiny-cpu for ``--tra
 synthetic catalog first (and saves it there), so the answers are real ones (not argmax ties of noise).
 Then, against two ``mxt serve`` processes on 127.0.0.1 (same code and model): micro-batching on
 (``--max-batch-size 32 --max-wait-ms 5``) and off (``--max-batch-size 1``: one request per engine
-call), one client process sends one product per request from 1, 8 and 32 concurrent clients, the
+call), each with the server's defaults otherwise (``--workers 2``) plus ``--on-options`` /
+``--off-options`` (e.g. ``--off-options "--workers 1 --torch-threads 1"``, the fastest unbatched
+server on 2 cores), one client process sends one product per request from 1, 8 and 32 concurrent clients, the
 modes alternating (``--rounds`` times per client count, on-off then off-on) so a change in the
 machine's load or speed falls on both. The clients are lean asyncio HTTP/1.1 connections
 (:class:`Connection`), so the client's own work is a small part of what is measured. Every request is

@@ -76,6 +76,13 @@ def test_concurrent_requests_are_merged_into_batches_and_answer_as_extract(extra
     _same(rows, extractor.extract(products[:3], image_root=image_dir))
 
 
+def test_an_engine_with_its_own_tokenizer_shares_the_weights_and_tokenizes_alike(extractor):
+    shared, own = extractor.engine(), extractor.engine(own_tokenizer=True)
+    assert own.tokenizer is not shared.tokenizer and own.model is shared.model
+    text = ["question: color context: dress red printed sheath dress"]
+    assert own.tokenizer(text)["input_ids"] == shared.tokenizer(text)["input_ids"]
+
+
 def test_bad_input_is_refused_or_answered_with_error_rows(extractor, products, image_dir):
     app = create_app(extractor, ServeSettings(image_root=image_dir, max_products=4, max_body_bytes=4096))
     good = _records(products[:2])
