@@ -166,7 +166,8 @@ class Extractor:
         options, for callers that feed it :class:`~mxt_sdk.inference.engine.Request` lists themselves
         (the server's micro-batcher). With ``own_tokenizer`` the engine tokenizes with a copy of the
         tokenizer of its own, so that engines sharing this model can run in parallel threads (a fast
-        tokenizer must not be called from two threads at once); the model's weights stay shared."""
+        tokenizer must not be called from two threads at once; the generator's own lookups in the
+        model's tokenizer only read it); the model's weights stay shared."""
         if on_image_error not in ("error", "text_only"):
             raise ValueError(f"on_image_error must be 'error' or 'text_only', not {on_image_error!r}")
         tokenizer = self.model.generator.tokenizer

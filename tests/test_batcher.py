@@ -136,16 +136,16 @@ def test_a_free_worker_waits_for_a_fuller_batch_only_while_another_worker_runs()
     def run(requests):
         ids = [r.product_id for r in requests]
         with lock:
-            batches.append(ids)
+            batches.append((ids, time.perf_counter()))
         if "a" in ids:
             release_a.wait(10)
         return [Prediction(product_id=r.product_id, attribute=a) for r in requests for a in r.attributes]
 
-    batcher = MicroBatcher([run, run], max_batch_size=8, max_wait_s=0.4, capacity=10)
-    started = time.perf_counter()
-    held = batcher.submit(_requests("a"))  # both workers free and nothing being read: "a" starts at once
-    time.sleep(0.1)
-    assert batches == [["a"]] and time.perf_counter() - started < 0.4
+    batcher = MicroBatcher([run, run], max_batch_size=8, max_wait_s=1.0, capacity=10)
+    submitted = time.perf_counter()
+    held = batcher.submit(_requests("a"))  # both workers free, nothing being read: "a" starts at once
+    while not batches:
+        time.sleep(0.01)
     first = batcher.submit(_requests("b"))  # the other worker is running "a": "b" waits for company
     time.sleep(0.1)
     second = batcher.submit(_requests("c"))
@@ -153,4 +153,25 @@ def test_a_free_worker_waits_for_a_fuller_batch_only_while_another_worker_runs()
     release_a.set()
     held[0].result(10)
     batcher.close()
-    assert batches == [["a"], ["b", "c"]]
+    assert [ids for ids, _ in batches] == [["a"], ["b", "c"]]
+    assert batches[0][1] - submitted < 0.5  # no wait for "a" (a wait would last the whole second)
+
+
+def test_each_worker_runs_on_start_first_and_a_failed_start_is_kept_while_the_worker_serves():
+    started_in = []
+
+    def on_start(run):
+        started_in.append(threading.current_thread().name)
+        if len(started_in) == 1:
+            raise RuntimeError("warm-up failed")
+        run(_requests("warm-up"))
+
+    run = Recorder()
+    batcher = MicroBatcher([run, run], max_batch_size=4, max_wait_s=0, capacity=10, on_start=on_start)
+    assert batcher.wait_started(10)
+    assert sorted(started_in) == ["mxt-batcher-0", "mxt-batcher-1"]
+    assert [str(e) for e in batcher.start_errors] == ["warm-up failed"]
+    assert run.batches == [["warm-up"]] and batcher.stats.batches == 0  # warm-ups are not counted
+    futures = [f for _ in range(4) for f in batcher.submit(_requests("x"))]
+    assert all(f.result(10)[0].product_id == "x" for f in futures)
+    batcher.close()

@@ -18,8 +18,8 @@ from mxt_sdk.extractor import Extractor
 @click.option("--image-root", type=click.Path(exists=True, file_okay=False),
               help="Folder that image paths in requests resolve under (without it, paths are refused).")
 @click.option("--max-batch-size", type=int, help="Products merged into one engine batch [32]; 1 turns batching off.")
-@click.option("--max-wait-ms", type=float, help="How long a batch may wait for requests being read to join it [5]; with none being read it "
-                   "starts at once.")
+@click.option("--max-wait-ms", type=float, help="How long a free worker may wait for a fuller batch while requests are being "
+                   "read or another worker runs [5]; with neither it starts at once.")
 @click.option("--generation-batch-size", type=int,
               help="(product, attribute) questions per generation call within an engine batch [128].")
 @click.option("--queue-size", type=int, help="Products waiting at most; beyond it requests get 429 [256].")

@@ -182,19 +182,27 @@ def create_app(extractor: Extractor, settings: ServeSettings | None = None) -> F
     metrics = ServerMetrics(lambda: (state.batcher.depth if state.batcher else 0, state.ready,
                                      state.batcher.stats if state.batcher else None))
 
+    # torch's thread count read here, in the caller's thread: a worker's set_num_threads is also stored
+    # process-wide, and would be read back by an app started later in a fresh thread.
+    threads = settings.torch_threads or max(1, torch.get_num_threads() // settings.workers)
+
+    def start_worker(run: RunBatch) -> None:
+        """In each worker thread, before it serves: its torch threads, then one extraction (warm-up)."""
+        torch.set_num_threads(threads)
+        if settings.warmup:
+            run([_warmup_request(extractor)])
+
     async def warm_up() -> None:
-        try:
-            if settings.warmup:
-                await asyncio.wrap_future(state.batcher.submit([_warmup_request(extractor)])[0])
-            state.ready = True
-            log.info("model warmed up; ready")
-        except Exception as exc:  # noqa: BLE001 - reported on /readyz and in the log
-            state.warmup_error = f"warm-up failed: {exc}"
+        await asyncio.to_thread(state.batcher.wait_started)
+        if state.batcher.start_errors:  # reported on /readyz and in the log
+            state.warmup_error = f"warm-up failed: {state.batcher.start_errors[0]}"
             log.error(state.warmup_error)
+            return
+        state.ready = True
+        log.info("model warmed up (%d workers); ready", settings.workers)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        threads = settings.torch_threads or max(1, torch.get_num_threads() // settings.workers)
         # The batcher decides how many products share one engine call (one pass of the image encoders);
         # their questions are generated generation_batch_size at a time. One engine per worker thread.
         engines = [extractor.engine(batch_size=settings.generation_batch_size, image_root=settings.image_root,
@@ -203,7 +211,7 @@ def create_app(extractor: Extractor, settings: ServeSettings | None = None) -> F
         state.batcher = MicroBatcher([_runner(engine) for engine in engines],
                                      max_batch_size=settings.max_batch_size, max_wait_s=settings.max_wait_ms / 1000,
                                      capacity=settings.queue_size, on_batch=metrics.on_batch,
-                                     on_start=lambda: torch.set_num_threads(threads))
+                                     on_start=start_worker)
         _app.state.batcher = state.batcher  # for inspection (tests, embedding apps)
         warming = asyncio.create_task(warm_up())
         yield

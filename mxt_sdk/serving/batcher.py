@@ -1,15 +1,19 @@
 """Dynamic micro-batching: products of concurrent HTTP requests merged into engine batches.
 
-One worker thread per run function (each owns one engine; a second engine lets a batch's Python work
-overlap the other's arithmetic). :meth:`MicroBatcher.submit` puts a request's products in a bounded
-queue (or refuses at once with :class:`QueueFull`) and returns one future per product. A free worker takes
-the oldest product and, while requests are being read (announced with :meth:`MicroBatcher.arriving`:
-they reached the server but their products are not queued yet), waits for them to join it, never
-longer than ``max_wait_s`` after that product arrived; with none being read it starts at once, so a
-lone client pays no wait. It runs at most ``max_batch_size`` products through the engine as one batch
-(so each product's image is encoded once, with the others), and resolves each future with that
-product's predictions. A future cancelled before its batch starts (its client went away) is dropped
-unrun.
+One worker thread per run function (each owns one engine; with two, one batch's Python work overlaps
+the other's arithmetic). :meth:`MicroBatcher.submit` puts a request's products in a bounded queue (or
+refuses at once with :class:`QueueFull`) and returns one future per product. A free worker takes the
+oldest product and waits for more, never beyond ``max_batch_size`` products, while that can pay:
+
+* while requests are being read (announced with :meth:`MicroBatcher.arriving`: they reached the
+  server but their products are not queued yet), at most ``max_wait_s`` after the oldest product
+  arrived;
+* while another worker is running a batch, at most ``max_wait_s`` after this worker became free.
+
+With neither it starts at once, so a lone client pays no wait. It runs the products through its
+engine as one batch (so each product's image is encoded once, with the others), and resolves each
+future with that product's predictions. A future cancelled before its batch starts (its client went
+away) is dropped unrun.
 """
 from __future__ import annotations
 
@@ -57,13 +61,15 @@ class _Job:
 
 
 class MicroBatcher:
-    """Merges submitted products into engine batches on one worker thread; see the module docstring."""
+    """Merges submitted products into engine batches on its worker threads; see the module docstring."""
 
     def __init__(self, run: RunBatch | Sequence[RunBatch], *, max_batch_size: int, max_wait_s: float,
                  capacity: int, on_batch: Callable[[int, float], None] | None = None,
-                 on_start: Callable[[], None] | None = None):
-        """``run``: one function, or one per worker thread (called only from that thread); ``on_start``
-        runs first in each worker thread (e.g. to set its torch thread count)."""
+                 on_start: Callable[[RunBatch], None] | None = None):
+        """``run``: one function, or one per worker thread (called only from that thread). ``on_start(run)``
+        runs first in each worker thread (e.g. to set its torch threads and warm its engine up); its
+        error is kept in :attr:`start_errors` and the worker serves anyway. :meth:`wait_started`
+        returns once every worker has run it."""
         self._runs = [run] if callable(run) else list(run)
         if not self._runs:
             raise ValueError("MicroBatcher needs at least one run function")
@@ -74,6 +80,8 @@ class MicroBatcher:
         self._closed = False
         self._arriving = 0  # requests being read, whose products a forming batch may wait for
         self._running = 0  # workers running a batch
+        self._started = 0  # workers past on_start
+        self.start_errors: list[BaseException] = []
         self._rate = 0.0  # products per second of recent batches (for Retry-After)
         self.stats = BatcherStats()
         self._threads = [threading.Thread(target=self._loop, args=(run,), name=f"mxt-batcher-{i}", daemon=True)
@@ -156,29 +164,47 @@ class MicroBatcher:
                 self._cond.notify()  # more than one batch is waiting: wake another worker
             return batch
 
+    def wait_started(self, timeout: float | None = None) -> bool:
+        """Wait until every worker has run ``on_start``; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._started == len(self._runs), timeout)
+
     def _loop(self, run: RunBatch) -> None:
-        if self._on_start is not None:
-            self._on_start()
+        try:
+            if self._on_start is not None:
+                self._on_start(run)
+        except Exception as exc:  # noqa: BLE001 - reported by start_errors (the app's /readyz)
+            with self._cond:
+                self.start_errors.append(exc)
+        finally:
+            with self._cond:
+                self._started += 1
+                self._cond.notify_all()
         while (batch := self._next_batch()) is not None:
             if batch:
                 self._run_batch(run, batch)
 
     def _run_batch(self, run: RunBatch, batch: list[_Job]) -> None:
         started = time.perf_counter()
+        predictions, failure = None, None
         try:
             predictions = run([job.request for job in batch])
         except Exception as exc:  # noqa: BLE001 - the callers get the error, the worker keeps serving
-            with self._cond:
+            failure = exc
+        finally:
+            seconds = time.perf_counter() - started
+            with self._cond:  # workers finish concurrently
+                # products per second of all busy workers together (for Retry-After)
+                if failure is None and seconds > 0:
+                    self._rate = self._running * len(batch) / seconds
                 self._running -= 1
+                self.stats.batches += failure is None
+                self.stats.products += len(batch) if failure is None else 0
+                self._cond.notify_all()  # a worker waiting only because this one ran starts now
+        if failure is not None:
             for job in batch:
-                job.future.set_exception(exc)
+                job.future.set_exception(failure)
             return
-        seconds = time.perf_counter() - started
-        with self._cond:  # workers finish concurrently; all of them together set the rate
-            self._running -= 1
-            self._rate = len(self._runs) * len(batch) / seconds if seconds > 0 else self._rate
-            self.stats.batches += 1
-            self.stats.products += len(batch)
         if self._on_batch is not None:
             self._on_batch(len(batch), seconds)
         start = 0

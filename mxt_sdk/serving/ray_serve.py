@@ -38,8 +38,10 @@ def deployment(model_dir: str | Path, *, num_replicas: int = 1, num_cpus: float 
                max_ongoing_requests: int = 64) -> Any:
     """A bound Ray Serve application of ``num_replicas`` replicas of the model in ``model_dir``, each with
     ``num_cpus`` / ``num_gpus``; ``settings`` are :class:`ServeSettings` fields (``image_root`` must be
-    readable from every node). Pass the result to ``serve.run``."""
-    ServeSettings.model_validate(settings or {})  # fail here, not in every replica
+    readable from every node; ``workers`` defaults to one engine thread per CPU of the replica, at least
+    one). Pass the result to ``serve.run``."""
+    settings = {"workers": max(1, int(num_cpus)), **(settings or {})}
+    ServeSettings.model_validate(settings)  # fail here, not in every replica
     options = serve.deployment(MXTReplica, name="mxt", num_replicas=num_replicas,
                                max_ongoing_requests=max_ongoing_requests,
                                ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus})

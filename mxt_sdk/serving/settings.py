@@ -15,8 +15,9 @@ class ServeSettings(BaseModel):
 
     max_batch_size: int = Field(32, ge=1, le=1024, description="Products merged into one engine batch.")
     max_wait_ms: float = Field(5.0, ge=0.0, le=10_000.0,
-                               description="How long the first product of a batch may wait for requests being read "
-                                           "(arrived, not yet queued) to join it; none being read: no wait.")
+                               description="How long a free worker may wait for a fuller batch: while requests are "
+                                           "being read (arrived, not yet queued) or another worker runs a batch; "
+                                           "with neither, no wait.")
     generation_batch_size: int = Field(
         128, ge=1, le=4096, description="(product, attribute) questions per generation call inside an engine batch.")
     queue_size: int = Field(256, ge=1, description="Products waiting at most; more get 429 at once.")
@@ -30,6 +31,8 @@ class ServeSettings(BaseModel):
                          description="Engine batches run at once, one thread each, the model's weights shared: "
                                      "while one batch computes, the other's Python work and the HTTP side go on.")
     torch_threads: int | None = Field(None, ge=1, le=1024,
-                                      description="torch intra-op threads per worker (None: torch's default "
-                                                  "divided among the workers, at least 1).")
+                                      description="torch intra-op threads per worker (None: torch's count in the "
+                                                  "thread that creates the app, divided among the workers, at "
+                                                  "least 1). torch also keeps it as the process's default for "
+                                                  "threads that start torch work later.")
     warmup: bool = Field(True, description="Run one extraction before /readyz says ready.")
