@@ -95,9 +95,11 @@ class MicroBatcher:
         return len(self._queue)
 
     def retry_after(self) -> int:
-        """Seconds after which the queue has likely drained: waiting products / recent rate, 1 to 60."""
-        rate = self._rate or 1.0
-        return int(min(60, max(1, math.ceil(len(self._queue) / rate))))
+        """Seconds after which the queue has likely drained: waiting products / recent rate, 1 to 60
+        (1 before any batch has finished: no rate is known yet)."""
+        if not self._rate:
+            return 1
+        return int(min(60, max(1, math.ceil(len(self._queue) / self._rate))))
 
     def submit(self, requests: Sequence[Request]) -> list[Future]:
         """Queue ``requests`` (one product each) together or not at all; one future per request, whose
@@ -200,7 +202,6 @@ class MicroBatcher:
                 self._running -= 1
                 self.stats.batches += failure is None
                 self.stats.products += len(batch) if failure is None else 0
-                self._cond.notify_all()  # a worker waiting only because this one ran starts now
         if failure is not None:
             for job in batch:
                 job.future.set_exception(failure)
