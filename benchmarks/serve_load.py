@@ -304,7 +304,7 @@ def main() -> None:
                         help="Times each client count is run in both modes (on, off, then off, on, ...).")
     parser.add_argument("--overload-clients", type=int, default=96, help="Clients of the overload run (0: none).")
     parser.add_argument("--overload-queue", type=int, default=16)
-    parser.add_argument("--torch-threads", type=int, help="--torch-threads of both servers (default: torch's).")
+    parser.add_argument("--torch-threads", type=int, help="--torch-threads of both servers (default: the server's).")
     parser.add_argument("--on-options", default="", help="More `mxt serve` options of the batching-on server, "
                                                          "e.g. '--workers 2'.")
     parser.add_argument("--off-options", default="", help="More `mxt serve` options of the batching-off server.")

@@ -200,8 +200,9 @@ class MicroBatcher:
                 if failure is None and seconds > 0:
                     self._rate = self._running * len(batch) / seconds
                 self._running -= 1
-                self.stats.batches += failure is None
-                self.stats.products += len(batch) if failure is None else 0
+                if failure is None:
+                    self.stats.batches += 1
+                    self.stats.products += len(batch)
         if failure is not None:
             for job in batch:
                 job.future.set_exception(failure)
