@@ -4,7 +4,7 @@ The image prior's log-probability is added, times this weight, to the generator'
 value (see :mod:`mxt_sdk.inference.image_prior`). The right weight depends on how much the trained
 generator already reads from the image, which only held-out data shows: on ImplicitAVE generators trained
 for a third of an epoch gained up to 5 points from the prior at weight 1, and most trained for a full epoch
-lost 1-3 (benchmarks/README.md, "Seventh pass"). A held-out set of a hundred products cannot tell apart weights a
+lost 1-3 (benchmarks/HISTORY.md, "Seventh pass"). A held-out set of a hundred products cannot tell apart weights a
 point or two apart, so the configured weight is only replaced by one that is clearly better on the same rows.
 """
 from __future__ import annotations

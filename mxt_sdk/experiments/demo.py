@@ -26,7 +26,7 @@ DEMO_CONFIG = "mxt-cpu"
 DEMO_IMAGE_SIZE = 128
 DEMO_COPY_OPTIONS = {"copy_continuation": True, "copy_switch_loss": 1.0, "whole_words": True}
 DEMO_SUBWORD_REGULARIZATION = 0.2
-#: unseen brands 169 -> 180 and 144 -> 177 of 208 at training seeds 0 and 1 (benchmarks/README.md,
+#: unseen brands 169 -> 180 and 144 -> 177 of 208 at training seeds 0 and 1 (benchmarks/HISTORY.md,
 #: "Fourth pass"; 201 and 194 with the canonicalizer keeping the brands the text states)
 DEMO_SCRAMBLED_VALUES = 0.3
 

@@ -191,7 +191,7 @@ class MXTModel(torch.nn.Module):
         to its own longest prompt (``attention_mask`` right-padded), and the decoder then runs on all rows
         at once: the same answers (to float rounding), but rows sorted by length carry less padding
         through the encoder (see :meth:`encode_text_in_groups`; on one CPU thread, 141 prompts encoded 16
-        or 32 at a time took about 0.75x the time of one group of 128, benchmarks/README.md#serving-load)."""
+        or 32 at a time took about 0.75x the time of one group of 128, benchmarks/HISTORY.md#serving-load-serve_loadpy)."""
         features = self.image_features(images, image_index)
         if encode_rows is None or input_ids.size(0) <= encode_rows:
             hidden, mask = self.encode_text(input_ids, attention_mask, features)
