@@ -15,16 +15,19 @@ from mxt_sdk.config import ComponentSpec, MXTConfig, TrainingConfig, load_config
 from mxt_sdk.data.metadata import CatalogMetadata
 from mxt_sdk.devices import resolve_device
 from mxt_sdk.data.readers import REJECTED_FILE, load_products
-from mxt_sdk.errors import DataFileError, NotFittedError
+from mxt_sdk.errors import ConfigError, DataFileError, NotFittedError
 from mxt_sdk.evaluation import prior_weight
 from mxt_sdk.evaluation.metrics import group_by_pair
 from mxt_sdk.evaluation.prior_weight import PRIOR_WEIGHTS
 from mxt_sdk.evaluation.report import build_report, score, scored, write_report
 from mxt_sdk.images.fetch import UrlPolicy
-from mxt_sdk.evaluation.thresholds import DEFAULT_MIN_SUPPORT, Thresholds, calibrate
+from mxt_sdk.evaluation.thresholds import (DEFAULT_MIN_SUPPORT, CallThresholds, ThresholdOverride, Thresholds,
+                                           calibrate, calibration_summary)
 from mxt_sdk.inference.engine import Engine, EngineSettings, make_requests
 from mxt_sdk.inference.image_prior import ImageValuePrior, prior_applies
+from mxt_sdk.model.card import MeasuredFacts, ModelCard, calibration_figures, data_ref, evaluation_figures, write_card
 from mxt_sdk.model.folder import SavedModel, load_folder, save_folder
+from mxt_sdk.model.hub import ModelSource, push_folder, resolve_model
 from mxt_sdk.model.mxt import MXTModel
 from mxt_sdk.model.numerics import inference_model, resolve_dtype
 from mxt_sdk.plugins import manager
@@ -40,14 +43,20 @@ log = logging.getLogger(__name__)
 class Extractor:
     """A multimodal attribute-value extractor: one model for every (product type, attribute) pair.
 
-    >>> extractor = Extractor.from_config("configs/tiny-cpu.yaml")          # doctest: +SKIP
-    >>> extractor.extract([product], attributes=["color"])                  # doctest: +SKIP
+    >>> extractor = Extractor.from_pretrained("org/name")                    # doctest: +SKIP
+    >>> extractor([{"product_type": "dress", "title": "Red midi dress"}], attributes=["color"])  # doctest: +SKIP
+
+    ``card`` holds the model card's facts (:mod:`mxt_sdk.model.card`), ``source`` where a loaded model came
+    from (a folder, or a Hub repository and commit).
     """
 
     def __init__(self, config: MXTConfig, model: MXTModel, metadata: CatalogMetadata | None = None,
                  normalizers: list[Normalizer] | None = None, thresholds: Thresholds | None = None,
-                 canonicalizer: Canonicalizer | None = None, image_prior: ImageValuePrior | None = None):
+                 canonicalizer: Canonicalizer | None = None, image_prior: ImageValuePrior | None = None,
+                 card: ModelCard | None = None):
         self.config = config
+        self.card = card or ModelCard()
+        self.source: ModelSource | None = None
         self.model = model.eval()
         self.metadata = metadata
         self.normalizers = normalizers or []
@@ -71,16 +80,50 @@ class Extractor:
         return cls(config, model.to(resolve_device(device or config.extraction.device)))
 
     @classmethod
-    def from_pretrained(cls, directory: str | Path, *, device: str | None = None) -> "Extractor":
-        """Load a folder written by :meth:`save_pretrained`. Never downloads anything."""
-        saved = load_folder(Path(directory))
-        return cls(saved.config, saved.model.to(resolve_device(device or saved.config.extraction.device)), saved.metadata,
-                   saved.normalizers, saved.thresholds, saved.canonicalizer, saved.image_prior)
+    def from_pretrained(cls, name_or_path: str | Path, *, revision: str | None = None,
+                        cache_dir: str | Path | None = None, local_files_only: bool | None = None,
+                        token: str | bool | None = None, device: str | None = None) -> "Extractor":
+        """Load a model: a folder written by :meth:`save_pretrained`, or a Hugging Face Hub ID
+        (``"org/name"``) whose files are fetched into the standard Hub cache (``cache_dir`` to use
+        another) at ``revision`` (branch, tag or commit; default ``main``), or found there when offline
+        (``HF_HUB_OFFLINE=1``, or ``local_files_only=True``). Only model-folder files are fetched
+        (safetensors, JSON, tokenizer files; never pickles), and their SHA-256 are checked against the
+        model's ``checksums.json``. A local folder is read as it is and nothing is downloaded.
+        See :func:`mxt_sdk.model.hub.resolve_model` for the errors."""
+        source = resolve_model(name_or_path, revision=revision, cache_dir=cache_dir,
+                               local_files_only=local_files_only, token=token)
+        saved = load_folder(source.folder)
+        extractor = cls(saved.config, saved.model.to(resolve_device(device or saved.config.extraction.device)),
+                        saved.metadata, saved.normalizers, saved.thresholds, saved.canonicalizer, saved.image_prior,
+                        saved.card)
+        extractor.source = source
+        return extractor
 
     def save_pretrained(self, directory: str | Path) -> None:
-        """Write config, weights (safetensors), tokenizer and metadata to ``directory`` atomically."""
+        """Write config, weights (safetensors), tokenizer, metadata, ``checksums.json`` and the model card
+        (``README.md``, ``card.json``) to ``directory`` atomically."""
         save_folder(Path(directory), SavedModel(self.config, self.model, self.metadata, self.normalizers,
-                                                self.thresholds, self.canonicalizer, self.image_prior))
+                                                self.thresholds, self.canonicalizer, self.image_prior, self.card))
+
+    def save_model_card(self, directory: str | Path) -> None:
+        """Rewrite only the model card (``README.md``, ``card.json``) of the model folder ``directory``,
+        e.g. after :meth:`evaluate`; the model's own files are left as they are."""
+        directory = Path(directory)
+        if not (directory / "config.json").is_file():
+            raise ConfigError(f"{str(directory)!r} is not a saved mxt_sdk model folder: it has no config.json.")
+        write_card(directory, self.card, self.config, self.metadata)
+
+    def push_to_hub(self, repo_id: str, *, private: bool | None = None, revision: str | None = None,
+                    commit_message: str | None = None, token: str | bool | None = None) -> str:
+        """Save this model and upload it to the Hugging Face Hub model repository ``repo_id``
+        (``"org/name"``; created if missing, ``private`` on creation) on branch ``revision`` (default
+        ``main``; created if missing), replacing the files of an earlier push. Needs network access and
+        a write token (``hf auth login`` or ``token=``). Returns the commit's URL; load it back with
+        ``Extractor.from_pretrained(repo_id, revision=...)``."""
+        with tempfile.TemporaryDirectory(prefix="mxt-push-") as folder:
+            self.save_pretrained(folder)
+            return push_folder(Path(folder), repo_id, private=private, revision=revision,
+                               commit_message=commit_message, token=token)
 
     def set_canonicalizer(self, name: str | None = "faiss", **options: Any) -> None:
         """Use canonicalizer ``name`` with ``options`` (e.g. ``vocabulary_file="values.jsonl"``),
@@ -132,18 +175,28 @@ class Extractor:
                           "data_scheme": DATA_SCHEME}, force_resume,
                      record=trainer.accelerator.is_main_process)  # one writer: the main process's recovery runs next
         self._inference_models.clear()  # an int8 copy made from the old weights would be stale
+        trainer.describe_data(data_ref(train, staged.train.count),
+                              data_ref(val, staged.val.count) if staged.val is not None else None,
+                              staged.data_fingerprint)
         result = trainer.fit(staged.train, staged.val)
         self.model.eval()
         return result
 
     # ----------------------------------------------------------------- extraction
-    def iter_extract(self, products: Iterable[Product | dict[str, Any]],
+    def iter_extract(self, products: Iterable[Product | dict[str, Any]] | Product | dict[str, Any],
                      attributes: Sequence[str] | Callable[[Product], list[str]] | None = None, *,
                      batch_size: int | None = None, image_root: str | Path | None = None,
                      on_image_error: str = "error", dtype: str | None = None,
-                     skip_records: int = 0) -> Iterator[Prediction]:
+                     skip_records: int = 0, threshold: ThresholdOverride | None = None) -> Iterator[Prediction]:
         """Stream predictions, one per requested (product, attribute), in input order.
 
+        ``products``: :class:`Product` objects or plain dicts with the same fields (a single one is
+        taken as a list of one); a dict without an ``id`` gets ``"record-N"``, N its position in
+        ``products`` (counted from 0).
+        ``threshold``: for this call only, accept answers whose confidence reaches this number (0 to 1)
+        instead of the calibrated thresholds, or a mapping from attribute name, ``(product_type,
+        attribute)`` or ``"product_type\tattribute"`` to a threshold (pairs it does not name keep the
+        calibrated ones); such rows say ``threshold_source="call"``.
         ``attributes=None`` asks each product for the attributes training saw for its product type;
         a function ``product -> [attribute, ...]`` chooses per product.
         ``image_root`` is where relative image paths are resolved (and which they may not escape).
@@ -155,12 +208,15 @@ class Extractor:
         extraction goes on after the products it already wrote, with their record numbers unchanged.
         """
         engine = self.engine(batch_size=batch_size, image_root=image_root, on_image_error=on_image_error,
-                             dtype=dtype)
+                             dtype=dtype, threshold=threshold)
+        if isinstance(products, (Product, dict)):
+            products = [products]
         self.last_run_stats = engine.settings.stats  # filled while the run streams (e.g. truncated_inputs)
         yield from engine.run(islice(make_requests(products, attributes, self.metadata), skip_records, None))
 
     def engine(self, *, batch_size: int | None = None, image_root: str | Path | None = None,
-               on_image_error: str = "error", dtype: str | None = None, own_tokenizer: bool = False) -> Engine:
+               on_image_error: str = "error", dtype: str | None = None, own_tokenizer: bool = False,
+               threshold: ThresholdOverride | None = None) -> Engine:
         """The :class:`~mxt_sdk.inference.engine.Engine` that :meth:`iter_extract` runs, with the same
         options, for callers that feed it :class:`~mxt_sdk.inference.engine.Request` lists themselves
         (the server's micro-batcher). With ``own_tokenizer`` the engine tokenizes with a copy of the
@@ -176,6 +232,8 @@ class Extractor:
                 "Call fit() first, or configure a byte-level or pretrained tokenizer."
             )
         settings = self._settings(batch_size, image_root, on_image_error, dtype)
+        if threshold is not None:
+            settings.thresholds = CallThresholds.over(self.thresholds, threshold)
         if own_tokenizer:
             tokenizer = copy.deepcopy(tokenizer)
         return Engine(self._inference_model(settings.dtype), tokenizer, self.metadata, settings,
@@ -194,6 +252,8 @@ class Extractor:
         products, root = self._labelled_products(data, image_root, reader)
         rows = self._score_products(products, root, batch_size)
         report = build_report(rows, self.thresholds, precision)
+        self.card.evaluation = MeasuredFacts(data=data_ref(data, len(products)), target_precision=precision,
+                                             figures=evaluation_figures(report))
         if output is not None:
             write_report(report, rows, Path(output), image_root=Path(root) if root is not None else None)
         return report
@@ -219,6 +279,11 @@ class Extractor:
             rows = self._score_products(products, root, batch_size)
         by_pair = group_by_pair((r["product_type"], r["attribute"], scored(r)) for r in rows)
         self.thresholds = calibrate(by_pair, precision, default=self.thresholds.default, min_support=min_support)
+        summary = calibration_summary(self.thresholds)
+        if self.image_prior_in_use:
+            summary["image_prior_weight"] = self.config.extraction.image_prior_weight
+        self.card.calibration = MeasuredFacts(data=data_ref(data, len(products)), target_precision=precision,
+                                              figures=calibration_figures(summary))
         return self.thresholds
 
     @property
@@ -285,10 +350,12 @@ class Extractor:
                                              image_root=root, batch_size=batch_size))
         return score(labelled, predictions, self.metadata, self.normalizers)
 
-    def extract(self, products: Iterable[Product | dict[str, Any]], attributes: Sequence[str] | None = None,
-                **options: Any) -> list[Prediction]:
-        """All predictions of :meth:`iter_extract` as a list."""
+    def extract(self, products: Iterable[Product | dict[str, Any]] | Product | dict[str, Any],
+                attributes: Sequence[str] | None = None, **options: Any) -> list[Prediction]:
+        """All predictions of :meth:`iter_extract` as a list (the same options, ``threshold=`` included)."""
         return list(self.iter_extract(products, attributes, **options))
+
+    __call__ = extract
 
     def _inference_model(self, dtype: str) -> MXTModel:
         """The module that runs extraction at a resolved ``dtype`` (built once, then reused)."""

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mxt_sdk.errors import RecordError
 
-__all__ = ["Product", "Prediction", "product_from_record", "describe_validation_error"]
+__all__ = ["Product", "Prediction", "product_from_record", "generated_id", "describe_validation_error"]
 
 
 def _strip_required(value: str, field: str) -> str:
@@ -76,9 +76,11 @@ class Prediction(BaseModel):
     ``value`` is ``None`` when the model answers that the attribute is not stated, or when the pair
     failed (then ``error`` says why). ``confidence`` is the model's probability of its own answer
     (see docs/architecture.md). ``accepted`` is ``confidence`` compared with the calibrated
-    threshold of the (product type, attribute) pair; ``threshold_source`` says which kind of
+    threshold of the (product type, attribute) pair (a "not stated" answer, with no value, is never
+    accepted: there is nothing to write); ``threshold_source`` says which kind of
     threshold that is (``pair``: the pair's own; ``attribute`` / ``global``: pooled over the
-    attribute's / all calibration rows; ``default``: never calibrated). ``novel`` marks a value
+    attribute's / all calibration rows; ``default``: never calibrated; ``call``: given to the extraction
+    call as ``threshold=``). ``novel`` marks a value
     outside the known vocabulary of the pair (a zero-shot value); ``in_text`` marks a value written
     in the product text. ``truncated`` marks an answer cut at the generation bound before its end
     (no EOS): its value is a prefix of what the model wanted to write.
@@ -98,7 +100,7 @@ class Prediction(BaseModel):
     image_used: bool = False
     error: str | None = None
     truncated: bool = False
-    threshold_source: Literal["pair", "attribute", "global", "default"] | None = None
+    threshold_source: Literal["pair", "attribute", "global", "default", "call"] | None = None
 
 
 _FRIENDLY = {
@@ -124,14 +126,23 @@ def describe_validation_error(error: ValidationError, allowed: list[str]) -> lis
     return problems
 
 
-def product_from_record(record: Any, where: str) -> Product:
+def generated_id(position: int) -> str:
+    """The id given to an in-memory product record (a dict passed to the Python API or the HTTP server)
+    that has none: ``record-<position>``, its position among the records of that call, from 0."""
+    return f"record-{position}"
+
+
+def product_from_record(record: Any, where: str, default_id: str | None = None) -> Product:
     """Validate one raw record into a :class:`Product`.
 
-    ``where`` names the record for humans (``"line 12 of products.jsonl"``). Raises
+    ``where`` names the record for humans (``"line 12 of products.jsonl"``). ``default_id`` is the id of
+    a record that has none (no ``id`` field, or ``None`` / empty); without it such a record is an error. Raises
     :class:`~mxt_sdk.errors.RecordError` naming the record, its id when readable, and each bad field.
     """
     if not isinstance(record, dict):
         raise RecordError(where, None, f"expected an object with product fields, got {type(record).__name__}")
+    if default_id is not None and record.get("id") in (None, ""):
+        record = {**record, "id": default_id}
     try:
         return Product.model_validate(record)
     except ValidationError as exc:

@@ -47,7 +47,8 @@ def test_fit_writes_a_loadable_model_with_metadata_logs_and_cleaning(catalog, tm
     # the model folder holds what extraction needs, nothing else; the run folder the rest
     assert {p.name for p in out.iterdir()} == {"config.json", "model.safetensors", "metadata.json",
                                                "normalizers.json", "thresholds.json", "tokenizer",
-                                               "canonicalizer", ".complete"}
+                                               "canonicalizer", "checksums.json", "README.md", "card.json",
+                                               ".complete"}
     assert {"cleaning.json", "metrics.jsonl", "train.log", "rejected.jsonl", "checkpoints", "cache"} <= {
         p.name for p in run.iterdir()}
     rejected = [json.loads(line) for line in (run / "rejected.jsonl").read_text().splitlines()]

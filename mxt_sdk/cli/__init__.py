@@ -39,6 +39,7 @@ def main() -> None:
     mxt calibrate   set per-pair confidence thresholds for a target precision
     mxt ablate      train model variants on the same data and budget, compare them
     mxt serve       answer extraction requests over HTTP, batching concurrent ones
+    mxt push        upload a model folder to the Hugging Face Hub (load it back by its ID)
 
     \b
     Every command takes -v / -q (more / less output). Exit statuses, the same on every command:
@@ -51,6 +52,7 @@ def main() -> None:
 from mxt_sdk.cli import ablate as _ablate  # noqa: E402
 from mxt_sdk.cli import plugins as _plugins  # noqa: E402
 from mxt_sdk.cli import pretrain as _pretrain  # noqa: E402
+from mxt_sdk.cli import push as _push  # noqa: E402
 from mxt_sdk.cli import serve as _serve  # noqa: E402
 from mxt_sdk.cli import demo as _demo  # noqa: E402
 from mxt_sdk.cli import evaluate as _evaluate  # noqa: E402
@@ -66,3 +68,4 @@ main.add_command(_extract.extract)
 main.add_command(_evaluate.calibrate)
 main.add_command(_ablate.ablate)
 main.add_command(_serve.serve)
+main.add_command(_push.push)

@@ -100,3 +100,19 @@ def device_option(default_help: str = "the config's device, auto by default") ->
     return click.option("--device", metavar="auto|cpu|cuda|cuda:N", callback=_check_device,
                         help=f"Where to run the model: auto (CUDA when available, else CPU), cpu, cuda or cuda:N "
                              f"(default: {default_help}).")
+
+
+def model_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """``--model`` (a model folder or a Hugging Face Hub ID ``org/name``) and ``--revision`` (of a Hub ID),
+    passed on as ``model`` and ``revision``; the model is resolved when the command loads it
+    (:func:`mxt_sdk.model.hub.resolve_model`), so a missing one fails there with one line."""
+    @click.option("--model", "model", required=True, metavar="FOLDER|ORG/NAME",
+                  help="Model folder written by `mxt train` / save_pretrained, or a Hugging Face Hub ID "
+                       "(org/name; fetched into the Hub cache, or read from it with HF_HUB_OFFLINE=1).")
+    @click.option("--revision", metavar="REV",
+                  help="Branch, tag or commit of a Hub model (default: main).")
+    @functools.wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return function(*args, **kwargs)
+
+    return wrapper

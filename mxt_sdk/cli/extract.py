@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from mxt_sdk import progress
 from mxt_sdk.cli import exits
-from mxt_sdk.cli.common import command_options, device_option
+from mxt_sdk.cli.common import command_options, device_option, model_options
 from mxt_sdk.data.readers import read_products
 from mxt_sdk.extractor import Extractor
 from mxt_sdk.faults import crash_point
@@ -18,8 +18,7 @@ from mxt_sdk.inference.resume import cut, resume_point
 
 
 @click.command()
-@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Model folder written by `mxt train` / save_pretrained.")
+@model_options
 @click.option("--input", "input_path", required=True, type=click.Path(exists=True, dir_okay=False),
               help="Products in any registered reader format.")
 @click.option("--output", required=True, type=click.Path(dir_okay=False), help="JSONL file of predictions.")
@@ -37,12 +36,14 @@ from mxt_sdk.inference.resume import cut, resume_point
               help="For a product whose image cannot be read: error rows, or answer from the text.")
 @click.option("--allow-urls", is_flag=True,
               help="Download http(s) image URLs (public addresses only; see docs/extraction.md#image-safety).")
+@click.option("--threshold", type=click.FloatRange(0, 1),
+              help="Accept answers whose confidence reaches this number instead of the calibrated thresholds.")
 @click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
 @click.option("--resume", is_flag=True,
               help="Continue an interrupted extraction into OUTPUT: keep its whole rows, append the rest.")
 @command_options
-def extract(model_dir, input_path, output, attributes, batch_size, device, image_root, dtype, reader,
-            on_image_error, allow_urls, overwrite, resume) -> None:
+def extract(model, revision, input_path, output, attributes, batch_size, device, image_root, dtype, reader,
+            on_image_error, allow_urls, threshold, overwrite, resume) -> None:
     """Extract attribute values for every product of INPUT into OUTPUT.
 
     Every requested (product, attribute) gets exactly one output line; a bad record or image gives
@@ -55,7 +56,7 @@ def extract(model_dir, input_path, output, attributes, batch_size, device, image
         raise click.UsageError("--overwrite and --resume exclude each other.")
     if Path(output).exists() and not (overwrite or resume):
         raise click.UsageError(f"{output} exists; pass --overwrite to replace it, or --resume to continue it.")
-    extractor = Extractor.from_pretrained(model_dir, device=device)
+    extractor = Extractor.from_pretrained(model, revision=revision, device=device)
     if allow_urls:
         extractor.config.extraction.allow_urls = True
     asked = [a.strip() for a in attributes.split(",") if a.strip()] if attributes else None
@@ -75,7 +76,8 @@ def extract(model_dir, input_path, output, attributes, batch_size, device, image
     mode = "a" if resume else "w"
     with open(output, mode, encoding="utf-8") as handle, progress.bar(unit="row", desc="Extracting") as bar:
         for prediction in extractor.iter_extract(records, asked, batch_size=chunk, image_root=root,
-                                                 on_image_error=on_image_error, dtype=dtype, skip_records=skip):
+                                                 on_image_error=on_image_error, dtype=dtype, skip_records=skip,
+                                                 threshold=threshold):
             handle.write(json.dumps(prediction.model_dump(), ensure_ascii=False) + "\n")
             crash_point("extract.row")
             rows += 1

@@ -4,14 +4,13 @@ from __future__ import annotations
 import click
 from pydantic import ValidationError
 
-from mxt_sdk.cli.common import device_option, setup_logging
+from mxt_sdk.cli.common import device_option, model_options, setup_logging
 from mxt_sdk.errors import describe_validation_errors
 from mxt_sdk.extractor import Extractor
 
 
 @click.command()
-@click.option("--model", "model_dir", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Model folder written by `mxt train` / save_pretrained.")
+@model_options
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 @device_option("the model config's extraction.device")
@@ -38,7 +37,7 @@ from mxt_sdk.extractor import Extractor
               help="Download http(s) image URLs (public addresses only; see docs/extraction.md#image-safety).")
 @click.option("--graceful-timeout", default=30.0, show_default=True, type=float,
               help="Seconds a shutdown (SIGINT/SIGTERM) waits for requests in flight.")
-def serve(model_dir, host, port, device, image_root, allow_urls, graceful_timeout, **limits) -> None:
+def serve(model, revision, host, port, device, image_root, allow_urls, graceful_timeout, **limits) -> None:
     """Serve POST /v1/extract, /healthz, /readyz and /metrics for the model in MODEL.
 
     Concurrent requests are merged into engine batches; a full queue answers 429 with Retry-After.
@@ -58,7 +57,7 @@ def serve(model_dir, host, port, device, image_root, allow_urls, graceful_timeou
         settings = ServeSettings(image_root=image_root, **given)
     except ValidationError as exc:
         raise click.BadParameter(describe_validation_errors(exc)) from None
-    extractor = Extractor.from_pretrained(model_dir, device=device)
+    extractor = Extractor.from_pretrained(model, revision=revision, device=device)
     if allow_urls:  # the same URL policy as every entry point (mxt_sdk.images.fetch)
         extractor.config.extraction.allow_urls = True
     uvicorn.run(create_app(extractor, settings), host=host, port=port, log_level="info",

@@ -16,7 +16,7 @@ from typing import Any
 
 from mxt_sdk.errors import DataFileError, DataFileNotFoundError, RecordError
 from mxt_sdk.plugins import manager
-from mxt_sdk.types import Product, product_from_record
+from mxt_sdk.types import Product, generated_id, product_from_record
 
 __all__ = ["detect_reader", "read_products", "iter_valid_products", "load_products", "REJECTED_FILE"]
 
@@ -92,7 +92,8 @@ def iter_valid_products(source: str | Path | Iterable[Product | dict[str, Any]],
         try:
             if isinstance(item, RecordError):
                 raise item
-            product = item if isinstance(item, Product) else product_from_record(item, f"record {position}")
+            product = (item if isinstance(item, Product)
+                       else product_from_record(item, f"record {position}", default_id=generated_id(position)))
         except RecordError as exc:
             rejected += 1
             first_error = first_error or str(exc)

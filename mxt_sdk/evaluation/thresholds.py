@@ -7,21 +7,30 @@ A threshold set from a handful of rows is noise, so a pair needs ``min_support``
 (default 20) to get its own (*source* ``pair``). A pair with fewer, and a pair missing from the
 calibration data, gets the threshold calibrated on the pooled rows of its attribute across product
 types (``attribute``), or, when the attribute has fewer than ``min_support`` rows too, on all rows
-(``global``). Never calibrated, every pair uses ``default`` (``default``)."""
+(``global``). Never calibrated, every pair uses ``default`` (``default``).
+
+:class:`CallThresholds` lays thresholds given to one extraction call (``threshold=``) over these
+(source ``call``)."""
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mxt_sdk.data.metadata import pair_key
+from mxt_sdk.errors import ConfigError
+from mxt_sdk.types import Prediction
 from mxt_sdk.evaluation.metrics import Scored, recall_at_precision
 
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_MIN_SUPPORT = 20
-ThresholdSource = Literal["pair", "attribute", "global", "default"]
+ThresholdSource = Literal["pair", "attribute", "global", "default", "call"]
+#: a per-call threshold: one number for every pair, or a mapping from attribute name, ``(product_type,
+#: attribute)`` or ``"product_type\tattribute"`` to a number
+ThresholdOverride = Union[float, Mapping[Union[str, tuple[str, str]], float]]
 
 
 class Pooled(BaseModel):
@@ -112,3 +121,72 @@ def calibration_summary(thresholds: Thresholds) -> dict[str, Any]:
         "unreachable_attributes": sorted(a for a, p in thresholds.attributes.items() if p.threshold is None),
         "all_rows": thresholds.all_rows.model_dump() if thresholds.all_rows is not None else None,
     }
+
+
+@dataclass(frozen=True)
+class CallThresholds:
+    """Thresholds of one extraction call laid over calibrated ones: a pair's own override, else its
+    attribute's, else the call-wide number, else the calibrated threshold (:meth:`Thresholds.lookup`)."""
+
+    base: Thresholds
+    everywhere: float | None = None
+    by_pair: dict[str, float] = field(default_factory=dict)
+    by_attribute: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def over(cls, base: Thresholds, threshold: ThresholdOverride) -> "CallThresholds":
+        """Check ``threshold`` (each number from 0 to 1; :class:`~mxt_sdk.errors.ConfigError` naming the
+        key otherwise) and lay it over ``base``."""
+        if not isinstance(threshold, Mapping):
+            return cls(base, everywhere=_threshold_value(threshold, "threshold"))
+        by_pair, by_attribute = {}, {}
+        for key, value in threshold.items():
+            checked = _threshold_value(value, f"threshold[{key!r}]")
+            if isinstance(key, tuple) and len(key) == 2 and all(isinstance(k, str) for k in key):
+                by_pair[pair_key(*key)] = checked
+            elif isinstance(key, str) and "\t" in key:
+                by_pair[key] = checked
+            elif isinstance(key, str) and key:
+                by_attribute[key] = checked
+            else:
+                raise ConfigError(f"threshold key {key!r}: expected an attribute name, a (product_type, attribute) "
+                                  "pair or 'product_type<TAB>attribute'.")
+        return cls(base, by_pair=by_pair, by_attribute=by_attribute)
+
+    def lookup(self, product_type: str, attribute: str) -> tuple[float, ThresholdSource]:
+        key = pair_key(product_type, attribute)
+        if key in self.by_pair:
+            return self.by_pair[key], "call"
+        if attribute in self.by_attribute:
+            return self.by_attribute[attribute], "call"
+        if self.everywhere is not None:
+            return self.everywhere, "call"
+        return self.base.lookup(product_type, attribute)
+
+    def threshold_for(self, product_type: str, attribute: str) -> float:
+        return self.lookup(product_type, attribute)[0]
+
+    def accepts(self, product_type: str, attribute: str, confidence: float) -> bool:
+        return confidence >= self.threshold_for(product_type, attribute)
+
+    def apply(self, prediction: Prediction) -> Prediction:
+        """``prediction`` decided again under these thresholds (a row with an error, or without a product
+        type, is returned as it is)."""
+        if prediction.error is not None or prediction.product_type is None:
+            return prediction
+        threshold, source = self.lookup(prediction.product_type, prediction.attribute)
+        return prediction.model_copy(update={"accepted": accepts_answer(prediction.value, prediction.confidence,
+                                                                        threshold),
+                                             "threshold_source": source})
+
+
+def accepts_answer(value: str | None, confidence: float, threshold: float) -> bool:
+    """The acceptance rule of every prediction: a value (a "not stated" answer has nothing to write) whose
+    confidence reaches the threshold."""
+    return value is not None and confidence >= threshold
+
+
+def _threshold_value(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise ConfigError(f"{name} must be a number from 0 to 1, got {value!r}.")
+    return float(value)

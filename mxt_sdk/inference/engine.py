@@ -22,7 +22,7 @@ from mxt_sdk.data.prompt import build_prompt
 from mxt_sdk.devices import decode_threads
 from mxt_sdk.errors import RecordError
 from mxt_sdk.evaluation.metrics import written_in
-from mxt_sdk.evaluation.thresholds import Thresholds
+from mxt_sdk.evaluation.thresholds import CallThresholds, Thresholds, accepts_answer
 from mxt_sdk.images.batching import ImageLoader, pad_batch, truncate
 from mxt_sdk.images.fetch import UrlPolicy
 from mxt_sdk.inference.image_prior import ImageValuePrior, prior_applies
@@ -30,7 +30,7 @@ from mxt_sdk.inference.known_values import KnownValueChooser
 from mxt_sdk.model.mxt import ImageFeatures, ImagePixels, MXTModel
 from mxt_sdk.model.numerics import autocast, channels_last_pixels
 from mxt_sdk.plugins.components import Canonicalizer
-from mxt_sdk.types import Prediction, Product, product_from_record
+from mxt_sdk.types import Prediction, Product, generated_id, product_from_record
 
 ALL_ATTRIBUTES = "*"
 Answer = tuple[str, float, bool]  #: decoded text, confidence, cut at the generation bound (no EOS)
@@ -60,7 +60,7 @@ class EngineSettings:
     max_new_tokens: int
     max_input_tokens: int
     none_answer: str
-    thresholds: Thresholds
+    thresholds: Thresholds | CallThresholds
     image_root: Path | None
     max_image_pixels: int
     on_image_error: str = "error"
@@ -88,9 +88,11 @@ def make_requests(records: Iterable[Product | dict[str, Any] | RecordError],
         try:
             if isinstance(record, RecordError):  # a reader's bad record: answered with error rows
                 raise record
-            product = record if isinstance(record, Product) else product_from_record(record, where)
+            product = (record if isinstance(record, Product)
+                       else product_from_record(record, where, default_id=generated_id(position)))
         except RecordError as exc:
-            raw_id = record.get("id") if isinstance(record, dict) else exc.record_id
+            raw_id = exc.record_id if exc.record_id not in (None, "") else (
+                record.get("id") if isinstance(record, dict) else None)
             where = exc.record if isinstance(record, RecordError) else where
             asked = list(attributes) if isinstance(attributes, Sequence) else [ALL_ATTRIBUTES]
             yield Request(where, str(raw_id) if raw_id not in (None, "") else where, None,
@@ -277,7 +279,7 @@ class Engine:
             novel = self.metadata.knows_value(request.product.product_type, attribute, value) is False
         return Prediction(
             **base, value=value, raw_value=raw, confidence=confidence,
-            accepted=value is not None and confidence >= threshold,
+            accepted=accepts_answer(value, confidence, threshold),
             novel=novel, in_text=value is not None and written_in(value, request.product.text),
             image_used=image_used, error=error, truncated=truncated, threshold_source=source,
         )

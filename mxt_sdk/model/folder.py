@@ -1,5 +1,6 @@
-"""The saved-model folder: ``config.json``, ``model.safetensors``, ``tokenizer/``, ``metadata.json``, and
-the optional canonicalizer and image prior files.
+"""The saved-model folder: ``config.json``, ``model.safetensors``, ``tokenizer/``, ``metadata.json``, the
+optional canonicalizer and image prior files, ``checksums.json`` (:mod:`mxt_sdk.model.checksums`) and the
+model card, ``README.md`` and ``card.json`` (:mod:`mxt_sdk.model.card`).
 
 No pickle anywhere: tensors go to safetensors, everything else to JSON or tokenizer files.
 """
@@ -21,6 +22,8 @@ from mxt_sdk.errors import ConfigError, MXTError, PluginNotInstalledError, descr
 from mxt_sdk.evaluation.thresholds import Thresholds
 from mxt_sdk.inference import image_prior as prior_files
 from mxt_sdk.inference.image_prior import ImageValuePrior
+from mxt_sdk.model.card import CARD_FILE, FACTS_FILE, ModelCard, write_card
+from mxt_sdk.model.checksums import CHECKSUMS_FILE, write_checksums
 from mxt_sdk.model.mxt import ENCODER_SLOTS, MXTModel
 from mxt_sdk.plugins import manager
 from mxt_sdk.plugins.components import Canonicalizer, Normalizer
@@ -33,7 +36,8 @@ CANONICALIZER_DIR = "canonicalizer"  # canonicalizers save into <model>/canonica
 
 #: every entry a save may write; a re-save removes the ones it does not write this time
 MODEL_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, NORMALIZERS_FILE, THRESHOLDS_FILE,
-                         TOKENIZER_DIR, CANONICALIZER_DIR, prior_files.WEIGHTS_FILE, prior_files.INDEX_FILE})
+                         TOKENIZER_DIR, CANONICALIZER_DIR, prior_files.WEIGHTS_FILE, prior_files.INDEX_FILE,
+                         CHECKSUMS_FILE, CARD_FILE, FACTS_FILE})
 
 
 @dataclass
@@ -47,6 +51,7 @@ class SavedModel:
     thresholds: Thresholds
     canonicalizer: Canonicalizer | None = None
     image_prior: ImageValuePrior | None = None
+    card: ModelCard | None = None
 
 
 def _component_record(kind: str, name: str) -> dict[str, Any]:
@@ -101,6 +106,8 @@ def save_folder(directory: Path, saved: SavedModel) -> None:
                 {"name": n.name, "options": n.options.model_dump(mode="json"), "state": n.get_state(),
                  **{k: v for k, v in _component_record("normalizers", n.name).items() if k != "name"}}
                 for n in normalizers])
+        write_checksums(staging)  # over every file written above; the card below is not covered
+        write_card(staging, saved.card or ModelCard(), config, metadata)
 
 
 @contextlib.contextmanager
@@ -201,4 +208,6 @@ def load_folder(directory: Path) -> SavedModel:
         normalizers = _load_normalizers(directory / NORMALIZERS_FILE)
     with _damaged(directory / prior_files.WEIGHTS_FILE):
         image_prior = ImageValuePrior.load(directory)
-    return SavedModel(config, model, metadata, normalizers, thresholds, canonicalizer, image_prior)
+    with _damaged(directory / FACTS_FILE):
+        card = ModelCard.load(directory)
+    return SavedModel(config, model, metadata, normalizers, thresholds, canonicalizer, image_prior, card)

@@ -278,7 +278,11 @@ def create_app(extractor: Extractor, settings: ServeSettings | None = None) -> F
         if results is None:
             return Response(status_code=499)  # the client has gone; nobody reads this
         metrics.latency.observe(time.perf_counter() - started)
-        return JSONResponse({"predictions": [p.model_dump(mode="json") for rows in results for p in rows]})
+        rows = [p for batch_rows in results for p in batch_rows]
+        call_thresholds = envelope.thresholds_over(extractor.thresholds)
+        if call_thresholds is not None:  # engines are shared by requests: this request's rows decided again
+            rows = [call_thresholds.apply(p) for p in rows]
+        return JSONResponse({"predictions": [p.model_dump(mode="json") for p in rows]})
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -1,7 +1,10 @@
 """What ``POST /v1/extract`` accepts and answers, and how a body becomes engine requests.
 
 A body is JSON ``{"product": {...}}`` (one product) or ``{"products": [...]}`` (a list), with optional
-``"attributes": [...]`` (default: those the model knows for each product's type). Or it is
+``"attributes": [...]`` (default: those the model knows for each product's type) and ``"threshold"`` (a
+number from 0 to 1, or an object from attribute name or ``"product_type\tattribute"`` to a number:
+the acceptance thresholds of this request instead of the calibrated ones). A product without an
+``"id"`` gets ``"record-N"``, N its position in the request. Or it is
 ``multipart/form-data`` with that JSON in the part ``request`` and image files in other parts: a
 product's ``"image": "upload:NAME"`` names the file part ``NAME``.
 
@@ -20,8 +23,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from mxt_sdk.data.metadata import CatalogMetadata
+from mxt_sdk.errors import ConfigError
+from mxt_sdk.evaluation.thresholds import CallThresholds, Thresholds
 from mxt_sdk.inference.engine import Request, make_requests
-from mxt_sdk.types import Prediction, Product
+from mxt_sdk.types import Prediction, Product, generated_id
 
 UPLOAD_PREFIX = "upload:"
 Attribute = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -37,6 +42,10 @@ class ExtractRequest(BaseModel):
         None, description="Several products; an invalid one gets error rows and the others are answered.")
     attributes: list[Attribute] | None = Field(
         None, description="Attributes to ask of every product (default: those the model knows for its type).")
+    threshold: float | dict[str, float] | None = Field(
+        None, description="Acceptance threshold(s) of this request, from 0 to 1: one number, or per attribute name "
+                          "or 'product_type<TAB>attribute' (others keep the calibrated ones). A product's 'id' may "
+                          "be left out: it becomes 'record-N', N its position in the request.")
 
 
 class ExtractResponse(BaseModel):
@@ -53,6 +62,7 @@ class _Envelope(BaseModel):
     product: dict[str, Any] | None = None
     products: list[Any] | None = None
     attributes: list[Attribute] | None = None
+    threshold: float | dict[str, float] | None = None
 
 
 class BadRequest(Exception):
@@ -79,6 +89,11 @@ class Envelope:
     records: list[Any]
     single: bool
     attributes: list[str] | None
+    threshold: float | dict[str, float] | None = None
+
+    def thresholds_over(self, calibrated: Thresholds) -> CallThresholds | None:
+        """The request's thresholds laid over the model's ``calibrated`` ones (None: none given)."""
+        return None if self.threshold is None else CallThresholds.over(calibrated, self.threshold)
 
 
 def parse_envelope(text: bytes | str, max_products: int, max_attributes: int) -> Envelope:
@@ -102,7 +117,12 @@ def parse_envelope(text: bytes | str, max_products: int, max_attributes: int) ->
     if envelope.attributes is not None and not 1 <= len(envelope.attributes) <= max_attributes:
         raise BadRequest(422, [_problem(["body", "attributes"],
                                         f"give 1 to {max_attributes} attributes, or leave 'attributes' out")])
-    return Envelope(records, envelope.product is not None, envelope.attributes)
+    if envelope.threshold is not None:
+        try:
+            CallThresholds.over(Thresholds(), envelope.threshold)
+        except ConfigError as exc:
+            raise BadRequest(422, [_problem(["body", "threshold"], str(exc))]) from None
+    return Envelope(records, envelope.product is not None, envelope.attributes, envelope.threshold)
 
 
 def build_requests(envelope: Envelope, uploads: dict[str, bytes], metadata: CatalogMetadata | None,
@@ -110,8 +130,11 @@ def build_requests(envelope: Envelope, uploads: dict[str, bytes], metadata: Cata
     """One engine request per product, in order, with its image source settled (see the module docstring)."""
     records: list[Any] = envelope.records
     if envelope.single:
+        record = records[0]
+        if record.get("id") in (None, ""):
+            record = {**record, "id": generated_id(0)}
         try:
-            records = [Product.model_validate(records[0])]
+            records = [Product.model_validate(record)]
         except ValidationError as exc:
             raise _from_validation(exc, ["body", "product"]) from None
     requests = list(make_requests(records, envelope.attributes, metadata))

@@ -8,7 +8,6 @@ package's own Python code is never imported: the file is found through the impor
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import timm
 import torch
 
 from mxt_sdk.errors import ConfigError
+from mxt_sdk.storage import file_sha256
 
 __all__ = ["PackagedWeights", "PACKAGED_WEIGHTS", "packaged_weights_for", "locate", "load_packaged_weights"]
 
@@ -78,17 +78,9 @@ def locate(weights: PackagedWeights) -> Path:
     return path
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def read_verified(path: Path, expected_sha256: str) -> dict[str, torch.Tensor]:
     """The tensors of ``path`` if its SHA-256 is ``expected_sha256``; otherwise a clear error."""
-    actual = sha256_of(path)
+    actual = file_sha256(path)
     if actual != expected_sha256:
         raise ConfigError(
             f"weights file {str(path)!r} has SHA-256 {actual}, expected {expected_sha256}: the file was changed "
