@@ -24,7 +24,10 @@ NOT_STATED = "n/a-not-stated"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    """A config section: unknown fields refused, and every field checked on assignment too (so
+    ``config.extraction.choose_among_known = -5`` raises a ``ValidationError`` naming the field)."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), validate_assignment=True)
 
 
 class ComponentSpec(_Section):

@@ -55,3 +55,17 @@ def test_prediction_confidence_is_bounded():
 def test_product_is_strict_about_extra_fields():
     with pytest.raises(ValueError):
         Product(id="1", product_type="t", title="x", price=3)
+
+
+def test_a_config_field_is_checked_when_assigned_too():
+    from pydantic import ValidationError
+
+    from mxt_sdk.config import load_config
+
+    config = load_config("mxt-cpu")
+    with pytest.raises(ValidationError, match="choose_among_known"):
+        config.extraction.choose_among_known = -5
+    with pytest.raises(ValidationError, match="learning_rate"):
+        config.training.learning_rate = "fast"
+    config.extraction.choose_among_known = 10
+    assert config.extraction.choose_among_known == 10
