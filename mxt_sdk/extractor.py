@@ -25,7 +25,8 @@ from mxt_sdk.evaluation.thresholds import (DEFAULT_MIN_SUPPORT, CallThresholds, 
                                            calibrate, calibration_summary)
 from mxt_sdk.inference.engine import Engine, EngineSettings, make_requests
 from mxt_sdk.inference.image_prior import ImageValuePrior, prior_applies
-from mxt_sdk.model.card import MeasuredFacts, ModelCard, calibration_figures, data_ref, evaluation_figures, write_card
+from mxt_sdk.model.card import (MeasuredFacts, ModelCard, TrainingFacts, calibration_figures, data_ref,
+                                evaluation_figures, write_card)
 from mxt_sdk.model.folder import SavedModel, load_folder, save_folder
 from mxt_sdk.model.hub import ModelSource, push_folder, resolve_model
 from mxt_sdk.model.mxt import MXTModel
@@ -175,11 +176,15 @@ class Extractor:
                           "data_scheme": DATA_SCHEME}, force_resume,
                      record=trainer.accelerator.is_main_process)  # one writer: the main process's recovery runs next
         self._inference_models.clear()  # an int8 copy made from the old weights would be stale
-        trainer.describe_data(data_ref(train, staged.train.count),
-                              data_ref(val, staged.val.count) if staged.val is not None else None,
-                              staged.data_fingerprint)
+        self.card = ModelCard()  # figures measured on the earlier weights no longer apply
         result = trainer.fit(staged.train, staged.val)
         self.model.eval()
+        self.card = ModelCard(training=TrainingFacts(
+            steps=result.steps, seed=settings.seed, train=data_ref(train, staged.train.count),
+            val=data_ref(val, staged.val.count) if staged.val is not None else None,
+            data_fingerprint=staged.data_fingerprint, best_val_loss=result.best_val_loss))
+        if trainer.accelerator.is_main_process:
+            self.save_model_card(output)
         return result
 
     # ----------------------------------------------------------------- extraction

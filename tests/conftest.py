@@ -1,17 +1,76 @@
-"""Shared fixtures. Tests never touch the network: the hub is forced offline before anything imports."""
+"""Shared fixtures. Tests are hermetic: whatever the caller's environment, locale and current folder,
+every test (and every process it starts, which inherits ``os.environ``) sees the same known
+environment, set here before anything imports ``huggingface_hub``, ``transformers`` or ``tqdm`` (they
+read theirs at import). Tests never touch the network: the hub is forced offline, its caches point
+at a fresh folder of this session. A test that needs a variable sets it itself with ``monkeypatch``."""
 from __future__ import annotations
 
+import atexit
+import locale
 import os
+import shutil
+import tempfile
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Dropped from the caller's environment: bar and colour switches, this package's own switches
+# (MXT_DISABLE_PLUGINS, MXT_CRASH_AT, ...), every Hugging Face cache, offline, token and verbosity
+# setting, and locale and text-encoding choices.
+_DROPPED_PREFIXES = ("MXT_", "TQDM_", "HF_", "HUGGINGFACE_", "TRANSFORMERS_", "DATASETS_", "LC_")
+_DROPPED = {"NO_COLOR", "FORCE_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "PY_COLORS", "PYTHON_COLORS",
+            "LANG", "LANGUAGE", "LOCPATH", "PYTHONIOENCODING", "PYTHONUTF8", "TOKENIZERS_PARALLELISM"}
+
+
+def _utf8_locale() -> str | None:
+    for name in ("C.UTF-8", "C.utf8", "en_US.UTF-8", "en_US.utf8"):
+        try:
+            locale.setlocale(locale.LC_ALL, name)
+        except locale.Error:
+            continue
+        return name
+    return None
+
+
+def _hermetic_environment() -> None:
+    for name in [name for name in os.environ if name.startswith(_DROPPED_PREFIXES) or name in _DROPPED]:
+        del os.environ[name]
+    hf_home = tempfile.mkdtemp(prefix="mxt-tests-hf-")
+    atexit.register(shutil.rmtree, hf_home, ignore_errors=True)
+    os.environ.update({
+        "HF_HOME": hf_home,
+        "HF_HUB_CACHE": os.path.join(hf_home, "hub"),
+        "HF_DATASETS_CACHE": os.path.join(hf_home, "datasets"),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONUTF8": "1",  # for the Python processes tests start; this one's encoding is fixed at its start
+    })
+    # TRANSFORMERS_CACHE and TRANSFORMERS_OFFLINE are left unset, not pointed here: transformers 4.x
+    # warns (FutureWarning, an error under pyproject's filterwarnings) when TRANSFORMERS_CACHE is set;
+    # both follow HF_HUB_CACHE / HF_HUB_OFFLINE.
+    name = _utf8_locale()  # UTF-8 text, C number and date formats: here and in the processes tests start
+    if name:
+        os.environ["LC_ALL"] = os.environ["LANG"] = name
+
+
+_hermetic_environment()
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _known_environment():
+    """What a test or the code under test sets in ``os.environ`` without ``monkeypatch`` (the CLI sets
+    TRANSFORMERS_VERBOSITY, for one) is undone after it, so that no test sees another's variables."""
+    before = {name: value for name, value in os.environ.items() if name != "PYTEST_CURRENT_TEST"}
+    yield
+    for name in [name for name in os.environ if name not in before and name != "PYTEST_CURRENT_TEST"]:
+        del os.environ[name]
+    for name, value in before.items():
+        if os.environ.get(name) != value:
+            os.environ[name] = value
 
 
 @pytest.fixture(autouse=True)

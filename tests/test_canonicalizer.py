@@ -281,7 +281,8 @@ def test_vectors_do_not_depend_on_the_process(tmp_path):
         "import importlib.util, sys, hashlib\n"
         f"spec = importlib.util.spec_from_file_location('emb', {embedding.__file__!r})\n"
         "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
-        "vectors = mod.CharNgramEmbedder(1, 3, 256).embed_many(['navy blue', 'Ünïcode-Wert 3/4'])\n"
+        # ascii(): the non-ASCII text goes in escaped, whatever encoding this process gives its arguments
+        f"vectors = mod.CharNgramEmbedder(1, 3, 256).embed_many({ascii(['navy blue', 'Ünïcode-Wert 3/4'])})\n"
         "print(hashlib.sha256(vectors.tobytes()).hexdigest())\n"
     )
     digests = {

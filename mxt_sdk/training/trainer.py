@@ -32,7 +32,6 @@ from mxt_sdk.images.fetch import UrlPolicy
 from mxt_sdk.training.periodic import CheckpointSchedule
 from mxt_sdk.training.feature_cache import FeatureCache, build_feature_cache, encoders_frozen
 from mxt_sdk.training.image_prior_fit import check_image_prior, fit_image_prior
-from mxt_sdk.model.card import DataRef, ModelCard, TrainingFacts
 from mxt_sdk.plugins import manager
 from mxt_sdk.storage import write_json
 from mxt_sdk.training import checkpoints
@@ -99,7 +98,6 @@ class Trainer:
                  run_dir: Path | None = None):
         self.extractor, self.config, self.output = extractor, config, Path(output)
         self.run_dir = Path(run_dir) if run_dir is not None else self.output
-        self._data_facts: tuple[DataRef, DataRef | None, str] | None = None
         self.image_root = image_root
         device = training_device(config.device)
         self.accelerator = Accelerator(
@@ -120,10 +118,6 @@ class Trainer:
             if self.accelerator.is_main_process:
                 return stage_data(train, val, self.run_dir, reader, rejected_log)
             return StagedData.load(self.run_dir)
-
-    def describe_data(self, train: DataRef, val: DataRef | None, fingerprint: str) -> None:
-        """Name the training data for the model card written with the model (:mod:`mxt_sdk.model.card`)."""
-        self._data_facts = (train, val, fingerprint)
 
     def _prepare(self, train: ProductTable, val: ProductTable | None) -> dict[str, Any]:
         return prepare_data(self.extractor, self.config, self.run_dir, self.accelerator, train, val)
@@ -207,10 +201,6 @@ class Trainer:
             if not isinstance(train, ProductTable):
                 staged = self.stage(train, val)
                 train, val = staged.train, staged.val
-                if self._data_facts is None:
-                    self.describe_data(DataRef(products=train.count),
-                                       DataRef(products=val.count) if val is not None else None,
-                                       staged.data_fingerprint)
             return self._fit(train, val)
         finally:
             logging.getLogger("mxt_sdk").setLevel(level)
@@ -396,11 +386,6 @@ class Trainer:
         spec = self.extractor.config.extraction.canonicalizer
         if spec is not None:
             self.extractor.set_canonicalizer(spec.name, **spec.options)
-        if self._data_facts is not None:  # a new card: figures measured on earlier weights no longer apply
-            train_ref, val_ref, fingerprint = self._data_facts
-            self.extractor.card = ModelCard(training=TrainingFacts(
-                steps=state["step"], seed=self.config.seed, train=train_ref, val=val_ref,
-                data_fingerprint=fingerprint, best_val_loss=state["best_val_loss"]))
         if self.accelerator.is_main_process:
             self.extractor.save_pretrained(self.output)
             write_json(self.run_dir / CLEANING_FILE, data["cleaning"])
