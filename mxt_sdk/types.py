@@ -7,7 +7,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mxt_sdk.errors import RecordError
 
-__all__ = ["Product", "Prediction", "product_from_record", "generated_id", "describe_validation_error"]
+__all__ = ["Product", "Prediction", "DecidedBy", "DECIDED_BY", "product_from_record", "generated_id",
+           "describe_validation_error"]
+
+#: how an answer was decided: ``generated`` (greedy decoding, free text), ``known_value`` (the likeliest of
+#: the pair's training values and the none answer, scored by the generator: ``extraction.choose_among_known``),
+#: ``known_value+image_prior`` (the same, where the image prior changed which value won), ``span`` (the
+#: likeliest span of the product's text: ``extraction.choose_text_span``)
+DecidedBy = Literal["generated", "known_value", "known_value+image_prior", "span"]
+DECIDED_BY: tuple[str, ...] = DecidedBy.__args__
 
 
 def _strip_required(value: str, field: str) -> str:
@@ -80,7 +88,8 @@ class Prediction(BaseModel):
     accepted: there is nothing to write); ``threshold_source`` says which kind of
     threshold that is (``pair``: the pair's own; ``attribute`` / ``global``: pooled over the
     attribute's / all calibration rows; ``default``: never calibrated; ``call``: given to the extraction
-    call as ``threshold=``). ``novel`` marks a value
+    call as ``threshold=``). ``decided_by`` says which path answered (:data:`DecidedBy`; ``None`` on an
+    error row). ``novel`` marks a value
     outside the known vocabulary of the pair (a zero-shot value); ``in_text`` marks a value written
     in the product text. ``truncated`` marks an answer cut at the generation bound before its end
     (no EOS): its value is a prefix of what the model wanted to write.
@@ -101,6 +110,7 @@ class Prediction(BaseModel):
     error: str | None = None
     truncated: bool = False
     threshold_source: Literal["pair", "attribute", "global", "default", "call"] | None = None
+    decided_by: DecidedBy | None = None
 
 
 _FRIENDLY = {

@@ -83,6 +83,16 @@ def test_report_numbers_equal_a_recomputation_from_the_predictions_file(tmp_path
     assert {r["attribute"] for r in absent} >= {"pattern"}
     assert all(r["attribute"] != "material" for r in absent)
     assert (tmp_path / "eval" / "report.md").read_text().startswith("# Evaluation report")
+    # answers counted per path that decided them, overall and per pair, from the rows' decided_by
+    paths = report["decided_by"]
+    assert sum(n["answers"] for n in paths["overall"].values()) == sum(r["error"] is None for r in rows)
+    assert {r["decided_by"] for r in rows} == set(paths["overall"]) and set(paths["overall"]) <= {
+        "generated", "known_value", "known_value+image_prior", "span"}
+    for path, n in paths["overall"].items():
+        assert n["correct"] == sum(r["correct"] for r in rows if r["decided_by"] == path)
+        assert n["answers"] == sum(p[path]["answers"] for p in paths["by_pair"].values() if path in p)
+    assert "| decided by |" in (tmp_path / "eval" / "report.md").read_text()
+    assert "id='paths'" in (tmp_path / "eval" / "report.html").read_text()
     assert list((tmp_path / "eval").glob("report.pr-*.png"))
     # The same check on rows with a real mix of right and wrong answers and confidences.
     for i, row in enumerate(rows):

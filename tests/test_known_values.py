@@ -56,6 +56,7 @@ def test_a_short_value_list_answers_its_likeliest_value_with_its_probability():
     best = int(scores.argmax())
     assert prediction.raw_value == candidates[best]
     assert prediction.confidence == pytest.approx(float(scores[best].exp()), rel=1e-4)
+    assert prediction.decided_by == "known_value"
 
 
 def test_a_long_value_list_keeps_the_free_answer():
@@ -66,6 +67,7 @@ def test_a_long_value_list_keeps_the_free_answer():
     extractor.config.extraction.choose_among_known = 0
     free = [(p.raw_value, p.confidence) for p in extractor.extract(products, ["color"])]
     assert limited == free  # 6 values > 5, and the mug's pair is unknown
+    assert {p.decided_by for p in extractor.extract(products, ["color"])} == {"generated"}
     extractor.config.extraction.choose_among_known = 6
     assert extractor.extract(products[:1], ["color"])[0].raw_value in {*values, extractor.config.model.none_answer}
 
@@ -120,6 +122,7 @@ def test_pairs_whose_values_the_text_states_answer_a_span_of_the_text():
     spanned = extractor.extract(products, ["brand"])
     for product, prediction in zip(products, spanned):
         assert prediction.raw_value in {*text_spans(product.text, 2), none}, prediction
+        assert prediction.decided_by == "span"
     extractor.config.extraction.choose_text_span = None
     free = extractor.extract(products, ["brand"])
     assert [p.raw_value for p in free] != [p.raw_value for p in spanned]  # the random model writes neither
@@ -180,4 +183,6 @@ def test_an_image_prior_joins_the_known_value_scores_of_products_with_an_image(i
     joined = extractor.extract(products, ["color"], image_root=image_dir)
     assert plain[0].raw_value != "dark green"  # a random generator prefers the short values
     assert joined[0].raw_value == "dark green" and 0.99 < joined[0].confidence <= 1.0
+    assert [p.decided_by for p in plain] == ["known_value", "known_value"]
+    assert [p.decided_by for p in joined] == ["known_value+image_prior", "known_value"]  # moved only with a photo
     assert (joined[1].raw_value, joined[1].confidence) == (plain[1].raw_value, plain[1].confidence)  # no photo

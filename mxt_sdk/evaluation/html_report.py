@@ -76,10 +76,14 @@ def _headline(report: Mapping[str, Any]) -> str:
     slices = ["<tr><th>slice</th><th>support</th><th>correct</th><th>accuracy</th></tr>"]
     slices += [f"<tr><td>{_e(name)}</td><td>{s['support']}</td><td>{s['correct']}</td>"
                f"<td>{_number(s['accuracy'])}</td></tr>" for name, s in report["slices"].items()]
+    paths = ["<tr><th>decided by</th><th>answers</th><th>with a stated gold</th><th>correct</th></tr>"]
+    paths += [f"<tr><td>{_e(path)}</td><td>{n['answers']}</td><td>{n['stated']}</td><td>{n['correct']}</td></tr>"
+              for path, n in report.get("decided_by", {}).get("overall", {}).items()]
     return (f"<p>{report['rows']} labelled (product, attribute) rows; {report['errors']} with an error, "
             f"{report['truncated']} answers cut at the token limit.</p>"
             f"<table class='metrics' id='headline'>{''.join(rows)}</table><h2>Slices</h2>"
-            f"<table class='metrics' id='slices'>{''.join(slices)}</table>")
+            f"<table class='metrics' id='slices'>{''.join(slices)}</table><h2>How answers were decided</h2>"
+            f"<table class='metrics' id='paths'>{''.join(paths)}</table>")
 
 
 def _pairs(report: Mapping[str, Any]) -> str:
@@ -103,6 +107,8 @@ def _tags(row: Mapping[str, Any]) -> str:
     tags = [("accepted", row["accepted"]), ("zero-shot", row["zero_shot"]), ("value-absent", row["value_absent"])]
     out = "".join(f"<span class='tag{'' if on else ' no'}'>{'' if on else 'not '}{name}</span>"
                   for name, on in tags if on or name == "accepted")
+    if row.get("decided_by"):
+        out += f"<span class='tag path'>{_e(row['decided_by'])}</span>"
     if row.get("error"):
         out += f"<span class='tag err' title='{_e(row['error'])}'>error</span>"
     return out

@@ -60,6 +60,7 @@ def score(products: Sequence[Product], predictions: Sequence[Prediction], metada
                 "title": product.title, "value": value, "raw_value": prediction.raw_value, "confidence": prediction.confidence,
                 "accepted": prediction.accepted, "gold": gold, "raw_gold": raw_gold,
                 "truncated": prediction.truncated, "threshold_source": prediction.threshold_source,
+                "decided_by": prediction.decided_by,
                 "correct": values_match(value, gold, raw_predicted=prediction.value, raw_gold=raw_gold),
                 "zero_shot": gold is not None and known is not True,
                 "new_value": gold is not None and not (metadata and metadata.knows_value_anywhere(gold)),
@@ -83,6 +84,26 @@ def _slice(rows: list[dict[str, Any]], thresholds: Thresholds) -> dict[str, Any]
     n = len(stated)
     return {"support": n, "correct": len(correct), "accuracy": len(correct) / n if n else 0.0,
             "accepted_correct": len(accepted), "recall_at_thresholds": len(accepted) / n if n else 0.0}
+
+
+def decision_paths(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Answers per path that decided them (``Prediction.decided_by``; error rows left out), with how many
+    were correct where a gold value is stated: over all rows and per (product type, attribute)."""
+    def count(selected: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+        paths: dict[str, dict[str, int]] = {}
+        for row in selected:
+            if row.get("decided_by") is None:
+                continue
+            entry = paths.setdefault(row["decided_by"], {"answers": 0, "stated": 0, "correct": 0})
+            entry["answers"] += 1
+            entry["stated"] += row["gold"] is not None
+            entry["correct"] += bool(row["gold"] is not None and row["correct"])
+        return dict(sorted(paths.items()))
+
+    by_pair: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_pair.setdefault(f"{row['product_type']} / {row['attribute']}", []).append(row)
+    return {"overall": count(rows), "by_pair": {pair: count(pair_rows) for pair, pair_rows in sorted(by_pair.items())}}
 
 
 def build_report(rows: list[dict[str, Any]], thresholds: Thresholds, precision: float) -> dict[str, Any]:
@@ -113,6 +134,7 @@ def build_report(rows: list[dict[str, Any]], thresholds: Thresholds, precision: 
                   for p in pairs],
         **micro_macro(pairs, by_pair),
         "unstated_pairs": unstated_pairs(pairs, by_pair),
+        "decided_by": decision_paths(rows),
         "slices": slices,
         "value_absent_accuracy_by_attribute": {
             attribute: _slice([r for r in attr_rows if r["value_absent"]], thresholds)["accuracy"]
@@ -137,6 +159,9 @@ def markdown(report: dict[str, Any], top: int = 20) -> str:
     for name in SLICES:
         s = report["slices"][name]
         lines.append(f"| {name} | {s['support']} | {s['correct']} | {s['accuracy']:.3f} |")
+    lines += ["", "| decided by | answers | with a stated gold | correct |", "|---|---|---|---|"]
+    for path, n in report["decided_by"]["overall"].items():
+        lines.append(f"| {path} | {n['answers']} | {n['stated']} | {n['correct']} |")
     lines += ["", f"| product type | attribute | support | P | R | F1 | recall@{p:.0%}P | threshold@P |",
               "|---|---|---|---|---|---|---|---|"]
     for m in report["pairs"][:top]:

@@ -86,6 +86,7 @@ def variant_metrics(report: dict[str, Any], ranking: Sequence[str], top_k: Seque
                       "examples": zero["correct_examples"][:5]},
         "new_value": {"correct": new["correct"], "support": new["support"]},
         "errors": report["errors"], "rows": report["rows"],
+        "decided_by": report.get("decided_by", {}).get("overall", {}),  # absent in reports written before paths
     }
 
 
@@ -176,6 +177,15 @@ def markdown(result: dict[str, Any]) -> str:
                      f" | {values['micro_recall_at_p']:.3f} ({stated}) | {values['micro_f1']:.3f} | "
                      f"{absent['accuracy']:.3f} ({absent['support']}) | {zero['correct']} / {zero['support']} | "
                      f"{new['correct']} / {new['support']} | {entry['steps']} | ok |")
+    paths = sorted({path for values in table["variants"].values() if values for path in values.get("decided_by", {})})
+    if paths:
+        lines += ["", "## How answers were decided", "", "Answers per path (`Prediction.decided_by`), correct / with a "
+                  "stated gold value in brackets.", "", "| variant | " + " | ".join(paths) + " |", "|---" * (len(paths) + 1) + "|"]
+        for name in names:
+            counts = (table["variants"].get(name) or {}).get("decided_by", {})
+            lines.append(f"| {name} | " + " | ".join(
+                f"{counts[p]['answers']} ({counts[p]['correct']} / {counts[p]['stated']})" if p in counts else "0"
+                for p in paths) + " |")
     lines += ["", "## Attributes by test support", ""]
     lines += [f"{i}. {a['attribute']} (support {a['support']}, {a['pairs']} pairs)"
               for i, a in enumerate(table["attributes"][:max(ks, default=0)], 1)]

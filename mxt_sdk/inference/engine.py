@@ -33,7 +33,8 @@ from mxt_sdk.plugins.components import Canonicalizer
 from mxt_sdk.types import Prediction, Product, generated_id, product_from_record
 
 ALL_ATTRIBUTES = "*"
-Answer = tuple[str, float, bool]  #: decoded text, confidence, cut at the generation bound (no EOS)
+#: decoded text, confidence, cut at the generation bound (no EOS), the path that decided it (DecidedBy)
+Answer = tuple[str, float, bool, str]
 
 
 logger = logging.getLogger(__name__)
@@ -238,7 +239,7 @@ class Engine:
             eos = getattr(self.tokenizer, "eos_token_id", None)
             ended = (output.token_ids == eos).any(dim=1).tolist() if eos is not None else [True] * len(batch)
             for i, text, confidence, done in zip(batch, texts, confidences, ended):
-                answers[examples[i]] = (" ".join(text.split()), confidence, not done)
+                answers[examples[i]] = (" ".join(text.split()), confidence, not done, "generated")
             if self.known is not None:
                 self._choose_known(chunk, [examples[i] for i in batch], answers, input_ids.to(device),
                                    attention_mask.to(device), features, rows)
@@ -258,7 +259,7 @@ class Engine:
         chosen = self.known.choose(input_ids, attention_mask, features, rows, questions)
         for example, choice in zip(batch, chosen):
             if choice is not None:
-                answers[example] = (choice[0], choice[1], False)
+                answers[example] = (choice[0], choice[1], False, choice[2])
 
     def _prediction(self, request: Request, attribute: str, answer: Answer | None,
                     canonical: tuple[str, bool] | None, image_used: bool) -> Prediction:
@@ -269,7 +270,7 @@ class Engine:
         error = request.image_error
         if answer is None:
             return Prediction(**base, error=error or "not answered")
-        raw, confidence, truncated = answer
+        raw, confidence, truncated, decided_by = answer
         confidence = confidence if math.isfinite(confidence) else 0.0
         threshold, source = self.settings.thresholds.lookup(request.product.product_type, attribute)
         value, novel = self._value(raw), False
@@ -281,7 +282,7 @@ class Engine:
             **base, value=value, raw_value=raw, confidence=confidence,
             accepted=accepts_answer(value, confidence, threshold),
             novel=novel, in_text=value is not None and written_in(value, request.product.text),
-            image_used=image_used, error=error, truncated=truncated, threshold_source=source,
+            image_used=image_used, error=error, truncated=truncated, threshold_source=source, decided_by=decided_by,
         )
 
 

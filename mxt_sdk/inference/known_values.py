@@ -98,10 +98,11 @@ class KnownValueChooser:
 
     def choose(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: ImageFeatures | None,
                image_index: torch.Tensor | None,
-               questions: Sequence[tuple[Product, str] | None]) -> list[tuple[str, float] | None]:
+               questions: Sequence[tuple[Product, str] | None]) -> list[tuple[str, float, str] | None]:
         """For each example (row of ``input_ids``) asking ``questions[i]`` (product, attribute): (value,
-        probability) of its most likely candidate (known values, else text spans), or None where it keeps
-        the free answer (and where ``questions[i]`` is None)."""
+        probability, path) of its most likely candidate, or None where it keeps the free answer (and where
+        ``questions[i]`` is None). The path (:data:`mxt_sdk.types.DecidedBy`) is ``known_value``,
+        ``known_value+image_prior`` where the image prior changed which value won, or ``span``."""
         lists = [None if question is None else self._candidates_for(*question) for question in questions]
         example, labels, owners = [], [], []
         for row, found in enumerate(lists):
@@ -126,14 +127,17 @@ class KnownValueChooser:
             if row not in by_row:
                 chosen.append(None)
                 continue
-            prior = self._prior(questions[row], found[0], features, image_index, row)
+            question = questions[row]
+            path = "known_value" if self.candidates(question[0].product_type, question[1]) is not None else "span"
+            prior = self._prior(question, found[0], features, image_index, row)
+            unaided = max(range(len(by_row[row])), key=by_row[row].__getitem__)
             if prior is None:
-                position = max(range(len(by_row[row])), key=by_row[row].__getitem__)
-                chosen.append((found[0][position], min(math.exp(by_row[row][position]), 1.0)))
+                chosen.append((found[0][unaided], min(math.exp(by_row[row][unaided]), 1.0), path))
                 continue
             combined = torch.tensor(by_row[row]) + self.prior_weight * torch.tensor(prior)
             position = int(combined.argmax())
-            chosen.append((found[0][position], float(torch.softmax(combined, 0)[position])))
+            moved = path + "+image_prior" if position != unaided else path
+            chosen.append((found[0][position], float(torch.softmax(combined, 0)[position]), moved))
         return chosen
 
     def _prior(self, question: tuple[Product, str], candidates: list[str], features: ImageFeatures | None,
