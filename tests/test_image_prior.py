@@ -215,3 +215,16 @@ def test_calibration_chooses_the_prior_weight_on_held_out_products_and_saves_it(
     result = runner.invoke(main, ["calibrate", "--model", str(tmp_path / "model"), "--data", str(catalog["test"]),
                                   "--prior-weights", "1,-2"])
     assert result.exit_code == 2 and "at least 0" in result.output
+
+
+def test_a_catalog_without_photos_trains_to_the_end_without_a_prior(tmp_path, caplog):
+    catalog = write_catalog(tmp_path / "catalog", train_size=8, test_size=2, image_size=32)
+    train = tmp_path / "no-photos.jsonl"
+    train.write_text("".join(json.dumps({**json.loads(line), "image": None}) + "\n"
+                             for line in catalog["train"].read_text().splitlines()))
+    extractor = Extractor.from_config(_prior_config(frozen=True))
+    with caplog.at_level("WARNING", logger="mxt_sdk"):
+        result = extractor.fit(train, output_dir=tmp_path / "model", max_steps=1)
+    assert result.steps == 1 and extractor.image_prior is None
+    assert not (tmp_path / "model" / WEIGHTS_FILE).exists()
+    assert "No training product has a photo" in caplog.text

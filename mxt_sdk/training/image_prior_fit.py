@@ -49,10 +49,12 @@ def _global_vectors(model: MXTModel, images: FeatureCache | ImageLoader, referen
 
 def fit_image_prior(model: MXTModel, example_paths, images: FeatureCache | ImageLoader,
                     options: ImagePriorConfig, max_values: int, batch_size: int,
-                    device: torch.device) -> ImageValuePrior:
+                    device: torch.device) -> ImageValuePrior | None:
     """The prior over the pairs of the training examples in ``example_paths`` (Arrow shards with
     ``product_type``, ``attribute``, ``answer`` and ``image`` columns) with at most ``max_values``
-    values. Holds the distinct image references and one small record per example in memory."""
+    values. Holds the distinct image references and one small record per example in memory.
+    A catalog whose training products have no photo gets no prior (``None``, with a warning): the
+    prior steps aside and the model answers as it would without one."""
     rows: dict[str, int] = {}
     examples: list[ImagePriorExample] = []
     for batch in read_arrow(example_paths, ["product_type", "attribute", "answer", "image"]):
@@ -63,6 +65,10 @@ def fit_image_prior(model: MXTModel, example_paths, images: FeatureCache | Image
                                                   rows.setdefault(image, len(rows)),
                                                   attribute if options.share == "attribute" else None))
     references = list(rows)
+    if not references:
+        log.warning("No training product has a photo: no image prior is fitted (training.image_prior is "
+                    "skipped; answers come from the generator alone)")
+        return None
     readable: list[bool] = []  # per reference, filled by the first pass over the vectors
 
     def vector_chunks() -> Iterator[torch.Tensor]:
