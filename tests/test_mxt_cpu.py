@@ -43,3 +43,15 @@ def test_every_dtype_extracts_and_a_reloaded_model_answers_the_same(trained):
     assert reloaded.model.shared_backbone and reloaded.model.generator.copy_head is not None
     again = reloaded.extract(test, ["color", "brand"], image_root=root)
     assert [(p.value, round(p.confidence, 5)) for p in again] == [(p.value, round(p.confidence, 5)) for p in fp32]
+
+
+def test_the_demo_trains_the_shipped_mxt_demo_config_that_mxt_train_also_takes():
+    from mxt_sdk.config import builtin_configs, load_config
+    from mxt_sdk.experiments.demo import _demo_config
+
+    assert "mxt-demo" in builtin_configs()
+    shipped = load_config("mxt-demo").model_dump()
+    demo = _demo_config("mxt", device=shipped["training"]["device"]).model_dump()
+    assert demo == shipped  # the demo patches nothing in code
+    options = shipped["model"]["generator"]["options"]
+    assert options["copy_continuation"] and shipped["training"]["scramble_copied_values"] == 0.3

@@ -1,7 +1,8 @@
 """``mxt demo``: the whole job on a synthetic multimodal catalog, in minutes, offline.
 
-Builds the catalog (:mod:`mxt_sdk.experiments.synthetic`), trains MXT with the ``mxt-cpu`` config
-(packaged EfficientNet-Lite0 features into MAG + cross-attention, a T5 with a copy head) and, for
+Builds the catalog (:mod:`mxt_sdk.experiments.synthetic`), trains MXT with the shipped ``mxt-demo``
+config (``mxt-cpu`` at the catalog's image size with the copy head's continuation features: packaged
+EfficientNet-Lite0 features into MAG + cross-attention, a T5 with a copy head) and, for
 comparison, the text-only variant, for the same number of steps and seed (the same examples in the same
 order), evaluates both on the test split (which holds zero-shot values), and writes a report. A seconds
 cap per model is only a safety stop. Everything goes under one output folder.
@@ -21,14 +22,8 @@ from mxt_sdk.experiments.synthetic import HELD_OUT_BRANDS, IMAGE_ONLY, write_cat
 
 log = logging.getLogger("mxt_sdk.demo")
 
-DEMO_CONFIG = "mxt-cpu"
-#: the catalog's pictures are drawn at 96 px; 128 px input keeps EfficientNet's cost a third of 224's
-DEMO_IMAGE_SIZE = 128
-DEMO_COPY_OPTIONS = {"copy_continuation": True, "copy_switch_loss": 1.0, "whole_words": True}
-DEMO_SUBWORD_REGULARIZATION = 0.2
-#: unseen brands 169 -> 180 and 144 -> 177 of 208 at training seeds 0 and 1 (benchmarks/HISTORY.md,
-#: "Fourth pass"; 201 and 194 with the canonicalizer keeping the brands the text states)
-DEMO_SCRAMBLED_VALUES = 0.3
+#: a shipped config (mxt_sdk/configs/mxt-demo.yaml: every difference from mxt-cpu and its reason)
+DEMO_CONFIG = "mxt-demo"
 
 
 MIN_PAIR_SUPPORT = 20  # pairs with fewer stated test values get no row of their own in the report
@@ -99,18 +94,9 @@ def _summary(settings: DemoSettings, output: Path, runs: dict[str, dict[str, Any
 
 
 def _demo_config(variant: str, device: str = "auto") -> MXTConfig:
-    """The variant of ``mxt-cpu`` the demo trains, at the demo's image size, with the copy head's
-    continuation features, supervised switch, subword regularization and scrambled copies on: the
-    catalog's new brands are written in the title (on photos whose values are not, the first three
-    cost accuracy: off in mxt-cpu)."""
+    """The ablation variant ``variant`` of the shipped ``mxt-demo`` config, on ``device``."""
     config = variant_config(variant, DEMO_CONFIG).model_dump()
-    config["model"]["generator"]["options"].update(DEMO_COPY_OPTIONS)
-    config["training"]["subword_regularization"] = DEMO_SUBWORD_REGULARIZATION
-    config["training"]["scramble_copied_values"] = DEMO_SCRAMBLED_VALUES
     config["training"]["device"] = config["extraction"]["device"] = device
-    for slot in ("global_encoder", "regional_encoder"):
-        if config["model"][slot] is not None:
-            config["model"][slot]["options"]["image_size"] = DEMO_IMAGE_SIZE
     return load_config(config)
 
 
