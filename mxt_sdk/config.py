@@ -163,7 +163,7 @@ class ExtractionConfig(_Section):
                                               "span (or the none answer); null: off")
     image_prior_weight: float = Field(
         default=1.0, ge=0, description="weight of the image prior's log-probability (a model trained with "
-                                       "training.image_value_prior) added to each known value's score by "
+                                       "training.image_prior) added to each known value's score by "
                                        "choose_among_known; 0: the prior is not used")
     dtype: Literal["auto", "fp32", "bf16", "int8"] = Field(
         default="auto", description="numeric mode of extraction (see mxt_sdk.model.numerics); auto: bf16 on "

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from conftest import tiny_config
 from mxt_sdk.cli import main
+from mxt_sdk.config import load_config
 from mxt_sdk.errors import ConfigError, UnknownComponentError
 from mxt_sdk.experiments.ablation import VARIANTS, AblationData, Variant, run_ablation, variant_config
 from mxt_sdk.experiments.ablation_table import TIME_HEADING, TOP_K
@@ -42,6 +43,18 @@ def test_text_only_builds_a_model_without_encoders():
     config = variant_config("text-only", BASE)
     model = MXTModel(config.model)
     assert not model.uses_images and len(model.encoders) == 0 and _fusions(config) == []
+
+
+def test_the_prior_and_chooser_variants_take_out_exactly_those_parts():
+    base = load_config("mxt-cpu")
+    no_prior = variant_config("mxt-no-prior", "mxt-cpu")
+    assert no_prior.training.image_prior is None and no_prior.extraction.choose_among_known == 50
+    assert no_prior.model == base.model
+    generated = variant_config("mxt-generated", "mxt-cpu")
+    assert generated.extraction.choose_among_known == 0 and generated.extraction.choose_text_span is None
+    assert generated.training.image_prior is None and generated.model == base.model
+    text = variant_config("text-only-generated", "mxt-cpu")
+    assert text.model == variant_config("text-only", "mxt-cpu").model and text.extraction.choose_among_known == 0
 
 
 def test_mxt_and_per_type_keep_the_config_as_given():
@@ -136,6 +149,8 @@ def test_ablation_writes_each_variant_and_the_table(ablation):
     assert improvement_rows[0] == "| variant | top-5 | top-10 (all 6) | top-15 (all 6) |"  # 6 attributes
     assert [row.split(" | ")[0] for row in improvement_rows[1:]] == ["| mxt", "| broken", "| text-only"]
     assert improvement_rows[3] == "| text-only | reference | reference | reference |"
+    assert "## How answers were decided" in table and "## What each variant has" in table
+    assert f"- text-only: {VARIANTS['text-only'].description}" in table
 
 
 def test_table_numbers_equal_the_reports(ablation):

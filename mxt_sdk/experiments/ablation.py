@@ -86,6 +86,17 @@ def _text_only(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def _without_prior(config: dict[str, Any]) -> dict[str, Any]:
+    config["training"]["image_prior"] = None
+    return config
+
+
+def _free_generation(config: dict[str, Any]) -> dict[str, Any]:
+    """No known-value chooser, no span chooser, no prior: every answer is generated."""
+    config["extraction"].update(choose_among_known=0, choose_text_span=None)
+    return _without_prior(config)
+
+
 def _with_generator(name: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     def transform(config: dict[str, Any]) -> dict[str, Any]:
         manager.get_component("generators", name)  # not installed: the error lists the generators there are
@@ -101,7 +112,12 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             _mag_to_concat),
     Variant("no-xattn", "without the 'xattn' cross-attention fusion and the regional image encoder",
             _without_xattn),
-    Variant("text-only", "no image encoders and no fusions", _text_only),
+    Variant("mxt-no-prior", "the config as given without the image prior (the chooser stays)", _without_prior),
+    Variant("mxt-generated", "the config as given, every answer generated: no known-value or span chooser, "
+                             "no image prior", _free_generation),
+    Variant("text-only", "no image encoders and no fusions (so no image prior; the chooser stays)", _text_only),
+    Variant("text-only-generated", "text-only, every answer generated: no known-value or span chooser",
+            lambda config: _free_generation(_text_only(config))),
     Variant("per-type", "the config as given, one model per product type (steps split by examples)",
             _as_configured, per_type=True),
     Variant("span", "baseline: generator 'span' (extractive) with the config's generator options",
@@ -224,7 +240,8 @@ def run_ablation(config: str | Path | dict[str, Any] | MXTConfig, data: Ablation
     settings = {"train": str(data.train), "val": str(data.val) if data.val else None, "test": str(data.test),
                 "images": str(data.images) if data.images else None, "variants": names,
                 "reference": reference, "steps_per_variant": steps, "max_seconds_per_variant": max_seconds,
-                "seed": seed, "precision": precision}
+                "seed": seed, "precision": precision,
+                "descriptions": {name: get_variant(name).description for name in names}}
     result: dict[str, Any] = {"settings": settings, "data": describe_data(data), "variants": {}}
     for number, name in enumerate(names, 1):
         log.info("Variant %d of %d, %s: %s (%s training steps, seed %d)", number, len(names), name,

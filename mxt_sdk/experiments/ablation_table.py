@@ -186,6 +186,10 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {name} | " + " | ".join(
                 f"{counts[p]['answers']} ({counts[p]['correct']} / {counts[p]['stated']})" if p in counts else "0"
                 for p in paths) + " |")
+    descriptions = result["settings"].get("descriptions", {})
+    if descriptions:
+        lines += ["", "## What each variant has", "", *[f"- {name}: {descriptions[name]}" for name in names
+                                                        if name in descriptions]]
     lines += ["", "## Attributes by test support", ""]
     lines += [f"{i}. {a['attribute']} (support {a['support']}, {a['pairs']} pairs)"
               for i, a in enumerate(table["attributes"][:max(ks, default=0)], 1)]
