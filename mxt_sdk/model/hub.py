@@ -96,7 +96,7 @@ def _download(repo_id: str, revision: str | None, cache_dir: str | Path | None, 
     from huggingface_hub import errors as hub_errors
 
     offline = constants.HF_HUB_OFFLINE if local_files_only is None else local_files_only
-    where = f"Hub model {repo_id!r} (revision {revision or 'main'})"
+    where = f"Hub model {repo_id!r} (revision {revision or 'main'}; no local folder has that name)"
     try:
         folder = snapshot_download(repo_id, repo_type="model", revision=revision, cache_dir=cache_dir,
                                    local_files_only=offline, token=token, allow_patterns=_allow_patterns(),
