@@ -143,6 +143,8 @@ def test_ablation_writes_each_variant_and_the_table(ablation):
         assert entry["status"] == "ok" and entry["steps"] == 4 and entry["notes"] == []
         assert (output / name / "model" / "model.safetensors").is_file()
         assert (output / name / "report.predictions.jsonl").is_file()
+        card = json.loads((output / name / "model" / "card.json").read_text())
+        assert card["training"]["steps"] == 4 and card["evaluation"]["data"]["name"] == "test.jsonl"
     table = (output / "ablation.md").read_text()
     assert table == result["markdown"]
     improvement_rows = [line for line in table.split("## Absolute numbers")[0].splitlines() if line.startswith("| ")]

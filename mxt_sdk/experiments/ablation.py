@@ -159,6 +159,7 @@ def train_and_evaluate(config: MXTConfig, data: AblationData, model_dir: Path, r
                                                     seed=seed)
     started = time.perf_counter()
     report = extractor.evaluate(data.test, precision=precision, output=report_path, image_root=data.images)
+    extractor.save_model_card(model_dir)  # the model folder's card gets the test figures
     return VariantRun(report, report_path, result.steps, train_seconds, time.perf_counter() - started,
                       stop_note(result))
 
