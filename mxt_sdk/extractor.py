@@ -284,12 +284,17 @@ class Extractor:
             rows = self._score_products(products, root, batch_size)
         by_pair = group_by_pair((r["product_type"], r["attribute"], scored(r)) for r in rows)
         self.thresholds = calibrate(by_pair, precision, default=self.thresholds.default, min_support=min_support)
+        self.card.calibration = MeasuredFacts(data=data_ref(data, len(products)), target_precision=precision,
+                                              figures=calibration_figures(self.calibration_summary()))
+        return self.thresholds
+
+    def calibration_summary(self) -> dict[str, Any]:
+        """What the thresholds reach (:func:`~mxt_sdk.evaluation.thresholds.calibration_summary`) and, when
+        the image prior is in use, its weight."""
         summary = calibration_summary(self.thresholds)
         if self.image_prior_in_use:
             summary["image_prior_weight"] = self.config.extraction.image_prior_weight
-        self.card.calibration = MeasuredFacts(data=data_ref(data, len(products)), target_precision=precision,
-                                              figures=calibration_figures(summary))
-        return self.thresholds
+        return summary
 
     @property
     def image_prior_in_use(self) -> bool:

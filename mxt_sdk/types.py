@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mxt_sdk.errors import RecordError
 
-__all__ = ["Product", "Prediction", "DecidedBy", "DECIDED_BY", "product_from_record", "generated_id",
+__all__ = ["Product", "Prediction", "DecidedBy", "product_from_record", "generated_id", "with_default_id",
            "describe_validation_error"]
 
 #: how an answer was decided: ``generated`` (greedy decoding, free text), ``known_value`` (the likeliest of
@@ -15,7 +15,6 @@ __all__ = ["Product", "Prediction", "DecidedBy", "DECIDED_BY", "product_from_rec
 #: ``known_value+image_prior`` (the same, where the image prior changed which value won), ``span`` (the
 #: likeliest span of the product's text: ``extraction.choose_text_span``)
 DecidedBy = Literal["generated", "known_value", "known_value+image_prior", "span"]
-DECIDED_BY: tuple[str, ...] = DecidedBy.__args__
 
 
 def _strip_required(value: str, field: str) -> str:
@@ -142,6 +141,13 @@ def generated_id(position: int) -> str:
     return f"record-{position}"
 
 
+def with_default_id(record: dict[str, Any], default_id: str | None) -> dict[str, Any]:
+    """``record`` with ``id`` set to ``default_id`` when it has none (no field, ``None`` or ``""``)."""
+    if default_id is None or record.get("id") not in (None, ""):
+        return record
+    return {**record, "id": default_id}
+
+
 def product_from_record(record: Any, where: str, default_id: str | None = None) -> Product:
     """Validate one raw record into a :class:`Product`.
 
@@ -151,8 +157,7 @@ def product_from_record(record: Any, where: str, default_id: str | None = None) 
     """
     if not isinstance(record, dict):
         raise RecordError(where, None, f"expected an object with product fields, got {type(record).__name__}")
-    if default_id is not None and record.get("id") in (None, ""):
-        record = {**record, "id": default_id}
+    record = with_default_id(record, default_id)
     try:
         return Product.model_validate(record)
     except ValidationError as exc:

@@ -106,13 +106,8 @@ def model_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """``--model`` (a model folder or a Hugging Face Hub ID ``org/name``) and ``--revision`` (of a Hub ID),
     passed on as ``model`` and ``revision``; the model is resolved when the command loads it
     (:func:`mxt_sdk.model.hub.resolve_model`), so a missing one fails there with one line."""
-    @click.option("--model", "model", required=True, metavar="FOLDER|ORG/NAME",
-                  help="Model folder written by `mxt train` / save_pretrained, or a Hugging Face Hub ID "
-                       "(org/name; fetched into the Hub cache, or read from it with HF_HUB_OFFLINE=1).")
-    @click.option("--revision", metavar="REV",
-                  help="Branch, tag or commit of a Hub model (default: main).")
-    @functools.wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        return function(*args, **kwargs)
-
-    return wrapper
+    model = click.option("--model", "model", required=True, metavar="FOLDER|ORG/NAME",
+                         help="Model folder written by `mxt train` / save_pretrained, or a Hugging Face Hub ID "
+                              "(org/name; fetched into the Hub cache, or read from it with HF_HUB_OFFLINE=1).")
+    revision = click.option("--revision", metavar="REV", help="Branch, tag or commit of a Hub model (default: main).")
+    return model(revision(function))

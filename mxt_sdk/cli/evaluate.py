@@ -9,7 +9,7 @@ import click
 from mxt_sdk.cli import exits
 from mxt_sdk.cli.common import command_options, device_option, model_options
 from mxt_sdk.evaluation.prior_weight import PRIOR_WEIGHTS
-from mxt_sdk.evaluation.thresholds import DEFAULT_MIN_SUPPORT, calibration_summary
+from mxt_sdk.evaluation.thresholds import DEFAULT_MIN_SUPPORT
 from mxt_sdk.extractor import Extractor
 
 _data = click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False),
@@ -78,13 +78,10 @@ def calibrate(model, revision, data, precision, image_root, reader, batch_size, 
     if output_dir is None and extractor.source.is_hub:
         raise click.UsageError(f"{model} is a Hub model, whose cached files are not changed: pass --output FOLDER "
                                "to save the calibrated model there.")
-    thresholds = extractor.calibrate(data, precision=precision, image_root=image_root, reader=reader,
-                                     batch_size=batch_size, min_support=min_support, prior_weights=prior_weights)
+    extractor.calibrate(data, precision=precision, image_root=image_root, reader=reader, batch_size=batch_size,
+                        min_support=min_support, prior_weights=prior_weights)
     extractor.save_pretrained(output_dir or extractor.source.folder)
-    summary = calibration_summary(thresholds)
-    if extractor.image_prior_in_use:
-        summary["image_prior_weight"] = extractor.config.extraction.image_prior_weight
-    click.echo(json.dumps(summary, indent=2))
+    click.echo(json.dumps(extractor.calibration_summary(), indent=2))
 
 
 def _update_card(extractor: Extractor) -> None:

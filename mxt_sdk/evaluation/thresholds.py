@@ -163,12 +163,6 @@ class CallThresholds:
             return self.everywhere, "call"
         return self.base.lookup(product_type, attribute)
 
-    def threshold_for(self, product_type: str, attribute: str) -> float:
-        return self.lookup(product_type, attribute)[0]
-
-    def accepts(self, product_type: str, attribute: str, confidence: float) -> bool:
-        return confidence >= self.threshold_for(product_type, attribute)
-
     def apply(self, prediction: Prediction) -> Prediction:
         """``prediction`` decided again under these thresholds (a row with an error, or without a product
         type, is returned as it is)."""

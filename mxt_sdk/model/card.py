@@ -167,11 +167,8 @@ def _cell(text: str) -> str:
 def _measured(title: str, facts: MeasuredFacts | None, command: str) -> list[str]:
     if facts is None:
         return [f"## {title}", "", f"Not measured yet: run `{command}`."]
-    data = facts.data
-    named = f"`{data.name}`" if data.name else "products given in memory"
-    lines = [f"## {title}", "", f"On {named}" + (f" ({data.products} products" if data.products else "") +
-             (f", {data.fingerprint}" if data.fingerprint else "") + (")" if data.products else "") +
-             f", target precision {facts.target_precision:g}:", "", "| figure | value |", "|---|---|"]
+    lines = [f"## {title}", "", f"On {_describe(facts.data)}, target precision {facts.target_precision:g}:", "",
+             "| figure | value |", "|---|---|"]
     for name, value in facts.figures.items():
         shown = "n/a" if value is None else (f"{value:.4f}" if isinstance(value, float) else str(value))
         lines.append(f"| {name.replace('_', ' ')} | {shown} |")

@@ -26,7 +26,7 @@ from mxt_sdk.data.metadata import CatalogMetadata
 from mxt_sdk.errors import ConfigError
 from mxt_sdk.evaluation.thresholds import CallThresholds, Thresholds
 from mxt_sdk.inference.engine import Request, make_requests
-from mxt_sdk.types import Prediction, Product, generated_id
+from mxt_sdk.types import Prediction, Product, generated_id, with_default_id
 
 UPLOAD_PREFIX = "upload:"
 Attribute = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -130,11 +130,8 @@ def build_requests(envelope: Envelope, uploads: dict[str, bytes], metadata: Cata
     """One engine request per product, in order, with its image source settled (see the module docstring)."""
     records: list[Any] = envelope.records
     if envelope.single:
-        record = records[0]
-        if record.get("id") in (None, ""):
-            record = {**record, "id": generated_id(0)}
         try:
-            records = [Product.model_validate(record)]
+            records = [Product.model_validate(with_default_id(records[0], generated_id(0)))]
         except ValidationError as exc:
             raise _from_validation(exc, ["body", "product"]) from None
     requests = list(make_requests(records, envelope.attributes, metadata))
