@@ -239,9 +239,14 @@ def _empty_shape(kind: str, dim: int) -> tuple[int, ...]:
     return (dim,) if kind == "global" else (1, dim)
 
 
+#: encoder options that shape what is made of a network's output, not the network itself
+_OUTPUT_OPTIONS = frozenset({"pool", "grid"})
+
+
 def _same_network(first: ComponentSpec | None, second: ComponentSpec | None) -> bool:
-    """Whether two encoder specs name the same network with the same options, ``pool`` aside."""
+    """Whether two encoder specs name the same network with the same options, ``pool`` and ``grid``
+    (what is made of the network's output) aside."""
     if first is None or second is None or first.name != second.name:
         return False
-    return {k: v for k, v in first.options.items() if k != "pool"} == \
-        {k: v for k, v in second.options.items() if k != "pool"}
+    return {k: v for k, v in first.options.items() if k not in _OUTPUT_OPTIONS} == \
+        {k: v for k, v in second.options.items() if k not in _OUTPUT_OPTIONS}

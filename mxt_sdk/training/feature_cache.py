@@ -3,11 +3,20 @@
 With frozen encoders an image's features never change during training, so they are computed once
 and reused for every (product, attribute) example and every epoch, as the paper did with its
 precomputed ResNet-152 vectors. The cache is a folder of memory-mapped ``.npy`` arrays (one row per
-distinct image reference, one array per feature kind) plus ``index.json``. Its name is a SHA-256 of
-everything the features depend on: the encoders' weights and preprocessing, and each image file's
-path, size and modification time; when any of those changes, a new folder is built and the stale
-ones are removed. It can be deleted at any time (it is rebuilt), and it is written to a temporary
-folder and renamed into place, so a crash never leaves a half-written cache that looks complete.
+distinct image reference, one float16 array per feature kind) plus ``index.json``. Its name is a
+SHA-256 of everything the features depend on: the encoders' weights and preprocessing, and each image
+file's path, size and modification time; when any of those changes, a new folder is built and the
+stale ones are removed. It can be deleted at any time (it is rebuilt).
+
+Size: float16 halves the float32 features; a regional encoder with ``grid: 3`` (as in ``mxt-cpu``)
+gives 9 regions instead of the 7x7 map, so an EfficientNet-Lite0 image takes 9x1280 + 1280 halves +
+1 byte = 25,601 bytes (the 7x7 float32 layout took 256,001). Readers get float32 back.
+
+Build: the sorted distinct references are encoded in chunks of ``chunk_images`` (memory bounded by
+one chunk, never the whole catalog), each written under ``.tmp-<key>/chunks/`` and renamed into
+place when complete; a build that is killed resumes from the chunks on disk (the same chunks and
+batches give the same bytes). When every chunk is there they are joined into the final arrays, and
+the staging folder is renamed to ``<key>``: a cache never looks complete when it is not.
 
 :class:`FeatureCache` has the same ``load(references)`` contract as
 :class:`~mxt_sdk.images.batching.ImageLoader`, so the training collator takes either.
@@ -17,8 +26,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import shutil
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,14 +42,17 @@ from mxt_sdk.images.batching import ImageLoader
 from mxt_sdk.images.io import resolve_image_path
 from mxt_sdk.model.mxt import ImageFeatures, MXTModel
 from mxt_sdk.model.numerics import channels_last, channels_last_pixels
-from mxt_sdk.storage import write_json
+from mxt_sdk.storage import read_json, write_json
 
 __all__ = ["FeatureCache", "encoders_frozen", "build_feature_cache"]
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
-INDEX_FILE = "index.json"
+CACHE_VERSION = 2  # 2: float16 arrays, built in chunks
+INDEX_FILE, PLAN_FILE, CHUNKS = "index.json", "plan.json", "chunks"
+STORED_DTYPE = np.float16
+#: images per chunk: what a killed build can lose, and what it holds in memory (1024 x 25.6 KB at grid 3)
+CHUNK_IMAGES = 1024
 
 
 def encoders_frozen(model: MXTModel) -> bool:
@@ -78,6 +92,12 @@ class FeatureCache:
         self.errors: dict[str, str] = index["errors"]
         self._arrays: dict[str, np.ndarray] | None = None
 
+    @property
+    def bytes_per_image(self) -> float:
+        """Bytes of the feature arrays (``has_image`` included) per cached image."""
+        files = (self.folder / f"{kind}.npy" for kind in (*self.kinds, "has_image"))
+        return sum(path.stat().st_size for path in files) / max(len(self.rows), 1)
+
     def __getstate__(self) -> dict[str, Any]:  # data-loader workers reopen the memory maps themselves
         return {**self.__dict__, "_arrays": None}
 
@@ -106,60 +126,161 @@ class FeatureCache:
         return ImageFeatures(features, has_image), errors
 
 
+@dataclass
+class _Chunk:
+    """The encoded features of consecutive references: ``{kind: float16 [n, ...]}``, ``has_image [n]``
+    and the errors by reference."""
+
+    features: dict[str, np.ndarray]
+    has_image: np.ndarray
+    errors: dict[str, str]
+
+    def save(self, folder: Path) -> None:
+        """Write the chunk to ``folder`` (written aside and renamed: it exists only when complete)."""
+        partial = folder.with_name(f".part-{folder.name}")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        for kind, values in (*self.features.items(), ("has_image", self.has_image)):
+            np.save(partial / f"{kind}.npy", values)
+        write_json(partial / "errors.json", self.errors)
+        partial.rename(folder)
+
+    @classmethod
+    def load(cls, folder: Path, kinds: Sequence[str]) -> "_Chunk":
+        """A chunk :meth:`save` wrote (arrays memory-mapped)."""
+        return cls({kind: np.load(folder / f"{kind}.npy", mmap_mode="r") for kind in kinds},
+                   np.load(folder / "has_image.npy"), read_json(folder / "errors.json"))
+
+
 @torch.no_grad()
-def _encode_all(model: MXTModel, loader: ImageLoader, references: list[str], folder: Path,
-                batch_size: int, device: torch.device) -> tuple[list[str], dict[str, str]]:
-    """Encode ``references`` in order into ``<kind>.npy`` memory maps under ``folder``; return the
-    feature kinds written and the errors by reference."""
-    arrays: dict[str, np.ndarray] = {}
-    has_image = np.lib.format.open_memmap(folder / "has_image.npy", mode="w+", dtype=np.bool_,
-                                          shape=(len(references),))
+def _encode_chunk(model: MXTModel, loader: ImageLoader, references: Sequence[str], batch_size: int,
+                  device: torch.device) -> _Chunk:
+    """Encode ``references`` in batches of ``batch_size`` (the model in eval mode, channels-last)."""
+    parts: dict[str, list[np.ndarray]] = {}
+    has_image: list[np.ndarray] = []
     errors: dict[str, str] = {}
+    for start in range(0, len(references), batch_size):
+        batch = references[start:start + batch_size]
+        pixels, batch_errors = loader.load(batch)
+        encoded = model.encode_images(channels_last_pixels(pixels.to(device)))
+        for kind, values in encoded.features.items():
+            parts.setdefault(kind, []).append(values.to(torch.float16).cpu().numpy())
+        has_image.append(encoded.has_image.cpu().numpy())
+        errors.update({ref: err for ref, err in zip(batch, batch_errors) if err})
+    return _Chunk({kind: _stack(kind_parts) for kind, kind_parts in parts.items()},
+                  np.concatenate(has_image), errors)
+
+
+def _stack(parts: Sequence[np.ndarray], shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """``parts`` (rows of one feature kind) as one array whose rows have ``shape`` (default: the
+    largest part's). Parts of another shape must be all zeros, as a batch without any image gives
+    (a single zero region, :meth:`MXTModel.encode_images`); they become zero rows of ``shape``."""
+    shape = shape or _largest(part.shape[1:] for part in parts)
+    return np.concatenate([_widened(part, shape) for part in parts])
+
+
+def _largest(shapes: Iterable[tuple[int, ...]]) -> tuple[int, ...]:
+    """The shape with the most elements."""
+    return max(shapes, key=math.prod)
+
+
+def _widened(part: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if part.shape[1:] == shape:
+        return part
+    if part.any():
+        raise ValueError(f"image features of shape {part.shape[1:]} and {shape} in one cache")
+    return np.zeros((len(part), *shape), dtype=part.dtype)
+
+
+def _claim_staging(root: Path, key: str, plan: dict[str, Any]) -> Path:
+    """The staging folder of cache ``key`` under ``root``, kept (to resume) when it was started with the
+    same ``plan``, fresh otherwise; every other entry of ``root`` (stale caches, other builds) is removed."""
+    root.mkdir(parents=True, exist_ok=True)
+    staging = root / f".tmp-{key[:32]}"
+    for stale in root.iterdir():
+        if stale != staging:
+            shutil.rmtree(stale, ignore_errors=True)
+    if staging.is_dir() and (staging / PLAN_FILE).is_file() and read_json(staging / PLAN_FILE) == plan:
+        return staging
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / CHUNKS).mkdir(parents=True)
+    write_json(staging / PLAN_FILE, plan)
+    return staging
+
+
+def _encode_chunks(model: MXTModel, loader: ImageLoader, references: list[str], staging: Path,
+                   chunk_images: int, batch_size: int, device: torch.device) -> list[Path]:
+    """Make sure every chunk of ``references`` is written under ``staging``; returns their folders in
+    order. Chunks already on disk (a killed build's) are kept."""
+    folders = [staging / CHUNKS / f"{number:06d}" for number in range(math.ceil(len(references) / chunk_images))]
+    todo = [number for number, folder in enumerate(folders) if not folder.is_dir()]
+    if len(todo) < len(folders):
+        log.info("Resuming the image feature cache: %d of %d chunks already encoded", len(folders) - len(todo),
+                 len(folders))
     was_training = model.training
     channels_last(model.eval())  # the engine's fp32 layout: same maths, much faster depthwise convolutions
     try:
-        for start in progress.bar(iterable=range(0, len(references), batch_size), desc="Encoding images once",
-                                  unit="batch"):
-            chunk = references[start:start + batch_size]
-            pixels, chunk_errors = loader.load(chunk)
-            encoded = model.encode_images(channels_last_pixels(pixels.to(device)))
-            for kind, values in encoded.features.items():
-                if kind not in arrays:
-                    arrays[kind] = np.lib.format.open_memmap(folder / f"{kind}.npy", mode="w+", dtype=np.float32,
-                                                             shape=(len(references), *values.shape[1:]))
-                arrays[kind][start:start + len(chunk)] = values.float().cpu().numpy()
-            has_image[start:start + len(chunk)] = encoded.has_image.cpu().numpy()
-            errors.update({ref: err for ref, err in zip(chunk, chunk_errors) if err})
+        for number in progress.bar(iterable=todo, desc="Encoding images once", unit="chunk"):
+            chunk = references[number * chunk_images:(number + 1) * chunk_images]
+            _encode_chunk(model, loader, chunk, batch_size, device).save(folders[number])
     finally:
         model.train(was_training)
-    for array in (*arrays.values(), has_image):
+    return folders
+
+
+def _join_chunks(chunks: list[Path], staging: Path, rows: int) -> tuple[list[str], dict[str, str]]:
+    """Copy the chunks, one at a time, into ``<kind>.npy`` arrays of ``rows`` rows under ``staging``;
+    returns the feature kinds and the errors by reference."""
+    kinds = sorted(path.stem for path in chunks[0].glob("*.npy") if path.stem != "has_image")
+    shapes = {kind: _largest(np.load(folder / f"{kind}.npy", mmap_mode="r").shape[1:] for folder in chunks)
+              for kind in kinds}  # from the files' headers
+    arrays = {kind: np.lib.format.open_memmap(staging / f"{kind}.npy", mode="w+", dtype=STORED_DTYPE,
+                                              shape=(rows, *shape)) for kind, shape in shapes.items()}
+    arrays["has_image"] = np.lib.format.open_memmap(staging / "has_image.npy", mode="w+", dtype=np.bool_,
+                                                    shape=(rows,))
+    errors: dict[str, str] = {}
+    start = 0
+    for folder in chunks:
+        chunk = _Chunk.load(folder, kinds)
+        stop = start + len(chunk.has_image)
+        for kind in kinds:
+            arrays[kind][start:stop] = _stack([chunk.features[kind]], arrays[kind].shape[1:])
+        arrays["has_image"][start:stop] = chunk.has_image
+        errors.update(chunk.errors)
+        start = stop
+    for array in arrays.values():
         array.flush()
-    return sorted(arrays), errors
+    return kinds, errors
 
 
 def build_feature_cache(model: MXTModel, references: Iterable[str | None], loader: ImageLoader,
-                        root: Path, *, batch_size: int = 32, device: torch.device | str = "cpu") -> FeatureCache:
+                        root: Path, *, batch_size: int = 32, device: torch.device | str = "cpu",
+                        chunk_images: int = CHUNK_IMAGES) -> FeatureCache:
     """The cache of ``model``'s image features for ``references`` under ``root``: reused when one with
-    the same key exists, built otherwise (stale caches under ``root`` are removed)."""
+    the same key exists, built (or a killed build resumed) otherwise; stale caches under ``root`` are
+    removed. ``chunk_images`` images are encoded and written at a time."""
     if not encoders_frozen(model):
         raise ValueError("a feature cache needs frozen image encoders (their features must not change)")
     distinct = sorted({ref for ref in references if ref is not None})
     if not distinct:
         raise ValueError("no image references to cache")
     key = _cache_key(model, distinct, loader.root)
-    folder = Path(root) / key[:32]
+    root = Path(root)
+    folder = root / key[:32]
     if (folder / INDEX_FILE).is_file():
         log.info("Reusing the image feature cache %s (%d images)", folder, len(distinct))
         return FeatureCache(folder)
-    root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
-    for stale in root.iterdir():
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = root / f".tmp-{key[:32]}"
-    staging.mkdir()
-    kinds, errors = _encode_all(model, loader, distinct, staging, batch_size, torch.device(device))
-    write_json(staging / INDEX_FILE, {"version": CACHE_VERSION, "kinds": kinds,
-                                      "references": distinct, "errors": errors})
-    staging.rename(folder)
-    log.info("Cached the features of %d images (%d unreadable) in %s", len(distinct), len(errors), folder)
-    return FeatureCache(folder)
+    plan = {"version": CACHE_VERSION, "key": key, "images": len(distinct), "chunk_images": chunk_images,
+            "batch_size": batch_size}
+    staging = _claim_staging(root, key, plan)
+    if not (staging / INDEX_FILE).is_file():  # else a killed build had joined its chunks already
+        chunks = _encode_chunks(model, loader, distinct, staging, chunk_images, batch_size, torch.device(device))
+        kinds, errors = _join_chunks(chunks, staging, len(distinct))
+        write_json(staging / INDEX_FILE, {"version": CACHE_VERSION, "kinds": kinds,
+                                          "references": distinct, "errors": errors})
+    shutil.rmtree(staging / CHUNKS, ignore_errors=True)
+    staging.rename(folder)  # plan.json stays: how the cache was built
+    cache = FeatureCache(folder)
+    log.info("Cached the features of %d images (%d unreadable) in %s: %.0f bytes per image", len(distinct),
+             len(cache.errors), folder, cache.bytes_per_image)
+    return cache

@@ -46,16 +46,30 @@ class _EncoderOptions(ComponentOptions):
         return self.has_pretrained_weights if self.freeze is None else self.freeze
 
 
-class TimmOptions(_EncoderOptions):
+class _MapOptions(_EncoderOptions):
+    """Options of an encoder that can give the un-pooled feature map (``grid`` reduces that map)."""
+
+    grid: int | None = Field(default=None, ge=1, description="average-pool the regional feature map to a "
+                                                             "grid x grid map (grid^2 regions); default: the "
+                                                             "network's whole map (e.g. 7x7 at 224 px)")
+
+
+class TimmOptions(_MapOptions):
     model_name: str = "resnet18"
     pool: bool = Field(default=True, description="True: one pooled vector; False: the feature map")
+
+    @model_validator(mode="after")
+    def _grid_needs_map(self) -> "TimmOptions":
+        if self.pool and self.grid is not None:
+            raise ValueError("grid reduces the regional map: it needs pool: false")
+        return self
 
 
 class GlobalOptions(_EncoderOptions):
     model_name: str = "resnet152"
 
 
-class RegionalOptions(_EncoderOptions):
+class RegionalOptions(_MapOptions):
     model_name: str = "legacy_xception"
 
 
@@ -131,10 +145,18 @@ class TimmEncoder(ImageEncoder):
             features = self.net.forward_features(pixels)
             return self.net.forward_head(features, pre_logits=True), self._regions(features)
 
-    @staticmethod
-    def _regions(features: torch.Tensor) -> torch.Tensor:
-        if features.dim() == 4:  # [B, C, h, w] -> [B, h*w, C]
+    def _regions(self, features: torch.Tensor) -> torch.Tensor:
+        """``[B, R, C]`` regions of the backbone's output: its map ``[B, C, h, w]`` as ``h*w`` regions,
+        or, with the ``grid`` option, average-pooled to ``grid x grid`` first (the same reduction
+        whether the features are cached for training or computed at extraction)."""
+        grid = getattr(self.options, "grid", None)
+        if features.dim() == 4:
+            if grid is not None:
+                features = torch.nn.functional.adaptive_avg_pool2d(features, grid)
             return features.flatten(2).transpose(1, 2)
+        if grid is not None:
+            raise ConfigError(f"grid: {grid} reduces a feature map, but {self.options.model_name!r} gives "
+                              "tokens [B, N, C]; remove grid for this model")
         return features  # token models already give [B, N, C]
 
 
