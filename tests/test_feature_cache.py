@@ -141,7 +141,7 @@ def test_an_interrupted_build_resumes_from_its_chunks_and_equals_an_uninterrupte
     references = ["red.jpg", "blue.png", "broken.jpg", "green.png", None]
     whole = build_feature_cache(model, references, loader, tmp_path / "whole", batch_size=1, chunk_images=2)
 
-    interrupted = _FailingLoader(loader, fail_at=4)  # in the second of the three chunks
+    interrupted = _FailingLoader(loader, fail_at=4)  # in the second (last) chunk: the first is on disk
     with pytest.raises(KeyboardInterrupt):
         build_feature_cache(model, references, interrupted, tmp_path / "resumed", batch_size=1, chunk_images=2)
     staging = next((tmp_path / "resumed").iterdir())

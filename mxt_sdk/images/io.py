@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 from mxt_sdk.errors import ImageError
 from mxt_sdk.images.fetch import UrlPolicy, fetch_bytes, is_url, remember
 
-__all__ = ["Preprocessing", "resolve_image_path", "load_image", "open_image_bytes", "to_pixels",
+__all__ = ["Preprocessing", "image_root", "resolve_image_path", "load_image", "open_image_bytes", "to_pixels",
            "DEFAULT_MAX_PIXELS"]
 
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -52,11 +52,16 @@ class Preprocessing(BaseModel):
         return value if value in _RESAMPLE else "bicubic"
 
 
+def image_root(root: Path | None) -> Path:
+    """The folder relative image paths are resolved under: ``root`` (None: the current directory), resolved."""
+    return Path(root if root is not None else Path.cwd()).resolve()
+
+
 def resolve_image_path(reference: str, root: Path | None) -> Path:
     """Resolve an image path under ``root`` (None: the current directory), symbolic links followed;
     refuse anything that ends outside ``root``."""
     path = Path(reference)
-    root = Path(root if root is not None else Path.cwd()).resolve()
+    root = image_root(root)
     resolved = (root / path).resolve()
     if not resolved.is_relative_to(root):
         raise ImageError(f"image path {reference!r} escapes the image root {str(root)!r}")

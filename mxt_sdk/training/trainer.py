@@ -29,6 +29,7 @@ from mxt_sdk.devices import loader_workers, mixed_precision_for, training_device
 from mxt_sdk.images.batching import ImageLoader, TrainingCollator
 from mxt_sdk.training.budget_bar import BudgetBar
 from mxt_sdk.images.fetch import UrlPolicy
+from mxt_sdk.images.probe import check_images_load
 from mxt_sdk.training.periodic import CheckpointSchedule
 from mxt_sdk.training.feature_cache import FeatureCache, build_feature_cache, encoders_frozen
 from mxt_sdk.training.image_prior_fit import check_image_prior, fit_image_prior
@@ -122,15 +123,26 @@ class Trainer:
     def _prepare(self, train: ProductTable, val: ProductTable | None) -> dict[str, Any]:
         return prepare_data(self.extractor, self.config, self.run_dir, self.accelerator, train, val)
 
+    def _image_loader(self) -> ImageLoader:
+        """Decodes the run's images under its image root, for the model's encoders."""
+        extraction = self.extractor.config.extraction
+        return ImageLoader(self.extractor.model.preprocessing(), self.image_root, extraction.max_image_pixels,
+                           UrlPolicy.from_extraction(extraction))
+
+    def _check_images(self, train: ProductTable) -> None:
+        """Stop now, with one error, when most of the first distinct images of ``train`` do not load
+        (:func:`~mxt_sdk.images.probe.check_images_load`); nothing to check for a text-only model."""
+        if self.extractor.model.uses_images:
+            check_images_load(self._image_loader(),
+                              ((fields.get("image"), f"product {fields.get('id')!r}") for fields in train.records()))
+
     def _image_source(self, data: dict[str, Any]) -> ImageLoader | FeatureCache | None:
         """Where batches get their images from: features cached once per image when the encoders
         are frozen (``cache_image_features``), decoded pixels otherwise; None for a text-only model."""
         model = self.extractor.model
         if not model.uses_images:
             return None
-        extraction = self.extractor.config.extraction
-        loader = ImageLoader(model.preprocessing(), self.image_root, extraction.max_image_pixels,
-                             UrlPolicy.from_extraction(extraction))
+        loader = self._image_loader()
         def references():  # streamed from the example shards, never a list of every example's image
             return (ref for shards in data["images"].values() for ref in shards.column("image"))
 
@@ -216,6 +228,7 @@ class Trainer:
             self._freeze_encoders()
         if config.image_prior is not None:
             check_image_prior(self.extractor.model)
+        self._check_images(train)  # seconds, before the data is prepared: a wrong image root stops here
         # a model folder written before run folders existed holds its own checkpoints: resume from those
         latest = checkpoints.latest_checkpoint(self.run_dir) or checkpoints.latest_checkpoint(self.output)
         generator = self.extractor.model.generator
