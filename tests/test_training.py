@@ -49,8 +49,12 @@ def test_fit_writes_a_loadable_model_with_metadata_logs_and_cleaning(catalog, tm
                                                "normalizers.json", "thresholds.json", "tokenizer",
                                                "canonicalizer", "checksums.json", "README.md", "card.json",
                                                ".complete"}
-    assert {"cleaning.json", "metrics.jsonl", "train.log", "rejected.jsonl", "checkpoints", "cache"} <= {
-        p.name for p in run.iterdir()}
+    assert {"cleaning.json", "metrics.jsonl", "train.log", "summary.json", "rejected.jsonl", "checkpoints",
+            "cache"} <= {p.name for p in run.iterdir()}
+    summary = json.loads((run / "summary.json").read_text())  # the result, with where the time went
+    assert summary["steps"] == 4 and summary["examples_per_second"] > 0 and 0 <= summary["input_padding"] < 1
+    assert summary["seconds"] == result.seconds and {"prepare", "data", "forward", "backward_optimizer",
+                                                     "evaluation", "finish"} <= {k for k, v in result.seconds.items() if v}
     rejected = [json.loads(line) for line in (run / "rejected.jsonl").read_text().splitlines()]
     assert len(rejected) == 2 and all(r["split"] == "train" for r in rejected)
     metadata = json.loads((out / "metadata.json").read_text())

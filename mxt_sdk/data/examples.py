@@ -15,7 +15,7 @@ from itertools import islice
 from typing import Any
 
 from mxt_sdk.data.metadata import CatalogMetadata, pair_key
-from mxt_sdk.data.prompt import build_prompt
+from mxt_sdk.data.prompt import build_prompt, fit_prompts
 from mxt_sdk.data.scrambles import ValueScrambler
 from mxt_sdk.data.subwords import SubwordSplitter
 from mxt_sdk.evaluation.metrics import written_in
@@ -104,23 +104,26 @@ class MetadataCounter:
 class ExampleEncoder:
     """Tokenizes training examples as they are drawn (a ``datasets`` transform, run wherever the batch
     is loaded: the training process or a data-loader worker): ``prompt`` / ``answer`` / ``image``
-    columns -> ``input_ids`` (cut to ``limit`` tokens), ``truncated`` (whether it was cut), ``labels``
-    and ``image``. With ``splitter``, subword regularization keyed by the prompt, so a piece splits
+    columns -> ``input_ids`` (the prompt cut to ``limit`` tokens by the prompt rule,
+    :func:`~mxt_sdk.data.prompt.fit_prompts`), ``truncated`` (whether it was cut), ``labels`` and
+    ``image``. With ``splitter``, subword regularization keyed by the (cut) prompt, so a piece splits
     alike in an example's prompt and answer, and the same example gets the same tokens in every
-    process and epoch."""
+    process and epoch; a prompt its splits make longer than ``limit`` is then cut from the end."""
 
     tokenizer: Any
     limit: int
     splitter: SubwordSplitter | None = None
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        inputs = self.tokenizer(batch["prompt"])["input_ids"]
+        prompts, inputs = fit_prompts(self.tokenizer, self.limit, batch["prompt"])
         labels = self.tokenizer(batch["answer"])["input_ids"]
         if self.splitter is not None:
-            pairs = [self.splitter.split_example(*example) for example in zip(inputs, labels, batch["prompt"])]
+            pairs = [self.splitter.split_example(*example) for example in zip(inputs, labels, prompts)]
             inputs, labels = [prompt for prompt, _ in pairs], [answer for _, answer in pairs]
-        return {"input_ids": [truncate(ids, self.limit) for ids in inputs],
-                "truncated": [len(ids) > self.limit for ids in inputs], "labels": labels, "image": batch["image"]}
+        cut = [fitted != prompt or len(ids) > self.limit
+               for fitted, prompt, ids in zip(prompts, batch["prompt"], inputs)]
+        return {"input_ids": [truncate(ids, self.limit) for ids in inputs], "truncated": cut, "labels": labels,
+                "image": batch["image"]}
 
     def longest_answer(self, answers: Iterable[str], batch_size: int = 1024) -> int:
         """The most tokens any training label for ``answers`` can have (0 for none): the tokenizer's

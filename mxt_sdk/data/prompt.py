@@ -1,16 +1,30 @@
-"""The prompt layout: the one place that turns (attribute, product) into the generator's input.
+"""The prompt layout: the one place that turns (attribute, product) into the generator's input, and
+the one rule that cuts an over-long prompt to the input budget.
 
 ``question: <attribute> context: <product type> | <title> | <description> | <bullet> | ...``
 
-The question comes first so that truncation to the input budget only ever shortens the context.
+The question comes first so that cutting to the input budget only ever shortens the context.
+
+The cutting rule (:func:`fit_prompts`, used alike by training and extraction): a prompt that fits
+``max_input_tokens`` is left exactly as it is. A longer one keeps its question and product type (its
+*head*: everything before the first separator after ``context:``), then as many of the following
+words as fit, in order: the title, then the description, then the bullets. It is cut after a whole
+word, never inside one, and a separator left dangling at the end goes too. So the title is kept
+whole unless it alone overflows the budget, and the description and bullets give way first.
 """
 from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from mxt_sdk.types import Product
 
 SEPARATOR = " | "
 #: the words that open the question and the context (extractive generators find the context by the latter)
 QUESTION_MARKER, CONTEXT_MARKER = "question:", "context:"
+_WORD = re.compile(r"\S+")
 
 
 def build_context(product: Product, with_text: bool = True) -> str:
@@ -20,7 +34,8 @@ def build_context(product: Product, with_text: bool = True) -> str:
 
 
 def build_prompt(attribute: str, product: Product, with_text: bool = True) -> str:
-    """The input text for asking ``attribute`` of ``product`` (without its texts: only the product type)."""
+    """The input text for asking ``attribute`` of ``product`` (without its texts: only the product type),
+    before any cut to the input budget (:func:`fit_prompts`)."""
     return prompt_with_context(attribute, build_context(product, with_text))
 
 
@@ -28,3 +43,65 @@ def prompt_with_context(attribute: str, context: str) -> str:
     """:func:`build_prompt` from the product's :func:`build_context`, for asking several attributes
     of one product without building its context again."""
     return f"{QUESTION_MARKER} {attribute} {CONTEXT_MARKER} {context}"
+
+
+def head_end(prompt: str) -> int:
+    """Where the part of ``prompt`` that is never cut ends: the first separator after the context
+    marker (the question and the product type come before it); the whole prompt when it has none."""
+    context = prompt.find(CONTEXT_MARKER)
+    end = prompt.find(SEPARATOR, context + len(CONTEXT_MARKER)) if context >= 0 else -1
+    return end if end >= 0 else len(prompt)
+
+
+def cut_prompt(prompt: str, fits: Callable[[str], bool], hint: int | None = None) -> str:
+    """The longest cut of ``prompt`` by the module's rule that ``fits``: its head, then whole words
+    in order (a cut never ends on a bare separator). The head alone when no word more fits, even
+    if the head does not fit either (the caller's last-resort cut from the end handles that).
+    ``fits`` must be monotone: a prefix of a text that fits fits too. ``hint``, a character offset
+    where the cut probably falls, only saves calls of ``fits`` (two when it is right)."""
+    start = head_end(prompt)
+    ends = [word.end() for word in _WORD.finditer(prompt, start) if word.group() != SEPARATOR.strip()]
+    kept = _most_that_fit(len(ends), lambda words: fits(prompt[:ends[words - 1]]),
+                          None if hint is None else bisect_right(ends, hint))
+    return prompt[:ends[kept - 1]] if kept else prompt[:start]
+
+
+def _most_that_fit(count: int, fits: Callable[[int], bool], guess: int | None) -> int:
+    """The largest ``n`` in ``0 .. count`` with ``fits(n)`` (``fits(0)`` taken as true, ``fits``
+    monotone), by bisection, first bracketed around ``guess`` when given."""
+    low, high = 0, count  # fits(low); nothing above high fits
+    if guess is not None and 0 < guess <= count:
+        if not fits(guess):
+            high = guess - 1
+        elif guess == count or not fits(guess + 1):
+            return guess
+        else:
+            low = guess + 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def fit_prompts(tokenizer: Any, limit: int, prompts: Sequence[str]) -> tuple[list[str], list[list[int]]]:
+    """``prompts`` cut by the module's rule to at most ``limit`` tokens as ``tokenizer`` counts them
+    (its end-of-sequence token included), and the token ids of each. A prompt that fits comes back
+    unchanged (the same string); a cut one compares unequal to its original. Only a head longer than
+    ``limit`` leaves ids over ``limit``: callers still cut those from the end. A fast tokenizer's
+    character offsets say where the cut falls, so a cut prompt costs about two more tokenizations."""
+    offsets = bool(getattr(tokenizer, "is_fast", False))
+    encoded = tokenizer(list(prompts), return_offsets_mapping=offsets) if offsets else tokenizer(list(prompts))
+    fitted, ids = list(prompts), list(encoded["input_ids"])
+
+    def fits(text: str) -> bool:
+        return len(tokenizer(text)["input_ids"]) <= limit
+
+    for i, row in enumerate(ids):
+        if len(row) > limit:  # the last token that may stay before the end-of-sequence one ends at the hint
+            hint = encoded["offset_mapping"][i][limit - 2][1] if offsets else None
+            fitted[i] = cut_prompt(fitted[i], fits, hint)
+            ids[i] = tokenizer(fitted[i])["input_ids"]
+    return fitted, ids

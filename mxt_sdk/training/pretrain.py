@@ -35,6 +35,7 @@ from mxt_sdk.plugins.components import Generator
 from mxt_sdk.storage import staged_update, write_json
 from mxt_sdk.training import checkpoints
 from mxt_sdk.training.budget_bar import BudgetBar
+from mxt_sdk.training.length_pools import epoch_order, length_sorted_batches
 from mxt_sdk.training.span_corruption import OBJECTIVES, corrupt
 from mxt_sdk.training.trainer import linear_warmup_decay
 
@@ -103,7 +104,7 @@ class Batches:
     """Step ``s``'s batch, a pure function of the step. Texts are drawn from an endless stream of
     seeded epoch shuffles in pools of ``POOL_BATCHES`` batches; a pool's texts are sorted by length
     and cut into batches, which its steps take in a seeded order (texts of a batch have about the
-    same length, so little of it is padding). Each text is noised with a generator seeded by ``(seed, s)``."""
+    same length, so little of it is padding; :mod:`mxt_sdk.training.length_pools`, as fine-tuning's). Each text is noised with a generator seeded by ``(seed, s)``."""
 
     def __init__(self, sequences: Sequence[list[int]], batch_size: int, seed: int, sentinels: list[int],
                  eos_id: int, pad_id: int, objective: str):
@@ -115,7 +116,7 @@ class Batches:
     def _text(self, position: int) -> list[int]:
         epoch, index = divmod(position, len(self.sequences))
         if self._order is None or self._order[0] != epoch:
-            self._order = (epoch, np.random.default_rng([self.seed, 0, epoch]).permutation(len(self.sequences)))
+            self._order = (epoch, epoch_order(self.seed, epoch, len(self.sequences)))
         return self.sequences[self._order[1][index]]
 
     def texts(self, step: int) -> list[list[int]]:
@@ -124,10 +125,8 @@ class Batches:
         if self._pool is None or self._pool[0] != pool:
             size = POOL_BATCHES * self.batch_size
             texts = [self._text(pool * size + i) for i in range(size)]
-            texts = [texts[i] for i in np.argsort([len(t) for t in texts], kind="stable")]
-            batches = [texts[i:i + self.batch_size] for i in range(0, size, self.batch_size)]
-            order = np.random.default_rng([self.seed, 2, pool]).permutation(POOL_BATCHES)
-            self._pool = (pool, [batches[i] for i in order])
+            self._pool = (pool, length_sorted_batches(texts, [len(t) for t in texts], self.batch_size,
+                                                      np.random.default_rng([self.seed, 2, pool])))
         return self._pool[1][slot]
 
     def __call__(self, step: int) -> dict[str, torch.Tensor]:

@@ -16,7 +16,6 @@ import logging
 import math
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,14 +24,17 @@ from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_seed
 
 from mxt_sdk.config import TrainingConfig
-from mxt_sdk.devices import loader_workers, mixed_precision_for, training_device
-from mxt_sdk.images.batching import ImageLoader, TrainingCollator
+from mxt_sdk.devices import mixed_precision_for, training_device
+from mxt_sdk.images.batching import ImageLoader
 from mxt_sdk.training.budget_bar import BudgetBar
 from mxt_sdk.images.fetch import UrlPolicy
 from mxt_sdk.images.probe import check_images_load
 from mxt_sdk.training.periodic import CheckpointSchedule
 from mxt_sdk.training.feature_cache import FeatureCache, build_feature_cache, encoders_frozen
 from mxt_sdk.training.image_prior_fit import check_image_prior, fit_image_prior
+from mxt_sdk.training.layout import METRICS_FILE, SUMMARY_FILE, run_log
+from mxt_sdk.training.loaders import example_loader
+from mxt_sdk.training.summary import RunProfile, TrainingResult, synchronizer, timed
 from mxt_sdk.plugins import manager
 from mxt_sdk.storage import write_json
 from mxt_sdk.training import checkpoints
@@ -47,23 +49,6 @@ log = logging.getLogger("mxt_sdk.training")
 #: pairs with at most this many values get an image prior when extraction.choose_among_known is 0 (off)
 DEFAULT_PRIOR_VALUES = 50
 
-METRICS_FILE, LOG_FILE = "metrics.jsonl", "train.log"
-
-
-@dataclass
-class TrainingResult:
-    """What a run did: steps, where it resumed from, losses, and throughput."""
-
-    steps: int
-    resumed_from_step: int | None
-    first_val_loss: float | None
-    best_val_loss: float | None
-    best_step: int | None
-    final_val_loss: float | None
-    examples_per_second: float
-    truncated_examples: int  # examples drawn in this run (all processes) whose input was cut to max_input_tokens
-    stopped_early: bool
-    stopped_by_time: bool = False  # max_train_seconds ended the run before its planned steps
 
 
 def linear_warmup_decay(progress: float, warmup_ratio: float) -> float:
@@ -72,22 +57,6 @@ def linear_warmup_decay(progress: float, warmup_ratio: float) -> float:
     if warmup_ratio > 0 and progress < warmup_ratio:
         return progress / warmup_ratio
     return max(0.0, (1.0 - progress) / max(1.0 - warmup_ratio, 1e-9))
-
-
-def _attach_file_log(run_dir: Path, is_main: bool) -> tuple[logging.Handler | None, int]:
-    """Log mxt_sdk's INFO records to ``<run_dir>/train.log`` for the duration of a fit; returns the handler
-    and the logger level to restore (the level is lowered to INFO only while training, for the file)."""
-    logger = logging.getLogger("mxt_sdk")
-    previous = logger.level
-    if not is_main:
-        return None, previous
-    handler = logging.FileHandler(run_dir / LOG_FILE, encoding="utf-8")
-    handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logger.addHandler(handler)
-    if logger.getEffectiveLevel() > logging.INFO:
-        logger.setLevel(logging.INFO)
-    return handler, previous
 
 
 class Trainer:
@@ -108,8 +77,10 @@ class Trainer:
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
             dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
         )
+        self.profile = RunProfile(synchronizer(self.accelerator.device))
 
     # ----------------------------------------------------------------- data
+    @timed("staging")
     def stage(self, train: Iterable[Product | dict[str, Any]] | str | Path,
               val: Iterable[Product | dict[str, Any]] | str | Path | None, reader: str | None = None,
               rejected_log: Path | None = None) -> StagedData:
@@ -120,6 +91,7 @@ class Trainer:
                 return stage_data(train, val, self.run_dir, reader, rejected_log)
             return StagedData.load(self.run_dir)
 
+    @timed("prepare")
     def _prepare(self, train: ProductTable, val: ProductTable | None) -> dict[str, Any]:
         return prepare_data(self.extractor, self.config, self.run_dir, self.accelerator, train, val)
 
@@ -136,6 +108,7 @@ class Trainer:
             check_images_load(self._image_loader(),
                               ((fields.get("image"), f"product {fields.get('id')!r}") for fields in train.records()))
 
+    @timed("image_features")
     def _image_source(self, data: dict[str, Any]) -> ImageLoader | FeatureCache | None:
         """Where batches get their images from: features cached once per image when the encoders
         are frozen (``cache_image_features``), decoded pixels otherwise; None for a text-only model."""
@@ -155,16 +128,8 @@ class Trainer:
 
     def _loader(self, data: datasets.Dataset, shuffle: bool,
                 images: ImageLoader | FeatureCache | None) -> torch.utils.data.DataLoader:
-        model = self.extractor.model
-        collate = TrainingCollator(model.generator.tokenizer.pad_token_id, images)
-        # Its own generator: starting an iteration (as a resumed run does mid-epoch) then draws no number
-        # from the global RNG, whose sequence (dropout) must not depend on where a run was resumed.
-        device = self.accelerator.device
-        workers = loader_workers(self.config.num_workers, device, isinstance(images, ImageLoader))
-        return torch.utils.data.DataLoader(data, batch_size=self.config.batch_size, shuffle=shuffle,
-                                           collate_fn=collate, num_workers=workers, persistent_workers=workers > 0,
-                                           pin_memory=device.type == "cuda",
-                                           generator=torch.Generator().manual_seed(self.config.seed))
+        return example_loader(data, self.config, self.extractor.model.generator.tokenizer.pad_token_id, images,
+                              self.accelerator.device, shuffle)
 
     # ----------------------------------------------------------------- loop pieces
     def _loss(self, model, batch) -> torch.Tensor:
@@ -205,21 +170,17 @@ class Trainer:
         accelerator = self.accelerator
         self.output.mkdir(parents=True, exist_ok=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        handler, level = _attach_file_log(self.run_dir, accelerator.is_main_process)
-        if accelerator.is_main_process:  # a crash's leftovers (see mxt_sdk.storage)
-            checkpoints.recover_run_folder(self.run_dir, self.output)
-        accelerator.wait_for_everyone()
-        try:
-            if not isinstance(train, ProductTable):
-                staged = self.stage(train, val)
-                train, val = staged.train, staged.val
-            return self._fit(train, val)
-        finally:
-            logging.getLogger("mxt_sdk").setLevel(level)
-            if handler is not None:
-                logging.getLogger("mxt_sdk").removeHandler(handler)
-                handler.close()
-            accelerator.free_memory()
+        with run_log(self.run_dir, accelerator.is_main_process):
+            if accelerator.is_main_process:  # a crash's leftovers (see mxt_sdk.storage)
+                checkpoints.recover_run_folder(self.run_dir, self.output)
+            accelerator.wait_for_everyone()
+            try:
+                if not isinstance(train, ProductTable):
+                    staged = self.stage(train, val)
+                    train, val = staged.train, staged.val
+                return self._fit(train, val)
+            finally:
+                accelerator.free_memory()
 
     def _fit(self, train: ProductTable, val: ProductTable | None) -> TrainingResult:
         config, accelerator = self.config, self.accelerator
@@ -279,14 +240,16 @@ class Trainer:
             train_loader.set_epoch(state["epoch"])
             skip = state["batches_in_epoch"]
             batches = accelerator.skip_first_batches(train_loader, skip) if skip else train_loader
-            for batch in batches:
+            for batch in self.profile.batches(batches):
                 with accelerator.accumulate(model):
-                    loss = self._loss(model, batch)
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and config.max_grad_norm:
-                        accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
-                    optimizer.step()
-                    optimizer.zero_grad()
+                    with self.profile.part("forward"):
+                        loss = self._loss(model, batch)
+                    with self.profile.part("backward_optimizer"):
+                        accelerator.backward(loss)
+                        if accelerator.sync_gradients and config.max_grad_norm:
+                            accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
+                        optimizer.step()
+                        optimizer.zero_grad()
                 state["batches_in_epoch"] += 1
                 examples_seen += batch["input_ids"].size(0) * accelerator.num_processes
                 running_loss += float(loss.detach())
@@ -332,11 +295,14 @@ class Trainer:
                  self.extractor.config.model.max_input_tokens)
         self.extractor.image_prior = None  # a prior fitted for earlier weights never outlives them
         if config.image_prior is not None and accelerator.is_main_process:
-            self.extractor.image_prior = fit_image_prior(
-                unwrapped, data["images"]["train"].paths, images, config.image_prior,
-                self.extractor.config.extraction.choose_among_known or DEFAULT_PRIOR_VALUES, config.batch_size,
-                accelerator.device)
-        return self._finish(unwrapped, data, state, resumed_from, examples_seen / max(elapsed, 1e-9), truncated)
+            with self.profile.part("image_prior"):
+                self.extractor.image_prior = fit_image_prior(
+                    unwrapped, data["images"]["train"].paths, images, config.image_prior,
+                    self.extractor.config.extraction.choose_among_known or DEFAULT_PRIOR_VALUES, config.batch_size,
+                    accelerator.device)
+        result = self._finish(unwrapped, data, state, resumed_from, examples_seen / max(elapsed, 1e-9), truncated)
+        self.profile.summarize(result, self.run_dir / SUMMARY_FILE if accelerator.is_main_process else None)
+        return result
 
     def _out_of_time(self, state: dict[str, Any]) -> bool:
         """Whether the time budget (training time summed over resumed runs) is spent; all
@@ -347,6 +313,7 @@ class Trainer:
                              device=self.accelerator.device)
         return bool(self.accelerator.reduce(spent, reduction="sum") > 0)
 
+    @timed("evaluation")
     def _evaluate(self, model, val_loader, state: dict[str, Any], unwrapped) -> bool:
         """Validation loss, best-weights bookkeeping and early stopping; True means stop."""
         if val_loader is None:
@@ -372,6 +339,7 @@ class Trainer:
             return True
         return False
 
+    @timed("checkpoints")
     def _checkpoint(self, unwrapped, optimizer, scheduler, state: dict[str, Any]) -> None:
         rng_states = gather_object([checkpoints.rng_state()])
         if self.accelerator.is_main_process:
@@ -383,6 +351,7 @@ class Trainer:
         self.accelerator.wait_for_everyone()
         self._schedule.saved()
 
+    @timed("finish")
     def _finish(self, unwrapped, data: dict[str, Any], state: dict[str, Any], resumed_from: int | None,
                 rate: float, truncated: int) -> TrainingResult:
         best = checkpoints.load_best_weights(self.run_dir, unwrapped)
