@@ -117,11 +117,12 @@ class TrainingConfig(_Section):
         default=False, description="also train on each example whose product has an image with the product's "
                                    "texts left out of its prompt (modality dropout): the model learns to read "
                                    "values from the photo instead of memorising titles")
-    scramble_copied_values: float = Field(
-        default=0.0, ge=0, le=1, description="share of training examples whose value is written in their "
-                                             "text that get the value's letters shuffled in the answer and "
-                                             "the text alike: teaches copying new values over recalling "
-                                             "training ones (mxt_sdk.data.scrambles)")
+    scramble_copied_values: Annotated[float, Field(ge=0, le=1)] | Literal["new_value_share"] = Field(
+        default=0.0, description="share of training examples whose value is written in their text that get "
+                                 "the value's letters shuffled in the answer and the text alike: teaches copying "
+                                 "new values over recalling training ones (mxt_sdk.data.scrambles); "
+                                 "new_value_share: per pair, its Good-Turing share of new values (values seen "
+                                 "once over its training labels), as often as the catalog brings new ones")
     image_prior: ImagePriorConfig | None = Field(
         default=None, description="after training, fit a per-pair image prior over the known values on the "
                                   "frozen global image vectors (needs frozen encoders); null: none")
@@ -161,6 +162,12 @@ class ExtractionConfig(_Section):
         default=0, ge=0, description="pairs with at most this many values seen in training answer the most likely "
                                      "of them or the none answer, unless the free answer is written in the "
                                      "product's text; 0: off, free generation")
+    open_pair_new_share: float | None = Field(
+        default=None, ge=0, le=1, description="choose_among_known leaves open pairs to the free answer (and to "
+                                              "choose_text_span): pairs whose Good-Turing share of new values "
+                                              "(values seen once over training values) is above this, where "
+                                              "a catalog keeps adding names and codes; null: every pair with "
+                                              "few enough values is closed")
     choose_text_span: float | None = Field(
         default=None, ge=0, le=1, description="pairs whose training values were written in their product's text "
                                               "at least this share of the time answer a span of the text: a free "

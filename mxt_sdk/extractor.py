@@ -387,5 +387,6 @@ class Extractor:
             urls=UrlPolicy.from_extraction(extraction),
             dtype=resolve_dtype(dtype or extraction.dtype, self.device),
             choose_among_known=extraction.choose_among_known, choose_text_span=extraction.choose_text_span,
+            open_pair_new_share=extraction.open_pair_new_share,
             image_prior_weight=extraction.image_prior_weight,
         )

@@ -186,3 +186,25 @@ def test_an_image_prior_joins_the_known_value_scores_of_products_with_an_image(i
     assert [p.decided_by for p in plain] == ["known_value", "known_value"]
     assert [p.decided_by for p in joined] == ["known_value+image_prior", "known_value"]  # moved only with a photo
     assert (joined[1].raw_value, joined[1].confidence) == (plain[1].raw_value, plain[1].confidence)  # no photo
+
+
+# --------------------------------------------------------------------------- open pairs (Good-Turing)
+def test_new_value_share_is_the_share_of_training_values_seen_once():
+    metadata = CatalogMetadata(values={pair_key("shirt", "brand"): {"a": 1, "b": 1, "c": 2},
+                                       pair_key("shirt", "size"): {"s": 5, "m": 5}})
+    assert metadata.new_value_share("shirt", "brand") == pytest.approx(2 / 4)
+    assert metadata.new_value_share("shirt", "size") == 0.0
+    assert metadata.new_value_share("mug", "brand") is None
+
+
+def test_an_open_pair_keeps_the_free_answer_and_a_closed_one_chooses():
+    products = [Product(id="p", product_type="shirt", title="Kalimo soft tee")]
+    open_values = {"kalimo": 1, "ronto": 1, "vasto": 2}  # Good-Turing new-value share 2/4
+    extractor = _extractor(open_values, limit=5)
+    free_extractor = _extractor(open_values, limit=0)
+    free = [(p.raw_value, p.decided_by) for p in free_extractor.extract(products, ["color"])]
+    assert extractor.extract(products, ["color"])[0].decided_by == "known_value"
+    extractor.config.extraction.open_pair_new_share = 0.4  # 0.5 > 0.4: open, the free answer stays
+    assert [(p.raw_value, p.decided_by) for p in extractor.extract(products, ["color"])] == free
+    extractor.config.extraction.open_pair_new_share = 0.6  # 0.5 <= 0.6: closed, a known value is chosen
+    assert extractor.extract(products, ["color"])[0].decided_by == "known_value"

@@ -29,6 +29,10 @@ MATCHING_RULE = ("normalized exact match: gold and predicted values pass through
                  "the numbers with their signs, leading dots and % (and + / # after a word) must be the "
                  "same before the normalizers too, so -20 != 20, 10% != 10, .5 != 5, C++ != C")
 SLICES = ("zero_shot", "new_value", "value_absent", "with_image", "without_image")
+#: gold values by whether training saw them for their pair (``seen`` / ``unseen``, the zero-shot rows)
+#: and whether the product's text states them (``written`` / ``absent``): copying shows in
+#: ``unseen_written``, reading the photo in ``*_absent``
+NOVELTY_SLICES = ("seen_written", "seen_absent", "unseen_written", "unseen_absent")
 
 
 def _normalize(value: str | None, product_type: str, attribute: str,
@@ -86,6 +90,33 @@ def _slice(rows: list[dict[str, Any]], thresholds: Thresholds) -> dict[str, Any]
             "accepted_correct": len(accepted), "recall_at_thresholds": len(accepted) / n if n else 0.0}
 
 
+def novelty_slice(row: dict[str, Any]) -> str | None:
+    """The :data:`NOVELTY_SLICES` name of a :func:`score` row; None without a gold value."""
+    if row["gold"] is None:
+        return None
+    return f"{'unseen' if row['zero_shot'] else 'seen'}_{'absent' if row['value_absent'] else 'written'}"
+
+
+def novelty_slices(rows: list[dict[str, Any]], thresholds: Thresholds) -> dict[str, Any]:
+    """:data:`NOVELTY_SLICES` over all rows and per (product type, attribute) (support and correct only)."""
+    def split(selected: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+        parts: dict[str, list[dict[str, Any]]] = {name: [] for name in NOVELTY_SLICES}
+        for row in selected:
+            if (name := novelty_slice(row)) is not None:
+                parts[name].append(row)
+        return parts
+
+    by_pair: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_pair.setdefault(f"{row['product_type']} / {row['attribute']}", []).append(row)
+    return {
+        "overall": {name: _slice(part, thresholds) for name, part in split(rows).items()},
+        "by_pair": {pair: {name: {"support": len(part), "correct": sum(r["correct"] for r in part)}
+                           for name, part in split(pair_rows).items() if part}
+                    for pair, pair_rows in sorted(by_pair.items())},
+    }
+
+
 def decision_paths(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Answers per path that decided them (``Prediction.decided_by``; error rows left out), with how many
     were correct where a gold value is stated: over all rows and per (product type, attribute)."""
@@ -136,6 +167,7 @@ def build_report(rows: list[dict[str, Any]], thresholds: Thresholds, precision: 
         "unstated_pairs": unstated_pairs(pairs, by_pair),
         "decided_by": decision_paths(rows),
         "slices": slices,
+        "seen_and_written": novelty_slices(rows, thresholds),
         "value_absent_accuracy_by_attribute": {
             attribute: _slice([r for r in attr_rows if r["value_absent"]], thresholds)["accuracy"]
             for attribute, attr_rows in sorted(by_attribute.items())},
@@ -159,6 +191,10 @@ def markdown(report: dict[str, Any], top: int = 20) -> str:
     for name in SLICES:
         s = report["slices"][name]
         lines.append(f"| {name} | {s['support']} | {s['correct']} | {s['accuracy']:.3f} |")
+    lines += ["", "| gold value (training saw it for the pair / the text states it) | support | correct | accuracy |",
+              "|---|---|---|---|"]
+    for name, s in report["seen_and_written"]["overall"].items():
+        lines.append(f"| {name.replace('_', ' and ')} | {s['support']} | {s['correct']} | {s['accuracy']:.3f} |")
     lines += ["", "| decided by | answers | with a stated gold | correct |", "|---|---|---|---|"]
     for path, n in report["decided_by"]["overall"].items():
         lines.append(f"| {path} | {n['answers']} | {n['stated']} | {n['correct']} |")

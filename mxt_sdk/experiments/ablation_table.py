@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from mxt_sdk.evaluation.report import NOVELTY_SLICES
+
 __all__ = ["TOP_K", "TIME_HEADING", "DEFINITIONS", "attribute_recall", "rank_attributes", "variant_metrics", "improvement", "build_table",
            "markdown"]
 
@@ -40,6 +42,8 @@ DEFINITIONS = {
     "value_absent_accuracy": "report slices.value_absent.accuracy (gold value not written in the text)",
     "zero_shot": "report slices.zero_shot: gold values never seen for their pair in training, correct / support",
     "new_value": "report slices.new_value: gold values never seen for any pair in training, correct / support",
+    "seen_and_written": "report seen_and_written.overall: gold values by seen / unseen for their pair in training "
+                        "and written / absent in the product's text, correct / support",
 }
 
 
@@ -87,6 +91,8 @@ def variant_metrics(report: dict[str, Any], ranking: Sequence[str], top_k: Seque
         "new_value": {"correct": new["correct"], "support": new["support"]},
         "errors": report["errors"], "rows": report["rows"],
         "decided_by": report.get("decided_by", {}).get("overall", {}),  # absent in reports written before paths
+        "seen_and_written": {name: {"correct": part["correct"], "support": part["support"]}  # absent: older reports
+                             for name, part in report.get("seen_and_written", {}).get("overall", {}).items()},
     }
 
 
@@ -186,6 +192,17 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {name} | " + " | ".join(
                 f"{counts[p]['answers']} ({counts[p]['correct']} / {counts[p]['stated']})" if p in counts else "0"
                 for p in paths) + " |")
+    slices = [name for name in NOVELTY_SLICES
+              if any(values and name in values.get("seen_and_written", {}) for values in table["variants"].values())]
+    if slices:
+        lines += ["", "## Seen and unseen values, written and absent", "", "Gold values by whether training saw "
+                  "them for their pair and whether the product's text states them: correct / support.", "",
+                  "| variant | " + " | ".join(name.replace("_", " and ") for name in slices) + " |",
+                  "|---" * (len(slices) + 1) + "|"]
+        for name in names:
+            parts = (table["variants"].get(name) or {}).get("seen_and_written", {})
+            lines.append(f"| {name} | " + " | ".join(
+                f"{parts[s]['correct']} / {parts[s]['support']}" if s in parts else "-" for s in slices) + " |")
     descriptions = result["settings"].get("descriptions", {})
     if descriptions:
         lines += ["", "## What each variant has", "", *[f"- {name}: {descriptions[name]}" for name in names

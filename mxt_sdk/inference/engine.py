@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from mxt_sdk.data.metadata import CatalogMetadata
-from mxt_sdk.data.prompt import build_prompt
+from mxt_sdk.data.prompt import build_prompt, fit_prompts
 from mxt_sdk.devices import decode_threads
 from mxt_sdk.errors import RecordError
 from mxt_sdk.evaluation.metrics import written_in
@@ -68,6 +68,8 @@ class EngineSettings:
     urls: UrlPolicy | None = None  #: image URL rules (None: URLs refused)
     dtype: str = "fp32"  #: a resolved mode of :mod:`mxt_sdk.model.numerics`
     choose_among_known: int = 0  #: pairs with at most this many known values answer the likeliest (0: off)
+    #: pairs whose Good-Turing share of new values is above this are open: no known-value choice (None: none open)
+    open_pair_new_share: float | None = None
     #: pairs whose training values were written in the text at least this often answer a span of it (None: off)
     choose_text_span: float | None = None
     #: weight of the image prior in choose_among_known's scores (0: unused)
@@ -144,6 +146,7 @@ class Engine:
                 use_prior = settings.image_prior_weight > 0 and prior_applies(model, image_prior)
                 self.known = KnownValueChooser(model, tokenizer, metadata, settings.none_answer,
                                                settings.choose_among_known, settings.choose_text_span,
+                                               settings.open_pair_new_share,
                                                image_prior if use_prior else None, settings.image_prior_weight)
             else:
                 logger.warning("extraction.choose_among_known and choose_text_span are ignored: generator %r "
@@ -220,10 +223,11 @@ class Engine:
                 features: ImageFeatures | None, device: torch.device) -> dict[tuple[int, str], Answer]:
         if not examples:
             return {}
-        prompts = [build_prompt(attribute, chunk[row].product) for row, attribute in examples]
-        encoded = self.tokenizer(prompts, truncation=False)["input_ids"]
+        full = [build_prompt(attribute, chunk[row].product) for row, attribute in examples]
         limit = self.settings.max_input_tokens
-        self.settings.stats["truncated_inputs"] += sum(len(ids) > limit for ids in encoded)
+        prompts, encoded = fit_prompts(self.tokenizer, limit, full)  # the same cutting rule as training
+        self.settings.stats["truncated_inputs"] += sum(
+            cut != whole or len(ids) > limit for cut, whole, ids in zip(prompts, full, encoded))
         encoded = [truncate(ids, limit) for ids in encoded]
         order = sorted(range(len(examples)), key=lambda i: len(encoded[i]))
         answers = {}

@@ -62,20 +62,24 @@ class KnownValueChooser:
     """Answers pairs with at most ``max_values`` known values by the most likely of them."""
 
     def __init__(self, model: MXTModel, tokenizer: Any, metadata: CatalogMetadata, none_answer: str,
-                 max_values: int, span_share: float | None = None, image_prior: ImageValuePrior | None = None,
-                 prior_weight: float = 1.0):
+                 max_values: int, span_share: float | None = None, open_share: float | None = None,
+                 image_prior: ImageValuePrior | None = None, prior_weight: float = 1.0):
         self.model, self.tokenizer, self.metadata = model, tokenizer, metadata
         self.none_answer, self.max_values, self.span_share = none_answer, max_values, span_share
+        self.open_share = open_share
         self.image_prior, self.prior_weight = image_prior, prior_weight
         self._candidates: dict[str, tuple[list[str], list[list[int]]] | None] = {}
 
     def candidates(self, product_type: str, attribute: str) -> tuple[list[str], list[list[int]]] | None:
-        """The pair's known values and the none answer with their token ids; None when the pair is unknown
-        or has more than ``max_values`` values."""
+        """The pair's known values and the none answer with their token ids; None when the pair is unknown,
+        has more than ``max_values`` values or is open (its Good-Turing share of new values,
+        :meth:`CatalogMetadata.new_value_share`, above ``open_share``)."""
         key = pair_key(product_type, attribute)
         if key not in self._candidates:
             values = sorted(self.metadata.values.get(key, {}))
-            if not values or len(values) > self.max_values:
+            new_share = self.metadata.new_value_share(product_type, attribute)
+            is_open = self.open_share is not None and new_share is not None and new_share > self.open_share
+            if not values or len(values) > self.max_values or is_open:
                 self._candidates[key] = None
             else:
                 self._candidates[key] = self._encoded(values)

@@ -38,7 +38,7 @@ from pydantic_core import from_json
 
 from mxt_sdk.data.cleaning import CleaningPlan
 from mxt_sdk.data.examples import MetadataCounter, product_examples
-from mxt_sdk.data.metadata import CatalogMetadata
+from mxt_sdk.data.metadata import CatalogMetadata, new_value_shares
 from mxt_sdk.data.prompt import build_prompt
 from mxt_sdk.data.scrambles import ValueScrambler
 from mxt_sdk.storage import write_json, write_text
@@ -235,6 +235,7 @@ def catalog_metadata(run_dir: Path, key: str, table: ProductTable, plan: Cleanin
     for product in table.products(plan.relabel):
         counter.add(product.product_type, product.attributes, product.text)
     metadata = counter.metadata()
+    metadata.new_values = new_value_shares(table.label_counts().counts)
     write_text(path, metadata.model_dump_json())  # keeps the order of pairs and values
     return metadata
 

@@ -17,6 +17,7 @@ from typing import Any
 from mxt_sdk.config import TrainingConfig
 from mxt_sdk.data.cleaning import plan_cleaning
 from mxt_sdk.data.examples import ExampleEncoder
+from mxt_sdk.data.metadata import new_value_shares
 from mxt_sdk.data.scrambles import ValueScrambler
 from mxt_sdk.data.subwords import subword_splitter
 from mxt_sdk.plugins import manager
@@ -51,6 +52,13 @@ def tokenizer_corpus(shards: ExampleShards, limit: int | None = None) -> Iterato
             yield answer
 
 
+def _scrambler(share: float | str, seed: int, train: ProductTable) -> ValueScrambler | None:
+    """The training data's :class:`ValueScrambler` for ``training.scramble_copied_values`` (None: off)."""
+    if share == "new_value_share":
+        return ValueScrambler(new_value_shares(train.label_counts().counts), seed)
+    return ValueScrambler(share, seed) if share > 0 else None
+
+
 def prepare_data(extractor, config: TrainingConfig, run_dir: Path, accelerator, train: ProductTable,
                  val: ProductTable | None) -> dict[str, Any]:
     """Everything the training loop needs from the data: ``train`` / ``val`` (memory-mapped example
@@ -70,8 +78,7 @@ def prepare_data(extractor, config: TrainingConfig, run_dir: Path, accelerator, 
     if val is not None:
         plans["val"] = plan_cleaning(val.label_counts(), normalizers, fit=False)
     tables = {"train": train, "val": val}
-    scrambler = (ValueScrambler(config.scramble_copied_values, config.seed)
-                 if config.scramble_copied_values > 0 else None)
+    scrambler = _scrambler(config.scramble_copied_values, config.seed, train)
     key = cache_key([t.fingerprint for t in tables.values() if t is not None],
                     [s.model_dump(mode="json") for s in config.normalizers], model_config.none_answer,
                     *(["text-free-copies"] if config.text_free_copies else []),
