@@ -127,7 +127,7 @@ class TrainingConfig(_Section):
         default=None, description="after training, fit a per-pair image prior over the known values on the "
                                   "frozen global image vectors (needs frozen encoders); null: none")
     length_pool_batches: int = Field(
-        default=50, ge=0, description="draw batches of prompts of about the same length: the shuffled examples "
+        default=0, ge=0, description="draw batches of prompts of about the same length: the shuffled examples "
                                       "in pools of this many batches, each pool sorted by tokens and cut into "
                                       "batches taken in a seeded order (less padding); 0: batches straight "
                                       "from the shuffle")

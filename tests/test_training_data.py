@@ -186,6 +186,7 @@ def test_batches_are_tokenized_as_drawn_alike_in_loader_workers_and_cut_inputs_a
 
 def test_catalog_metadata_equals_a_pass_over_the_cleaned_labels_and_is_kept_beside_the_examples(catalog, tmp_path):
     from mxt_sdk.data.examples import metadata_from_labels
+    from mxt_sdk.data.metadata import new_value_shares
 
     staged = stage_data(catalog["train"], None, tmp_path)
     plan = plan_cleaning(staged.train.label_rows(), [manager.create("normalizers", "text", {})])
@@ -194,7 +195,9 @@ def test_catalog_metadata_equals_a_pass_over_the_cleaned_labels_and_is_kept_besi
     metadata = example_cache.catalog_metadata(tmp_path, "k", staged.train, plan)
     expected = metadata_from_labels((pt, plan.relabel(pt, labels)) for pt, labels in staged.train.label_rows())
     # the same pairs and values, in the same order; the example pass also counts the values the texts state
-    assert metadata.model_copy(update={"written": {}}).model_dump_json() == expected.model_dump_json()
+    assert metadata.model_copy(update={"written": {}, "new_values": {}}).model_dump_json() == expected.model_dump_json()
+    # and the Good-Turing share of new values of each pair, over the labels before cleaning
+    assert metadata.new_values == new_value_shares(staged.train.label_counts().counts)
     assert list(metadata.written) == list(metadata.values)
     assert all(0 <= metadata.written[key] <= sum(counts.values()) for key, counts in metadata.values.items())
     assert shards["train"].rows == sum(len(plan.relabel(pt, labels)) for pt, labels in staged.train.label_rows())
