@@ -117,12 +117,11 @@ class TrainingConfig(_Section):
         default=False, description="also train on each example whose product has an image with the product's "
                                    "texts left out of its prompt (modality dropout): the model learns to read "
                                    "values from the photo instead of memorising titles")
-    scramble_copied_values: Annotated[float, Field(ge=0, le=1)] | Literal["new_value_share"] = Field(
-        default=0.0, description="share of training examples whose value is written in their text that get "
-                                 "the value's letters shuffled in the answer and the text alike: teaches copying "
-                                 "new values over recalling training ones (mxt_sdk.data.scrambles); "
-                                 "new_value_share: per pair, its Good-Turing share of new values (values seen "
-                                 "once over its training labels), as often as the catalog brings new ones")
+    scramble_copied_values: float = Field(
+        default=0.0, ge=0, le=1, description="share of training examples whose value is written in their "
+                                             "text that get the value's letters shuffled in the answer and "
+                                             "the text alike: teaches copying new values over recalling "
+                                             "training ones (mxt_sdk.data.scrambles)")
     image_prior: ImagePriorConfig | None = Field(
         default=None, description="after training, fit a per-pair image prior over the known values on the "
                                   "frozen global image vectors (needs frozen encoders); null: none")

@@ -67,17 +67,3 @@ def test_a_share_outside_zero_to_one_is_refused():
     with pytest.raises(ValueError, match="scrambled"):
         ValueScrambler(1.5, seed=0)
 
-
-def test_per_pair_shares_scramble_each_pair_as_often_as_its_share():
-    from mxt_sdk.data.metadata import new_value_shares, pair_key
-
-    shares = new_value_shares({("shirt", "brand", "Kalimo"): 1, ("shirt", "brand", "Ronto"): 1,
-                               ("shirt", "color", "red"): 5, ("shirt", "color", "Red"): 3})
-    assert shares == {pair_key("shirt", "brand"): 1.0, pair_key("shirt", "color"): 0.0}  # case-folded: red seen 8 times
-    scrambler = ValueScrambler(shares, seed=0)
-    product = Product(id="p", product_type="shirt", title="Kalimo red tee")
-    assert scrambler(product, "brand", "Kalimo")[1] != "Kalimo"  # share 1: always scrambled
-    assert scrambler(product, "color", "red") == (product, "red")  # share 0: never
-    assert scrambler.rate_of("mug", "brand") == 0.0  # a pair without a share is left alone
-    with pytest.raises(ValueError):
-        ValueScrambler({pair_key("shirt", "brand"): 1.5}, seed=0)

@@ -23,9 +23,7 @@ from __future__ import annotations
 import hashlib
 import random
 import re
-from collections.abc import Mapping
 
-from mxt_sdk.data.metadata import pair_key
 from mxt_sdk.types import Product
 
 __all__ = ["ValueScrambler", "scramble_word"]
@@ -51,23 +49,13 @@ def _with_case_of(text: str, template: str) -> str:
 class ValueScrambler:
     """Scrambles the value of a ``rate`` share of the examples whose answer is written in the text.
 
-    ``rate`` in ``[0, 1]``, or a share per pair (``pair_key`` -> share; pairs not in it: 0), such as each
-    pair's Good-Turing share of new values (:func:`mxt_sdk.data.metadata.new_value_shares`), so that
-    training copies as often as the catalog will bring values it never saw; ``seed`` makes the choice
-    and the shuffle reproducible.
+    ``rate`` in ``[0, 1]``; ``seed`` makes the choice and the shuffle reproducible.
     """
 
-    def __init__(self, rate: float | Mapping[str, float], seed: int):
-        rates = rate.values() if isinstance(rate, Mapping) else [rate]
-        if not all(0.0 <= r <= 1.0 for r in rates):
+    def __init__(self, rate: float, seed: int):
+        if not 0.0 <= rate <= 1.0:
             raise ValueError(f"the share of scrambled values must be in [0, 1], got {rate}")
         self.rate, self.seed = rate, seed
-
-    def rate_of(self, product_type: str, attribute: str) -> float:
-        """The share of the pair's written values that are scrambled."""
-        if isinstance(self.rate, Mapping):
-            return self.rate.get(pair_key(product_type, attribute), 0.0)
-        return self.rate
 
     def _rng(self, product_id: str, attribute: str) -> random.Random:
         digest = hashlib.blake2b(f"{self.seed}\x1f{product_id}\x1f{attribute}".encode(), digest_size=8).digest()
@@ -76,11 +64,10 @@ class ValueScrambler:
     def __call__(self, product: Product, attribute: str, answer: str) -> tuple[Product, str]:
         """``(product, answer)`` with the answer and its occurrences in the product's texts scrambled,
         or unchanged when this example is not drawn or its answer is not written in the text."""
-        rate = self.rate_of(product.product_type, attribute)
-        if rate == 0.0 or not _WORD.search(answer):
+        if self.rate == 0.0 or not _WORD.search(answer):
             return product, answer
         rng = self._rng(product.id, attribute)
-        if rng.random() >= rate:
+        if rng.random() >= self.rate:
             return product, answer
         pattern = re.compile(rf"(?<!\w){re.escape(answer)}(?!\w)", re.IGNORECASE)
         texts = {"title": product.title, "description": product.description or "", "bullets": product.bullets}

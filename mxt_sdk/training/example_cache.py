@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic_core import from_json
 
-from mxt_sdk.data.cleaning import CleaningPlan
+from mxt_sdk.data.cleaning import CleaningPlan, LabelCounts
 from mxt_sdk.data.examples import MetadataCounter, product_examples
 from mxt_sdk.data.metadata import CatalogMetadata, new_value_shares
 from mxt_sdk.data.prompt import build_prompt
@@ -221,8 +221,8 @@ def build_examples(run_dir: Path, key: str, splits: dict[str, tuple[ProductTable
     return shards
 
 
-def catalog_metadata(run_dir: Path, key: str, table: ProductTable, plan: CleaningPlan, *,
-                     write: bool = True) -> CatalogMetadata:
+def catalog_metadata(run_dir: Path, key: str, table: ProductTable, plan: CleaningPlan,
+                     labels: LabelCounts | None = None, *, write: bool = True) -> CatalogMetadata:
     """The catalog metadata of the training split's cleaned labels, with the values its texts state
     (:class:`~mxt_sdk.data.examples.MetadataCounter`, one pass over the staged products): read from
     ``metadata.json`` beside the example shards of ``key`` when there, counted and written there
@@ -235,7 +235,7 @@ def catalog_metadata(run_dir: Path, key: str, table: ProductTable, plan: Cleanin
     for product in table.products(plan.relabel):
         counter.add(product.product_type, product.attributes, product.text)
     metadata = counter.metadata()
-    metadata.new_values = new_value_shares(table.label_counts().counts)
+    metadata.new_values = new_value_shares((labels or table.label_counts()).counts)
     write_text(path, metadata.model_dump_json())  # keeps the order of pairs and values
     return metadata
 

@@ -17,7 +17,6 @@ from typing import Any
 from mxt_sdk.config import TrainingConfig
 from mxt_sdk.data.cleaning import plan_cleaning
 from mxt_sdk.data.examples import ExampleEncoder
-from mxt_sdk.data.metadata import new_value_shares
 from mxt_sdk.data.scrambles import ValueScrambler
 from mxt_sdk.data.subwords import subword_splitter
 from mxt_sdk.plugins import manager
@@ -52,13 +51,6 @@ def tokenizer_corpus(shards: ExampleShards, limit: int | None = None) -> Iterato
             yield answer
 
 
-def _scrambler(share: float | str, seed: int, train: ProductTable) -> ValueScrambler | None:
-    """The training data's :class:`ValueScrambler` for ``training.scramble_copied_values`` (None: off)."""
-    if share == "new_value_share":
-        return ValueScrambler(new_value_shares(train.label_counts().counts), seed)
-    return ValueScrambler(share, seed) if share > 0 else None
-
-
 def prepare_data(extractor, config: TrainingConfig, run_dir: Path, accelerator, train: ProductTable,
                  val: ProductTable | None) -> dict[str, Any]:
     """Everything the training loop needs from the data: ``train`` / ``val`` (memory-mapped example
@@ -70,7 +62,8 @@ def prepare_data(extractor, config: TrainingConfig, run_dir: Path, accelerator, 
     ``normalizers``. The main process builds the example cache first; the other processes then read it."""
     model_config, main = extractor.config.model, accelerator.is_main_process
     normalizers = [manager.create("normalizers", s.name, s.options) for s in config.normalizers]
-    plans = {"train": plan_cleaning(train.label_counts(), normalizers)}
+    train_labels = train.label_counts()
+    plans = {"train": plan_cleaning(train_labels, normalizers)}
     summary = plans["train"].summary
     log.info("Label cleaning (%s): %d stated labels -> %d; details in %s",
              ", ".join(n.name for n in normalizers) or "none", summary["labels_before"],
@@ -78,7 +71,8 @@ def prepare_data(extractor, config: TrainingConfig, run_dir: Path, accelerator, 
     if val is not None:
         plans["val"] = plan_cleaning(val.label_counts(), normalizers, fit=False)
     tables = {"train": train, "val": val}
-    scrambler = _scrambler(config.scramble_copied_values, config.seed, train)
+    scrambler = (ValueScrambler(config.scramble_copied_values, config.seed)
+                 if config.scramble_copied_values > 0 else None)
     key = cache_key([t.fingerprint for t in tables.values() if t is not None],
                     [s.model_dump(mode="json") for s in config.normalizers], model_config.none_answer,
                     *(["text-free-copies"] if config.text_free_copies else []),
@@ -100,5 +94,5 @@ def prepare_data(extractor, config: TrainingConfig, run_dir: Path, accelerator, 
     longest = encoders["train"].longest_answer(distinct_values(examples["train"], "answer"))
     return {"train": open_examples(examples["train"], encoders["train"]),
             "val": open_examples(examples["val"], encoders["val"]) if "val" in examples else None,
-            "images": examples, "metadata": partial(catalog_metadata, run_dir, key, train, plans["train"], write=main),
+            "images": examples, "metadata": partial(catalog_metadata, run_dir, key, train, plans["train"], train_labels, write=main),
             "max_answer_tokens": max(longest, 1), "cleaning": summary, "normalizers": normalizers}
