@@ -370,6 +370,44 @@ def run_linear(args, splits) -> dict:
     return result
 
 
+def table(results: list[dict]) -> str:
+    """One Markdown row per model: accuracy overall / stated / value-absent / visual value-absent (the
+    linear result gives its majority and three probes), micro F1 and macro recall@90P for SDK models."""
+    def cell(figures: dict, key: str) -> str:
+        entry = figures.get(key) or {}
+        return f"{entry['accuracy']:.3f}" if entry.get("accuracy") is not None else "-"
+
+    lines = ["| model | products / steps | overall | stated | value-absent | visual value-absent | micro F1 | "
+             "macro R@90P |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for result in results:
+        size = f"{result['products']:,} / {result['steps'] or '-'}"
+        if result["variant"] == "linear":
+            rows = [("majority value of the pair", result["majority"])] + [
+                (f"linear probe, {name} (L2 {result[name]['l2']:g})", result[name])
+                for name in ("text", "image", "text+image") if name in result]
+            extra = ("-", "-")
+        else:
+            name = result["variant"] + (f" ({', '.join(result['decode'])})" if result["decode"] else "")
+            rows = [(name, result)]
+            extra = (f"{result['micro_f1']:.3f}", f"{result['macro_recall_at_90p']:.3f}")
+        for name, figures in rows:
+            lines.append(f"| {name} | {size} | " + " | ".join(cell(figures, k) for k in
+                         ("overall", "stated", "value_absent", "visual_value_absent")) + f" | {extra[0]} | {extra[1]} |")
+    lines += ["", "| model | " + " | ".join(f"{a} value-absent" for a in VISUAL) + " |",
+              "| --- |" + " ---: |" * len(VISUAL)]
+    for result in results:
+        models = ([(f"linear probe, {n}", result[n]) for n in ("text", "image", "text+image") if n in result]
+                  if result["variant"] == "linear" else
+                  [(result["variant"] + (f" ({', '.join(result['decode'])})" if result["decode"] else ""), result)])
+        for name, figures in models:
+            cells = []
+            for attribute in VISUAL:
+                entry = figures["by_attribute"].get(attribute, {}).get("value_absent", {})
+                cells.append(f"{entry['accuracy']:.3f} (n={entry['n']})" if entry.get("accuracy") is not None else "-")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _brief(result: dict) -> dict:
     """``result`` without the per-attribute tables (they are in the result file)."""
     return {k: _brief(v) if isinstance(v, dict) else v for k, v in result.items() if k != "by_attribute"}
@@ -381,6 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     kind = parser.add_mutually_exclusive_group(required=True)
     kind.add_argument("--variant", help="ablation variant (mxt, mxt-no-prior, text-only, span, classify, ...)")
     kind.add_argument("--linear", action="store_true", help="the linear probe baseline")
+    kind.add_argument("--table", type=Path, nargs="+", metavar="RESULT_JSON",
+                      help="print the Markdown table of these result files (no run)")
     parser.add_argument("--config", default="mxt-cpu", help="built-in name or YAML path")
     parser.add_argument("--products", type=int, default=12_000, help="training products (chosen by hash)")
     parser.add_argument("--steps", type=int, default=1_200)
@@ -397,9 +437,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--data", type=Path,
                         default=Path(__file__).resolve().parents[1].parent / "shared" / "data" / "myntra")
-    parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--output", type=Path, help="model / run folder (required for a run)")
     parser.add_argument("--result", type=Path, help="where to write the JSON result (default <output>/result.json)")
     args = parser.parse_args(argv)
+    if args.table:
+        print(table([json.loads(path.read_text()) for path in args.table]))
+        return 0
+    if args.output is None:
+        parser.error("--output is required for a run")
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     splits = load_splits(args.data, args.products, args.test_products, args.val_products)
