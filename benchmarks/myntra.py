@@ -72,7 +72,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from measure import apply_decode_options  # noqa: E402
 
 VISUAL = ("Colour", "Pattern", "Sleeve Length", "Neck")
-L2_GRID = (1e-6, 1e-5, 1e-4, 1e-3)
+L2_GRID = (1e-6, 1e-5, 1e-4)
 
 
 # ----------------------------------------------------------------------------------------------- data
