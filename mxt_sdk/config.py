@@ -160,18 +160,19 @@ class ExtractionConfig(_Section):
     choose_among_known: int = Field(
         default=0, ge=0, description="pairs with at most this many values seen in training answer the most likely "
                                      "of them or the none answer, unless the free answer is written in the "
-                                     "product's text; 0: off, free generation")
+                                     "product's text and is a known value or its pair usually writes its values "
+                                     "there; 0: off, free generation")
     open_pair_new_share: float | None = Field(
-        default=None, ge=0, le=1, description="choose_among_known leaves open pairs to the free answer (and to "
-                                              "choose_text_span): pairs whose Good-Turing share of new values "
-                                              "(values seen once over training values) is above this, where "
+        default=None, ge=0, le=1, description="choose_among_known leaves open pairs to the free answer: pairs "
+                                              "whose Good-Turing share of new values (values seen once over "
+                                              "training values) is above this, where "
                                               "a catalog keeps adding names and codes; null: every pair with "
                                               "few enough values is closed")
     choose_text_span: float | None = Field(
         default=None, ge=0, le=1, description="pairs whose training values were written in their product's text "
-                                              "at least this share of the time answer a span of the text: a free "
-                                              "answer the text does not state is replaced by the most likely "
-                                              "span (or the none answer); null: off")
+                                              "at least this share of the time answer a run of whole words of "
+                                              "the text or the none answer: greedy decoding is bound to the "
+                                              "text's words (mxt_t5.words.TextBoundGuard); null: off")
     image_prior_weight: float = Field(
         default=1.0, ge=0, description="weight of the image prior's log-probability (a model trained with "
                                        "training.image_prior) added to each known value's score by "

@@ -12,8 +12,8 @@ __all__ = ["Product", "Prediction", "DecidedBy", "product_from_record", "generat
 
 #: how an answer was decided: ``generated`` (greedy decoding, free text), ``known_value`` (the likeliest of
 #: the pair's training values and the none answer, scored by the generator: ``extraction.choose_among_known``),
-#: ``known_value+image_prior`` (the same, where the image prior changed which value won), ``span`` (the
-#: likeliest span of the product's text: ``extraction.choose_text_span``)
+#: ``known_value+image_prior`` (the same, where the image prior changed which value won), ``span`` (greedy
+#: decoding bound to a run of the product's text's words: ``extraction.choose_text_span``)
 DecidedBy = Literal["generated", "known_value", "known_value+image_prior", "span"]
 
 

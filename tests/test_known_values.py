@@ -7,6 +7,7 @@ import torch
 from conftest import tiny_config
 from mxt_sdk import Extractor, Product
 from mxt_sdk.data.metadata import CatalogMetadata, pair_key
+from mxt_sdk.evaluation.metrics import written_in
 from mxt_sdk.plugins import manager
 
 
@@ -88,19 +89,16 @@ def test_a_generator_that_cannot_score_keeps_its_free_answers(caplog):
     with caplog.at_level("WARNING"):
         [prediction] = extractor.extract([Product(id="p", product_type="shirt", title="red tee")], ["color"])
     assert prediction.error is None
-    assert "choose_among_known and choose_text_span are ignored" in caplog.text
+    assert "choose_among_known is ignored" in caplog.text
 
 
-# --------------------------------------------------------------------------- spans of the text
-def test_text_spans_are_word_runs_within_a_line_and_between_separators():
-    from mxt_sdk.inference.known_values import text_spans
+# --------------------------------------------------------------------------- answers bound to the text
+def _word_runs(text: str) -> set[str]:
+    """Every run of whole words of ``text`` (words: letters and digits), case-folded."""
+    import re
 
-    text = "Belkami Women's T-Shirt | 3.5 oz\nMachine washable."
-    spans = text_spans(text, 2)
-    assert spans[:4] == ["belkami", "belkami women's", "women's", "women's t-shirt"]
-    assert {"t-shirt", "3.5 oz", "machine washable", "washable"} <= set(spans)
-    assert "t-shirt 3.5" not in spans and "oz machine" not in spans  # not across "|" or a line
-    assert len(spans) == len(set(spans)) and text_spans(text, 2, limit=3) == spans[:3]
+    words = re.findall(r"[^\W_]+|[^\w\s]", text.casefold())
+    return {" ".join(words[i:j]) for i in range(len(words)) for j in range(i + 1, len(words) + 1)}
 
 
 def _brand_extractor(share_written: float, span: float | None) -> Extractor:
@@ -112,20 +110,28 @@ def _brand_extractor(share_written: float, span: float | None) -> Extractor:
     return extractor
 
 
-def test_pairs_whose_values_the_text_states_answer_a_span_of_the_text():
-    from mxt_sdk.inference.known_values import text_spans
+def _spaced(value: str) -> str:
+    """Words and punctuation apart, as :func:`_word_runs` writes them."""
+    import re
 
+    return " ".join(re.findall(r"[^\W_]+|[^\w\s]", value.casefold()))
+
+
+def test_pairs_whose_values_the_text_states_answer_a_run_of_its_words():
     products = [Product(id="p", product_type="shirt", title="Kalimo soft tee", description="Ships fast."),
-                Product(id="q", product_type="shirt", title="Ronto slim fit shirt")]
+                Product(id="q", product_type="shirt", title="Ronto slim-fit shirt")]
     extractor = _brand_extractor(0.95, span=0.9)
     none = extractor.config.model.none_answer
     spanned = extractor.extract(products, ["brand"])
     for product, prediction in zip(products, spanned):
-        assert prediction.raw_value in {*text_spans(product.text, 2), none}, prediction
-        assert prediction.decided_by == "span"
+        runs = _word_runs(f"{product.product_type}. {product.text}")
+        assert prediction.raw_value == none or _spaced(prediction.raw_value) in runs, prediction
+        assert prediction.decided_by == "span" and 0.0 <= prediction.confidence <= 1.0
     extractor.config.extraction.choose_text_span = None
     free = extractor.extract(products, ["brand"])
-    assert [p.raw_value for p in free] != [p.raw_value for p in spanned]  # the random model writes neither
+    assert {p.decided_by for p in free} == {"generated"}
+    for product, prediction in zip(products, free):  # the random model's free answers: neither stated nor none,
+        assert prediction.raw_value != none and not written_in(prediction.raw_value, product.text)  # so bound above
     extractor.config.extraction.choose_text_span = 0.99  # the pair states 95% of its values: below, free answers
     assert [p.raw_value for p in extractor.extract(products, ["brand"])] == [p.raw_value for p in free]
 
@@ -208,3 +214,24 @@ def test_an_open_pair_keeps_the_free_answer_and_a_closed_one_chooses():
     assert [(p.raw_value, p.decided_by) for p in extractor.extract(products, ["color"])] == free
     extractor.config.extraction.open_pair_new_share = 0.6  # 0.5 <= 0.6: closed, a known value is chosen
     assert extractor.extract(products, ["color"])[0].decided_by == "known_value"
+
+
+@pytest.mark.parametrize("written, kept", [(1, False), (8, True)])
+def test_a_stated_answer_that_is_no_known_value_stands_only_where_the_pair_writes_its_values(monkeypatch, written,
+                                                                                             kept):
+    from conftest import script_answers
+
+    # "cotton" is in the title but is no fit: on a pair that rarely writes its values (1 of 8) it is another
+    # attribute's word and the known values decide; on a pair that writes them all (8 of 8) it may be a new fit
+    script_answers(monkeypatch, {("Cotton slim fit shirt", "fit"): ("cotton", 0.9, True)})
+    extractor = Extractor.from_config({**tiny_config([]), "extraction": {"canonicalizer": None,
+                                                                         "choose_among_known": 50}})
+    key = pair_key("shirt", "fit")
+    extractor.metadata = CatalogMetadata(values={key: {"regular fit": 5, "slim fit": 3}}, max_answer_tokens=6,
+                                         written={key: written})
+    [prediction] = extractor.extract([Product(id="p", product_type="shirt", title="Cotton slim fit shirt")], ["fit"])
+    if kept:
+        assert (prediction.raw_value, prediction.decided_by) == ("cotton", "generated")
+    else:
+        assert prediction.decided_by == "known_value"
+        assert prediction.raw_value in {"regular fit", "slim fit", extractor.config.model.none_answer}

@@ -139,3 +139,70 @@ def _end_blocked_rows(guard: WholeWordGuard, tokenizer) -> list[bool]:
     rows = guard.prompt_ids.size(0)
     logprobs = torch.log_softmax(torch.zeros(rows, len(tokenizer)), -1)
     return torch.isinf(guard.constrain(logprobs, tokenizer.eos_token_id)[:, tokenizer.eos_token_id]).tolist()
+
+
+# --------------------------------------------------------------------------- answers bound to the text
+def _bound_guard(tokenizer, prompt: str, context_start: int, none: str = "none"):
+    from mxt_t5.words import TextBoundGuard
+
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    prompt_ids = torch.tensor([ids, ids])
+    return TextBoundGuard(WordTables().update(tokenizer), prompt_ids, torch.ones_like(prompt_ids, dtype=torch.bool),
+                          torch.tensor([context_start, context_start]), torch.tensor([True, False]),
+                          tokenizer(none, add_special_tokens=False)["input_ids"]), ids
+
+
+def _decode_bound(tokenizer, guard, scores, steps: int = 40) -> list[int]:
+    """Greedy answer of row 0 under per-token ``scores``: one vector for every step, or a function of the step."""
+    eos, answer = tokenizer.eos_token_id, []
+    for number in range(steps):
+        vector = scores(number) if callable(scores) else scores
+        step = guard.constrain(torch.log_softmax(vector.expand(2, -1).clone(), -1), eos)
+        assert torch.allclose(step[0].exp().sum(), torch.tensor(1.0), atol=1e-5)  # renormalised
+        choice = step.argmax(-1)
+        if int(choice[0]) == eos:
+            return answer
+        answer.append(int(choice[0]))
+        guard.advance(choice)
+    raise AssertionError(f"no end after {steps} steps: {tokenizer.decode(answer)!r}")
+
+
+def test_a_bound_answer_is_a_run_of_whole_words_of_the_context():
+    tokenizer = _tokenizer()
+    prompt = "question: brand context: kavennox leather boots"
+    context = len(tokenizer("question: brand context:", add_special_tokens=False)["input_ids"])
+    vocab = len(tokenizer)
+    torch.manual_seed(0)
+    words = set(" ".join(prompt.split()[3:][i:j]) for i in range(3) for j in range(i + 1, 4))
+    for _ in range(20):  # whatever the model prefers, the answer is a run of the context's words or "none"
+        guard, _ = _bound_guard(tokenizer, prompt, context)
+        answer = tokenizer.decode(_decode_bound(tokenizer, guard, torch.randn(vocab) * 5)).strip()
+        assert answer in words | {"none"}, answer
+    # a model that would rather write the question's pieces, then end as early as it may: it still answers
+    # the context's first word whole ("kavennox", never a part of it nor "brand")
+    guard, ids = _bound_guard(tokenizer, prompt, context)
+    word = len(tokenizer("question: brand context: kavennox", add_special_tokens=False)["input_ids"])
+
+    def scores(step: int) -> torch.Tensor:
+        vector = torch.zeros(vocab)
+        vector[sorted(set(ids[:context]) - set(ids[context:]))] = 9.0  # pieces only the question holds
+        vector[ids[min(context + step, word - 1)]] = 5.0  # the next piece of "kavennox"
+        vector[tokenizer.eos_token_id] = 6.0  # ending is preferred wherever it is allowed
+        return vector
+
+    assert tokenizer.decode(_decode_bound(tokenizer, guard, scores)).strip() == "kavennox"
+
+
+def test_a_bound_row_may_answer_none_and_unbound_rows_are_untouched():
+    tokenizer = _tokenizer()
+    prompt = "question: brand context: leather boots"
+    context = len(tokenizer("question: brand context:", add_special_tokens=False)["input_ids"])
+    vocab = len(tokenizer)
+    none_ids = tokenizer("none", add_special_tokens=False)["input_ids"]
+    guard, _ = _bound_guard(tokenizer, prompt, context)
+    scores = torch.full((vocab,), -5.0)
+    scores[none_ids] = 5.0
+    assert tokenizer.decode(_decode_bound(tokenizer, guard, scores)).strip() == "none"
+    guard, _ = _bound_guard(tokenizer, prompt, context)
+    free = torch.log_softmax(torch.randn(2, vocab), -1)
+    assert torch.equal(guard.constrain(free, tokenizer.eos_token_id)[1], free[1])

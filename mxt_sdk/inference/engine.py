@@ -53,6 +53,11 @@ class Request:
     image_data: bytes | None = None  #: the image's file bytes (e.g. uploaded), read instead of ``product.image``
 
 
+#: a free answer the text states, on a pair with few enough known values for ``choose_among_known``, is kept
+#: although no known value only where the pair's values are written in the text at least this often
+STATED_PAIR_SHARE = 0.5
+
+
 @dataclass
 class EngineSettings:
     """What one extraction run needs besides the model."""
@@ -141,16 +146,20 @@ class Engine:
         self.images = ImageLoader(model.preprocessing(), settings.image_root, settings.max_image_pixels,
                                   settings.urls, decode_threads=decode_threads(device)) if model.uses_images else None
         self.known = None
-        if (settings.choose_among_known > 0 or settings.choose_text_span is not None) and metadata is not None:
+        if settings.choose_among_known > 0 and metadata is not None:
             if model.generator.scores_answers:
                 use_prior = settings.image_prior_weight > 0 and prior_applies(model, image_prior)
                 self.known = KnownValueChooser(model, tokenizer, metadata, settings.none_answer,
-                                               settings.choose_among_known, settings.choose_text_span,
-                                               settings.open_pair_new_share,
+                                               settings.choose_among_known, settings.open_pair_new_share,
                                                image_prior if use_prior else None, settings.image_prior_weight)
             else:
-                logger.warning("extraction.choose_among_known and choose_text_span are ignored: generator %r "
-                               "cannot score given answers (its free answers are kept)", model.generator.name)
+                logger.warning("extraction.choose_among_known is ignored: generator %r cannot score given "
+                               "answers (its free answers are kept)", model.generator.name)
+        self.binds_text = (settings.choose_text_span is not None and metadata is not None
+                           and model.generator.binds_answers_to_text)
+        if settings.choose_text_span is not None and metadata is not None and not self.binds_text:
+            logger.warning("extraction.choose_text_span is ignored: generator %r cannot bind its answers to the "
+                           "text", model.generator.name)
 
     def run(self, requests: Iterable[Request]) -> Iterator[Prediction]:
         """Predictions for ``requests`` in input order, a chunk of ``batch_size`` products at a time.
@@ -235,35 +244,79 @@ class Engine:
             batch = order[start:start + self.settings.batch_size]
             input_ids, attention_mask = pad_batch([encoded[i] for i in batch], self.tokenizer.pad_token_id)
             rows = torch.tensor([examples[i][0] for i in batch], device=device)
-            output = self.model.generate(input_ids.to(device), attention_mask.to(device), features,
-                                         self.settings.max_new_tokens, image_index=rows,
-                                         encode_rows=self.settings.encode_rows)
-            texts = self.tokenizer.batch_decode(output.token_ids.tolist(), skip_special_tokens=True)
-            confidences = output.token_logprobs.sum(dim=1).exp().clamp(0.0, 1.0).tolist()
-            eos = getattr(self.tokenizer, "eos_token_id", None)
-            ended = (output.token_ids == eos).any(dim=1).tolist() if eos is not None else [True] * len(batch)
-            for i, text, confidence, done in zip(batch, texts, confidences, ended):
-                answers[examples[i]] = (" ".join(text.split()), confidence, not done, "generated")
+            input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+            for i, answer in zip(batch, self._decode(input_ids, attention_mask, features, rows)):
+                answers[examples[i]] = (*answer, "generated")
             if self.known is not None:
-                self._choose_known(chunk, [examples[i] for i in batch], answers, input_ids.to(device),
-                                   attention_mask.to(device), features, rows)
+                self._choose_known(chunk, [examples[i] for i in batch], answers, input_ids, attention_mask, features,
+                                   rows)
+            self._bind_to_text(chunk, [examples[i] for i in batch], answers, input_ids, attention_mask, features, rows)
         return answers
+
+    def _decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: ImageFeatures | None,
+                rows: torch.Tensor, bound: bool = False) -> list[tuple[str, float, bool]]:
+        """Greedy ``(answer, confidence, truncated)`` per row (``bound``: every row bound to its text)."""
+        output = self.model.generate(input_ids, attention_mask, features, self.settings.max_new_tokens,
+                                     image_index=rows, encode_rows=self.settings.encode_rows,
+                                     **({"bound_rows": torch.ones(len(rows), dtype=torch.bool, device=rows.device),
+                                         "none_answer": self.settings.none_answer} if bound else {}))
+        texts = self.tokenizer.batch_decode(output.token_ids.tolist(), skip_special_tokens=True)
+        confidences = output.token_logprobs.sum(dim=1).exp().clamp(0.0, 1.0).tolist()
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        ended = (output.token_ids == eos).any(dim=1).tolist() if eos is not None else [True] * len(texts)
+        return [(" ".join(text.split()), confidence, not done) for text, confidence, done in zip(texts, confidences, ended)]
+
+    def _bind_to_text(self, chunk: list[Request], batch: list[tuple[int, str]], answers: dict, input_ids: torch.Tensor,
+                      attention_mask: torch.Tensor, features: ImageFeatures | None, rows: torch.Tensor) -> None:
+        """Answer again, bound to the text (``choose_text_span``), the examples of ``batch`` whose pair states its
+        values in the text and whose answer so far (free or known value) is neither the none answer nor stated by
+        the product's text (a recalled training value or a fragment where the text has a new value); their path
+        becomes ``span``. Runs after the known-value choice, which keeps the known values the text states."""
+        none = self.settings.none_answer.casefold()
+        again = [n for n, (row, attribute) in enumerate(batch)
+                 if self._text_bound(chunk[row].product, attribute)
+                 and (raw := answers[(row, attribute)][0]).casefold() != none
+                 and not (raw and written_in(raw, chunk[row].product.text))]
+        if not again:
+            return
+        keep = torch.tensor(again, device=input_ids.device)
+        for n, answer in zip(again, self._decode(input_ids[keep], attention_mask[keep], features, rows[keep],
+                                                 bound=True)):
+            answers[batch[n]] = (*answer, "span")
+
+    def _text_bound(self, product: Product, attribute: str) -> bool:
+        """Whether this question's answer is bound to a run of the product's text: its pair's training values
+        were written in their text at least ``choose_text_span`` of the time (brands, model names)."""
+        if not self.binds_text:
+            return False
+        share = self.metadata.written_share(product.product_type, attribute)
+        return share is not None and share >= self.settings.choose_text_span
 
     def _choose_known(self, chunk: list[Request], batch: list[tuple[int, str]], answers: dict,
                       input_ids: torch.Tensor, attention_mask: torch.Tensor, features: ImageFeatures | None,
                       rows: torch.Tensor) -> None:
-        """Replace the free answers of ``batch`` by the likeliest known value of their pair (or span of the
-        text, see ``choose_text_span``), except the answers written in the product's text (a stated value is
-        kept, so values new to training stay possible)."""
+        """Replace the free answers of ``batch`` by the likeliest known value of their pair, except the
+        answers written in the product's text (a stated value is kept, so values new to training stay
+        possible)."""
         questions = []
         for row, attribute in batch:
             product, value = chunk[row].product, self._value(answers[(row, attribute)][0])
-            stated = value is not None and written_in(value, product.text)
-            questions.append(None if stated else (product, attribute))
+            kept = value is not None and written_in(value, product.text) and self._may_be_new(product, attribute, value)
+            questions.append(None if kept else (product, attribute))
         chosen = self.known.choose(input_ids, attention_mask, features, rows, questions)
         for example, choice in zip(batch, chosen):
             if choice is not None:
                 answers[example] = (choice[0], choice[1], False, choice[2])
+
+    def _may_be_new(self, product: Product, attribute: str, value: str) -> bool:
+        """Whether a free answer the text states may stand against the known values: it is one of them, or its
+        pair states its values in the text at least ``STATED_PAIR_SHARE`` of the time (or the model has no
+        counts), so a new value would be written there too. On a pair whose values are rarely written (a fit,
+        a type), a stated answer that is no known value is another attribute's word ("cotton" as a fit)."""
+        if self.metadata.knows_value(product.product_type, attribute, value):
+            return True
+        share = self.metadata.written_share(product.product_type, attribute)
+        return share is None or share >= STATED_PAIR_SHARE
 
     def _prediction(self, request: Request, attribute: str, answer: Answer | None,
                     canonical: tuple[str, bool] | None, image_used: bool) -> Prediction:

@@ -6,24 +6,18 @@ values, :class:`KnownValueChooser` scores each known value, and the none answer,
 under the model (the probability greedy decoding would give it) and answers the most likely one; its
 confidence is that probability. Pairs with more values (brands, materials of a long tail) and pairs
 training never saw keep the free greedy answer, and so does a free answer written in the product's
-text (the engine does not ask for those), so values new to training stay possible where the text
-states them. Each example's prompt is encoded once; all candidates of a batch are scored in one
+text that is a known value or belongs to a pair that usually writes its values (the engine does not ask
+for those; ``Engine._may_be_new``), so values new to training stay possible where the text states them. Each example's prompt is encoded once; all candidates of a batch are scored in one
 decoder pass.
 
 With an ``image_prior`` (:mod:`mxt_sdk.inference.image_prior`), a product with an image has each known
 value's score raised by ``prior_weight`` times the prior's log-probability of it, and its confidence is
 the chosen value's softmax share of those combined scores.
 
-With ``span_share``, pairs whose training values were written in their product's text at least that
-often (``CatalogMetadata.written_share``: brands, model names, most of an extractive catalog) get
-the same treatment with the spans of the product's own text as candidates: a free answer that the
-text does not state (a training brand recalled instead of the new one written in the title) is
-replaced by the likeliest span of one to ``MAX_SPAN_WORDS`` words, or the none answer.
 """
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,38 +28,16 @@ from mxt_sdk.inference.image_prior import ImageValuePrior
 from mxt_sdk.model.mxt import ImageFeatures, MXTModel
 from mxt_sdk.types import Product
 
-__all__ = ["KnownValueChooser", "text_spans", "MAX_SPAN_WORDS", "MAX_SPANS"]
-
-#: longest span candidate, in words (a pair's longest known value plus one, at most this)
-MAX_SPAN_WORDS = 6
-#: at most this many distinct spans per example, taken in text order (title first)
-MAX_SPANS = 256
-_WORD = re.compile(r"\w(?:[\w'&.+/-]*\w)?")
-
-
-def text_spans(text: str, max_words: int, limit: int = MAX_SPANS) -> list[str]:
-    """Distinct case-folded runs of 1 to ``max_words`` words of ``text``, in order of their first word;
-    a run never crosses a line or punctuation other than inside a word (``t-shirt``, ``3.5``)."""
-    spans: dict[str, None] = {}
-    for line in text.splitlines():
-        for piece in re.split(r"[,;:|()\[\]!?]+|\s[-/]\s", line):
-            words = [w.casefold() for w in _WORD.findall(piece)]
-            for start in range(len(words)):
-                for end in range(start + 1, min(start + max_words, len(words)) + 1):
-                    spans.setdefault(" ".join(words[start:end]))
-                    if len(spans) >= limit:
-                        return list(spans)
-    return list(spans)
-
+__all__ = ["KnownValueChooser"]
 
 class KnownValueChooser:
     """Answers pairs with at most ``max_values`` known values by the most likely of them."""
 
     def __init__(self, model: MXTModel, tokenizer: Any, metadata: CatalogMetadata, none_answer: str,
-                 max_values: int, span_share: float | None = None, open_share: float | None = None,
+                 max_values: int, open_share: float | None = None,
                  image_prior: ImageValuePrior | None = None, prior_weight: float = 1.0):
         self.model, self.tokenizer, self.metadata = model, tokenizer, metadata
-        self.none_answer, self.max_values, self.span_share = none_answer, max_values, span_share
+        self.none_answer, self.max_values = none_answer, max_values
         self.open_share = open_share
         self.image_prior, self.prior_weight = image_prior, prior_weight
         self._candidates: dict[str, tuple[list[str], list[list[int]]] | None] = {}
@@ -85,17 +57,6 @@ class KnownValueChooser:
                 self._candidates[key] = self._encoded(values)
         return self._candidates[key]
 
-    def span_candidates(self, product: Product, attribute: str) -> tuple[list[str], list[list[int]]] | None:
-        """The spans of ``product``'s text and the none answer, when its pair states its values in the text
-        at least ``span_share`` of the time; else None."""
-        share = None if self.span_share is None else self.metadata.written_share(product.product_type, attribute)
-        if share is None or share < self.span_share:
-            return None
-        known = self.metadata.values.get(pair_key(product.product_type, attribute), {})
-        longest = max((len(value.split()) for value in known), default=MAX_SPAN_WORDS - 1)
-        spans = text_spans(product.text, min(longest + 1, MAX_SPAN_WORDS))
-        return self._encoded(spans) if spans else None
-
     def _encoded(self, values: list[str]) -> tuple[list[str], list[list[int]]]:
         texts = [*values, self.none_answer] if self.none_answer not in values else values
         return texts, self.tokenizer(texts)["input_ids"]
@@ -105,9 +66,10 @@ class KnownValueChooser:
                questions: Sequence[tuple[Product, str] | None]) -> list[tuple[str, float, str] | None]:
         """For each example (row of ``input_ids``) asking ``questions[i]`` (product, attribute): (value,
         probability, path) of its most likely candidate, or None where it keeps the free answer (and where
-        ``questions[i]`` is None). The path (:data:`mxt_sdk.types.DecidedBy`) is ``known_value``,
-        ``known_value+image_prior`` where the image prior changed which value won, or ``span``."""
-        lists = [None if question is None else self._candidates_for(*question) for question in questions]
+        ``questions[i]`` is None). The path (:data:`mxt_sdk.types.DecidedBy`) is ``known_value``, or
+        ``known_value+image_prior`` where the image prior changed which value won."""
+        lists = [None if question is None else self.candidates(question[0].product_type, question[1])
+                 for question in questions]
         example, labels, owners = [], [], []
         for row, found in enumerate(lists):
             if found is None:
@@ -132,7 +94,7 @@ class KnownValueChooser:
                 chosen.append(None)
                 continue
             question = questions[row]
-            path = "known_value" if self.candidates(question[0].product_type, question[1]) is not None else "span"
+            path = "known_value"
             prior = self._prior(question, found[0], features, image_index, row)
             unaided = max(range(len(by_row[row])), key=by_row[row].__getitem__)
             if prior is None:
@@ -151,13 +113,8 @@ class KnownValueChooser:
         if self.image_prior is None or features is None or "global" not in features.features:
             return None
         product, attribute = question
-        if self.candidates(product.product_type, attribute) is None:  # text spans, not known values
-            return None
         image = int(image_index[row]) if image_index is not None else row
         if not bool(features.has_image[image]):
             return None
         return self.image_prior.log_probs(pair_key(product.product_type, attribute),
                                           features.features["global"][image].cpu(), candidates)
-
-    def _candidates_for(self, product: Product, attribute: str) -> tuple[list[str], list[list[int]]] | None:
-        return self.candidates(product.product_type, attribute) or self.span_candidates(product, attribute)

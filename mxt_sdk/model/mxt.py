@@ -155,7 +155,7 @@ class MXTModel(torch.nn.Module):
         """Encoder-side states after all fusions, and their attention mask. ``images`` is per example."""
         if images is None and (self.embedding_fusions or self.encoder_fusions):
             raise ValueError("this model fuses images: pass image features (ImageFeatures) for the batch")
-        hidden = self.generator.embed(input_ids)
+        hidden = self.generator.embed_prompt(input_ids)
         mask = attention_mask
         for fusion in self.embedding_fusions:
             out = fusion(hidden, mask, images.features[fusion.image_input], images.has_image)
@@ -184,8 +184,10 @@ class MXTModel(torch.nn.Module):
 
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                  images: ImagePixels | ImageFeatures | None, max_new_tokens: int,
-                 image_index: torch.Tensor | None = None, encode_rows: int | None = None) -> GreedyOutput:
-        """Greedy answers with per-token log-probabilities.
+                 image_index: torch.Tensor | None = None, encode_rows: int | None = None,
+                 bound_rows: torch.Tensor | None = None, none_answer: str = "none") -> GreedyOutput:
+        """Greedy answers with per-token log-probabilities (``bound_rows`` / ``none_answer``: see
+        :meth:`Generator.greedy <mxt_sdk.plugins.components.Generator.greedy>`).
 
         With ``encode_rows`` the encoder side runs on groups of that many consecutive rows, each group cut
         to its own longest prompt (``attention_mask`` right-padded), and the decoder then runs on all rows
@@ -197,7 +199,10 @@ class MXTModel(torch.nn.Module):
             hidden, mask = self.encode_text(input_ids, attention_mask, features)
         else:
             hidden, mask = self.encode_text_in_groups(input_ids, attention_mask, features, encode_rows)
-        return self.generator.greedy(hidden, mask, max_new_tokens, input_ids=input_ids)
+        if bound_rows is None:
+            return self.generator.greedy(hidden, mask, max_new_tokens, input_ids=input_ids)
+        return self.generator.greedy(hidden, mask, max_new_tokens, input_ids=input_ids, bound_rows=bound_rows,
+                                     none_answer=none_answer)
 
     def answer_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                         images: ImagePixels | ImageFeatures | None, labels: torch.Tensor, example: torch.Tensor,

@@ -189,6 +189,11 @@ class Generator(Component, torch.nn.Module, abc.ABC):
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Input embeddings ``[B, N, d_model]`` of token ids ``[B, N]``."""
 
+    def embed_prompt(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The encoder's input embeddings of prompts ``[B, N]``: :meth:`embed`, plus whatever the generator
+        adds from the prompt's layout (the ``t5`` generator's ``prompt_layout``)."""
+        return self.embed(input_ids)
+
     @abc.abstractmethod
     def encode(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Encoder output ``[B, N, d_model]``."""
@@ -201,8 +206,18 @@ class Generator(Component, torch.nn.Module, abc.ABC):
 
     @abc.abstractmethod
     def greedy(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
-               max_new_tokens: int, *, input_ids: torch.Tensor) -> GreedyOutput:
-        """Greedy answers of at most ``max_new_tokens`` tokens (EOS included) per row."""
+               max_new_tokens: int, *, input_ids: torch.Tensor, bound_rows: torch.Tensor | None = None,
+               none_answer: str = "none") -> GreedyOutput:
+        """Greedy answers of at most ``max_new_tokens`` tokens (EOS included) per row.
+
+        ``bound_rows`` ``[B]`` (bool), where given, marks the rows whose answer must be a run of whole words
+        of the prompt's context or ``none_answer`` (``extraction.choose_text_span``); a generator whose
+        :attr:`binds_answers_to_text` is False ignores it (the engine warns)."""
+
+    @property
+    def binds_answers_to_text(self) -> bool:
+        """Whether :meth:`greedy` honours ``bound_rows``."""
+        return False
 
     def answer_logprobs(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
                         labels: torch.Tensor, *, input_ids: torch.Tensor) -> torch.Tensor:

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from mxt_sdk import GreedyOutput
-from mxt_sdk.data.prompt import CONTEXT_MARKER
 from mxt_t5.generator import T5Options
+from mxt_t5.words import WordTables
 
 from mxt_baselines.encoder import EncoderOnly
 from mxt_baselines.tokens import answer_sequences, answers_output, find_subsequence, find_text_span
@@ -42,19 +42,15 @@ class SpanGenerator(EncoderOnly):
     def __init__(self, options: T5Options, *, saved: Mapping[str, Any] | None = None):
         super().__init__(options, saved=saved)
         self.pointer = torch.nn.Linear(self.d_model, 2)  # start and end score of each position
+        self._word_tables = WordTables()
 
     # ----------------------------------------------------------------- where answers may lie
     def _context_bounds(self, input_ids: torch.Tensor) -> list[tuple[int, int]]:
-        """Per row, ``[start, stop)`` of the context tokens: after the first ``context:`` marker (after
-        the first token if the tokenizer does not spell it alone as in the prompt), up to EOS or padding."""
-        marker = []
-        if self.tokenizer is not None:
-            marker = self.tokenizer(CONTEXT_MARKER, add_special_tokens=False)["input_ids"]
+        """Per row, ``[start, stop)`` of the context tokens: from :meth:`context_starts` up to EOS or padding."""
         bounds = []
-        for ids in input_ids.tolist():
+        for ids, start in zip(input_ids.tolist(), self.context_starts(input_ids).tolist()):
             stop = next((n for n, i in enumerate(ids) if i in (self.eos_id, self.pad_id)), len(ids))
-            found = find_subsequence(ids, marker, 0, stop)
-            bounds.append((found + len(marker) if found >= 0 else NULL + 1, stop))
+            bounds.append((min(start, stop), stop))
         return bounds
 
     def _pointer_logprobs(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
@@ -87,6 +83,19 @@ class SpanGenerator(EncoderOnly):
             targets.append(span or (NULL, NULL))
         return torch.tensor(targets, dtype=torch.long, device=input_ids.device)
 
+    def _whole_word_ends(self, input_ids: torch.Tensor, start: torch.Tensor,
+                         end: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Start and end scores with the positions that would cut a word removed: no span starts on a
+        piece that continues a word, none ends on a piece the next one continues (``whole_words``)."""
+        tables = self._word_tables.update(self.tokenizer)
+        continues = WordTables.lookup(tables.continues, input_ids)
+        ends_alnum = WordTables.lookup(tables.ends_alnum, input_ids)
+        cuts = ends_alnum & torch.nn.functional.pad(continues[:, 1:], (0, 1))
+        keep_null = torch.zeros_like(continues)
+        keep_null[:, NULL] = True
+        return (start.masked_fill(continues & ~keep_null, float("-inf")),
+                end.masked_fill(cuts & ~keep_null, float("-inf")))
+
     # ----------------------------------------------------------------- Generator contract
     def loss(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
              labels: torch.Tensor, *, input_ids: torch.Tensor) -> torch.Tensor:
@@ -102,6 +111,8 @@ class SpanGenerator(EncoderOnly):
         logprobs = self._pointer_logprobs(encoder_hidden, attention_mask, input_ids, bounds)
         start, end = logprobs[..., 0], logprobs[..., 1]
         null = start[:, NULL] + end[:, NULL]
+        if self.options.whole_words and self.tokenizer is not None:
+            start, end = self._whole_word_ends(input_ids, start, end)
         positions = torch.arange(input_ids.size(1), device=input_ids.device)
         width = positions[None, :] - positions[:, None]           # [i, j] -> j - i
         band = (width >= 0) & (width < max_new_tokens - 1)        # the span and its EOS fit the budget

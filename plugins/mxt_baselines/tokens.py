@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from mxt_sdk import GreedyOutput
+from mxt_t5.tokenizers import find_subsequence  # noqa: F401  (the baselines' helpers, in one import)
 
 IGNORE_INDEX = -100
 
@@ -18,21 +19,6 @@ def answer_sequences(labels: torch.Tensor, eos_id: int, pad_id: int) -> list[tup
         ids = [i for i in row if i not in (IGNORE_INDEX, pad_id)]
         answers.append(tuple(ids[: ids.index(eos_id)] if eos_id in ids else ids))
     return answers
-
-
-def find_subsequence(sequence: Sequence[int], pattern: Sequence[int], start: int = 0,
-                     stop: int | None = None) -> int:
-    """First index ``i`` in ``[start, stop)`` with ``sequence[i:i+len(pattern)] == pattern`` lying
-    wholly before ``stop``; -1 if none (or ``pattern`` is empty)."""
-    stop = len(sequence) if stop is None else stop
-    width = len(pattern)
-    if width == 0:
-        return -1
-    pattern = list(pattern)
-    for i in range(start, stop - width + 1):
-        if list(sequence[i:i + width]) == pattern:
-            return i
-    return -1
 
 
 def find_text_span(pieces: Sequence[str], answer: str, start: int, stop: int) -> tuple[int, int] | None:

@@ -19,11 +19,13 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.t5.modeling_t5 import T5Stack
 
 from mxt_sdk import ComponentOptions, Generator, GreedyOutput
+from mxt_sdk.data.prompt import CONTEXT_MARKER
 from mxt_sdk.errors import ConfigError
 
 from mxt_t5 import tokenizers
 from mxt_t5.copy import CopyHead
-from mxt_t5.words import WholeWordGuard, WordTables
+from mxt_t5.layout import PromptLayout, prompt_layout
+from mxt_t5.words import TextBoundGuard, WholeWordGuard, WordTables
 
 COPY_HEAD_FILE = "copy_head.safetensors"  # beside the T5 weights in a folder written by ``mxt pretrain``
 # transformers 5 renamed the decoder cache argument (and output field) ``past_key_values`` -> ``cache``.
@@ -57,6 +59,10 @@ class T5Options(ComponentOptions):
                                     "supervised switch loss (copy every answer token the prompt holds)")
     copy_continuation: bool = Field(default=False, description="with copy_mechanism: favour copying the prompt "
                                                                "token that follows the answer's last ones")
+    prompt_layout: int = Field(default=0, ge=0, description="learned embeddings of where each prompt token sits "
+                               "(its part: question, product type, title, description...; and its word's number "
+                               "within the part, up to this many) added to the encoder's inputs; 0: none "
+                               "(mxt_t5.layout)")
     whole_words: bool = Field(default=False, description="greedy decoding neither starts an answer with a piece "
                               "that continues a word nor ends it inside a word it copied (mxt_t5.words)")
 
@@ -86,6 +92,8 @@ class T5Backbone(Generator):
         if self._tokenizer is not None and len(self._tokenizer) > self.model.config.vocab_size:
             self.model.resize_token_embeddings(len(self._tokenizer))
         self.d_model = self.model.config.d_model
+        self._word_tables = WordTables()  # per-token word facts of the current tokenizer, rebuilt when it changes
+        self.layout = PromptLayout(self.d_model, options.prompt_layout) if options.prompt_layout else None
 
     # ----------------------------------------------------------------- construction
     @classmethod
@@ -165,12 +173,28 @@ class T5Backbone(Generator):
         if len(self._tokenizer) > self.model.config.vocab_size:
             self.model.resize_token_embeddings(len(self._tokenizer), mean_resizing=False)
 
+    def context_starts(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """``[B]``: per row, the position of the first context token, just after the prompt's first
+        ``context:`` marker (position 1 where the tokenizer does not spell the marker as in the prompt)."""
+        marker = self.tokenizer(CONTEXT_MARKER, add_special_tokens=False)["input_ids"] if self.tokenizer else []
+        starts = [tokenizers.find_subsequence(ids, marker) for ids in input_ids.tolist()]
+        return torch.tensor([found + len(marker) if found >= 0 else 1 for found in starts],
+                            dtype=torch.long, device=input_ids.device)
+
     def export_state(self) -> dict[str, Any]:
         return {"t5_config": self.model.config.to_dict(), "tokenizer_kind": self._tokenizer_kind}
 
     # ----------------------------------------------------------------- compute
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model.get_input_embeddings()(input_ids)
+
+    def embed_prompt(self, input_ids: torch.Tensor) -> torch.Tensor:
+        embeds = self.embed(input_ids)
+        if self.layout is None or self._tokenizer is None:
+            return embeds
+        parts, words = prompt_layout(self._word_tables.update(self._tokenizer), self._tokenizer, input_ids,
+                                     self.context_starts(input_ids), self.model.config.pad_token_id)
+        return embeds + self.layout(parts, words).to(embeds.dtype)
 
     def encode(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model.encoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask).last_hidden_state
@@ -206,7 +230,6 @@ class T5Generator(T5Backbone):
     def __init__(self, options: T5Options, *, saved: Mapping[str, Any] | None = None):
         super().__init__(options, saved=saved)
         self.copy_head = CopyHead(self.d_model, options.copy_continuation) if options.copy_mechanism else None
-        self._word_tables = WordTables()  # per-token word facts of the current tokenizer, rebuilt when it changes
         if self.copy_head is not None and saved is None and options.from_pretrained:
             self._load_pretrained_copy_head(Path(options.from_pretrained))
 
@@ -309,11 +332,28 @@ class T5Generator(T5Backbone):
         chosen = torch.where(in_prompt, log_switch[..., 1], log_switch[..., 0])
         return -(chosen * target).sum() / target.sum().clamp_min(1)
 
+    @property
+    def binds_answers_to_text(self) -> bool:
+        return True
+
+    def _text_bound_guard(self, input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
+                          bound_rows: torch.Tensor | None, none_answer: str) -> TextBoundGuard | None:
+        """The guard binding ``bound_rows`` to runs of their context's words (None when no row is bound)."""
+        if bound_rows is None or not bool(bound_rows.any()) or input_ids is None or self._tokenizer is None:
+            return None
+        offset = attention_mask.size(1) - input_ids.size(1)
+        valid = attention_mask[:, offset:].bool() & (input_ids != self.model.config.pad_token_id)
+        none_ids = self._tokenizer(none_answer, add_special_tokens=False)["input_ids"]
+        return TextBoundGuard(self._word_tables.update(self._tokenizer), input_ids, valid,
+                              self.context_starts(input_ids), bound_rows.to(input_ids.device), none_ids)
+
     def greedy(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
-               max_new_tokens: int, *, input_ids: torch.Tensor | None = None) -> GreedyOutput:
+               max_new_tokens: int, *, input_ids: torch.Tensor | None = None, bound_rows: torch.Tensor | None = None,
+               none_answer: str = "none") -> GreedyOutput:
         """Greedy answers. A row that has generated EOS leaves the batch (its inputs and cache rows are
         dropped), so a long answer costs the steps of its own row only, not of every row batched with
-        it; a finished row reads padding and log-probability 0 after its EOS."""
+        it; a finished row reads padding and log-probability 0 after its EOS. ``bound_rows`` answer a run of
+        their context's whole words or ``none_answer`` (:class:`~mxt_t5.words.TextBoundGuard`)."""
         config = self.model.config
         batch, device = encoder_hidden.size(0), encoder_hidden.device
         rows = _Rows(encoder_hidden, attention_mask, input_ids)
@@ -329,6 +369,7 @@ class T5Generator(T5Backbone):
         previous_input = torch.full_like(next_input, -1)  # y_{t-2} for the copy head's continuation features
         usable = len(self._tokenizer) if self._tokenizer is not None else config.vocab_size
         guard = self._whole_word_guard(input_ids, attention_mask) if self.options.whole_words else None
+        bound = self._text_bound_guard(input_ids, attention_mask, bound_rows, none_answer)
         for step in range(max_new_tokens):
             logits, hidden, cache = self._decode(rows.encoder_hidden, rows.attention_mask, next_input, cache)
             logits = logits[:, -1]
@@ -345,15 +386,20 @@ class T5Generator(T5Backbone):
                                                           copied_ids)
             if guard is not None:
                 step_logprobs = guard.constrain(step_logprobs, config.eos_token_id)
-            best_logprob, best_id = step_logprobs.max(dim=-1)
+            unbound = step_logprobs
+            if bound is not None:  # chooses among the allowed tokens; the answer keeps the model's own probability
+                step_logprobs = bound.constrain(step_logprobs, config.eos_token_id)
+            best_id = step_logprobs.argmax(dim=-1)
             token_ids[active, step] = best_id
-            token_logprobs[active, step] = best_logprob.float()
+            token_logprobs[active, step] = unbound.gather(1, best_id[:, None])[:, 0].float()
             steps = step + 1
             going = best_id != config.eos_token_id
             if not bool(going.any()):
                 break
             if guard is not None:
                 guard.advance(best_id)
+            if bound is not None:
+                bound.advance(best_id)
             if not bool(going.all()):  # drop the rows that just ended
                 keep = going.nonzero().squeeze(1)
                 active, best_id, next_input = active[keep], best_id[keep], next_input[keep]
@@ -361,5 +407,7 @@ class T5Generator(T5Backbone):
                 cache.reorder_cache(keep)
                 if guard is not None:
                     guard.select(keep)
+                if bound is not None:
+                    bound.select(keep)
             previous_input, next_input = next_input, best_id[:, None]
         return GreedyOutput(token_ids[:, :steps], token_logprobs[:, :steps])

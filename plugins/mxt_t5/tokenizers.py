@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import sentencepiece
@@ -91,3 +91,18 @@ def train_unigram_tokenizer(texts: Iterable[str], vocab_size: int, seed: int = 0
     )
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>",
                                    unk_token="<unk>")
+
+
+def find_subsequence(sequence: Sequence[int], pattern: Sequence[int], start: int = 0,
+                     stop: int | None = None) -> int:
+    """First index ``i`` in ``[start, stop)`` with ``sequence[i:i+len(pattern)] == pattern`` lying
+    wholly before ``stop``; -1 if none (or ``pattern`` is empty)."""
+    stop = len(sequence) if stop is None else stop
+    width = len(pattern)
+    if width == 0:
+        return -1
+    pattern = list(pattern)
+    for i in range(start, stop - width + 1):
+        if list(sequence[i:i + width]) == pattern:
+            return i
+    return -1

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["WordTables", "WholeWordGuard"]
+__all__ = ["WordTables", "WholeWordGuard", "TextBoundGuard", "word_pieces"]
 
 _WORD_START = "\u2581"
 
@@ -40,6 +40,9 @@ class WordTables:
         self.inside: torch.Tensor = torch.zeros(0, dtype=torch.bool)  # no word-start mark (special ids excepted)
         self.continues: torch.Tensor = torch.zeros(0, dtype=torch.bool)  # no mark, starts alphanumeric
         self.ends_alnum: torch.Tensor = torch.zeros(0, dtype=torch.bool)  # last character alphanumeric
+        self.marked = False  # whether the tokenizer marks word starts (SentencePiece); else words are runs
+        self.alnum_start: torch.Tensor = torch.zeros(0, dtype=torch.bool)  # first character alphanumeric
+        self.alnum_end: torch.Tensor = torch.zeros(0, dtype=torch.bool)  # last character alphanumeric (any tokenizer)
 
     def update(self, tokenizer) -> "WordTables":
         key = (id(tokenizer), len(tokenizer))
@@ -57,6 +60,9 @@ class WordTables:
                                    dtype=torch.bool)
         self.continues = torch.tensor([marked and t[:1].isalnum() for t in texts], dtype=torch.bool)
         self.ends_alnum = torch.tensor([marked and t[-1:].isalnum() for t in texts], dtype=torch.bool)
+        self.marked = marked
+        self.alnum_start = torch.tensor([t.lstrip(_WORD_START)[:1].isalnum() for t in texts], dtype=torch.bool)
+        self.alnum_end = torch.tensor([t[-1:].isalnum() for t in texts], dtype=torch.bool)
         self._key = key
         return self
 
@@ -66,6 +72,22 @@ class WordTables:
         table = table.to(ids.device)
         inside = (ids >= 0) & (ids < table.numel())
         return table[ids.clamp(0, max(table.numel() - 1, 0))] & inside
+
+
+def word_pieces(tables: WordTables, ids: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(continues, starts)`` ``[B, N]`` for the valid tokens ``ids``: which pieces continue the word before
+    them, and which start a word. A SentencePiece piece without the word-start mark continues its word;
+    for a tokenizer without marks (bytes) a letter or digit right after one does. A word starts on a piece
+    that does not continue one and either starts with a letter or digit or is continued (a lone word-start
+    mark before the pieces of a word never seen whole); punctuation alone starts none."""
+    alnum_start = WordTables.lookup(tables.alnum_start, ids)
+    if tables.marked:
+        continues = WordTables.lookup(tables.continues, ids)
+    else:
+        continues = alnum_start & torch.nn.functional.pad(WordTables.lookup(tables.alnum_end, ids)[:, :-1], (1, 0))
+    continues = continues & valid
+    next_continues = torch.nn.functional.pad(continues[:, 1:], (0, 1))
+    return continues, valid & ~continues & (alnum_start | next_continues)
 
 
 class WholeWordGuard:
@@ -127,3 +149,77 @@ class WholeWordGuard:
             self.ends = hit
         else:
             self.ends = torch.nn.functional.pad(self.ends[:, :-1], (1, 0)) & hit
+
+
+class TextBoundGuard:
+    """Binds chosen rows' answers to the prompt's text: each such row answers a run of whole words of its
+    context (the prompt after ``context_start[row]``), or the none answer.
+
+    Where :class:`WholeWordGuard` only forbids cutting words, this guard allows, at each step of a bound
+    row, only the tokens that extend the answer so far along one of its occurrences in the context (the
+    first step: a token that starts a word there), plus end-of-answer where an occurrence ends a word;
+    the none answer's tokens (``none_ids``) form one more allowed path. The step's distribution is
+    renormalised over the allowed tokens, so the answer's probability is the model's probability given
+    that the answer is one of those runs. Rows not bound (``bound[row]`` False) are left as they are.
+    A bound row whose context has no word is released (its distribution is left unconstrained).
+    """
+
+    def __init__(self, tables: WordTables, prompt_ids: torch.Tensor, valid: torch.Tensor,
+                 context_start: torch.Tensor, bound: torch.Tensor, none_ids: list[int]):
+        positions = torch.arange(prompt_ids.size(1), device=prompt_ids.device)
+        self.prompt_ids = prompt_ids
+        self.valid = valid & (positions[None, :] >= context_start[:, None])
+        continues, self.word_start = word_pieces(tables, prompt_ids, self.valid)
+        self.cut_after = torch.nn.functional.pad(continues[:, 1:], (0, 1))  # ending here would cut a word
+        self.bound = bound & self.word_start.any(-1)
+        self.none_ids = list(none_ids)
+        self.ends: torch.Tensor | None = None  # [B, N]: the answer so far occupies prompt[.. j]
+        self.none_step = torch.zeros(prompt_ids.size(0), dtype=torch.long, device=prompt_ids.device)
+        self.on_none = torch.ones(prompt_ids.size(0), dtype=torch.bool, device=prompt_ids.device)
+
+    def _allowed(self, vocab: int, eos_id: int) -> torch.Tensor:
+        """``[B, V]``: the tokens each row may take at this step."""
+        rows = self.prompt_ids.size(0)
+        where = self.word_start if self.ends is None else \
+            torch.nn.functional.pad(self.ends[:, :-1], (1, 0)) & self.valid
+        ids = self.prompt_ids.clamp(0, vocab - 1)
+        counts = torch.zeros((rows, vocab), dtype=torch.long, device=self.prompt_ids.device)
+        allowed = counts.scatter_add_(1, ids, (where & (self.prompt_ids < vocab)).long()) > 0
+        if self.ends is not None:
+            allowed[:, eos_id] |= (self.ends & ~self.cut_after).any(-1)
+        for row in self.on_none.nonzero().squeeze(1).tolist():
+            step = int(self.none_step[row])
+            if step < len(self.none_ids):
+                allowed[row, self.none_ids[step]] = True
+            else:
+                allowed[row, eos_id] = True
+        return allowed
+
+    def constrain(self, step_logprobs: torch.Tensor, eos_id: int) -> torch.Tensor:
+        """``step_logprobs`` ``[B, V]`` with each bound row restricted to its allowed tokens, renormalised."""
+        if not bool(self.bound.any()):
+            return step_logprobs
+        allowed = self._allowed(step_logprobs.size(-1), eos_id)
+        rows = self.bound & allowed.any(-1)
+        if not bool(rows.any()):
+            return step_logprobs
+        guarded = step_logprobs.clone()
+        guarded[rows] = torch.log_softmax(guarded[rows].masked_fill(~allowed[rows], float("-inf")), dim=-1)
+        return guarded
+
+    def select(self, keep: torch.Tensor) -> None:
+        """Keep rows ``keep`` (indices) only."""
+        for name in ("prompt_ids", "valid", "cut_after", "word_start", "bound", "none_step", "on_none"):
+            setattr(self, name, getattr(self, name)[keep])
+        if self.ends is not None:
+            self.ends = self.ends[keep]
+
+    def advance(self, chosen: torch.Tensor) -> None:
+        """Extend the occurrences and the none path by the tokens ``chosen`` ``[B]`` at this step."""
+        hit = (self.prompt_ids == chosen[:, None]) & self.valid
+        self.ends = (hit & self.word_start) if self.ends is None else \
+            torch.nn.functional.pad(self.ends[:, :-1], (1, 0)) & hit
+        step = self.none_step.clamp(max=max(len(self.none_ids) - 1, 0))
+        expected = torch.tensor(self.none_ids or [-1], device=chosen.device)[step]
+        self.on_none &= (self.none_step < len(self.none_ids)) & (chosen == expected)
+        self.none_step += 1
