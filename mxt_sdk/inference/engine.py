@@ -296,8 +296,8 @@ class Engine:
                       input_ids: torch.Tensor, attention_mask: torch.Tensor, features: ImageFeatures | None,
                       rows: torch.Tensor) -> None:
         """Replace the free answers of ``batch`` by the likeliest known value of their pair, except the
-        answers written in the product's text (a stated value is kept, so values new to training stay
-        possible)."""
+        answers written in the product's text that may stand (:meth:`_may_be_new`: a stated value is kept, so
+        values new to training stay possible)."""
         questions = []
         for row, attribute in batch:
             product, value = chunk[row].product, self._value(answers[(row, attribute)][0])
