@@ -58,6 +58,11 @@ class ModelConfig(_Section):
     max_answer_tokens: int = Field(default=24, ge=1, description="generation bound before training data sets one")
     answer_margin_tokens: int = Field(default=4, ge=0, description="added to the longest training answer")
     none_answer: str = Field(default=NOT_STATED, description="the reserved answer that means 'not stated'")
+    context_encoding: Literal["per_question", "per_product"] = Field(
+        default="per_question", description="'per_question': the paper's layout, the encoder reads the question "
+        "and the product together, once per (product, attribute); 'per_product': the product's context (type, "
+        "texts, image fusions) is encoded once for all its questions and each question apart, and the decoder "
+        "reads both (docs/architecture.md#context-encoded-once-per-product)")
 
 
 def _default_normalizers() -> list[ComponentSpec]:

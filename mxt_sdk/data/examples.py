@@ -113,9 +113,10 @@ class ExampleEncoder:
     tokenizer: Any
     limit: int
     splitter: SubwordSplitter | None = None
+    per_product: bool = False  #: question and context tokenized apart (``model.context_encoding: per_product``)
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        prompts, inputs = fit_prompts(self.tokenizer, self.limit, batch["prompt"])
+        prompts, inputs = fit_prompts(self.tokenizer, self.limit, batch["prompt"], self.per_product)
         labels = self.tokenizer(batch["answer"])["input_ids"]
         if self.splitter is not None:
             pairs = [self.splitter.split_example(*example) for example in zip(inputs, labels, prompts)]

@@ -5,6 +5,12 @@ the one rule that cuts an over-long prompt to the input budget.
 
 The question comes first so that cutting to the input budget only ever shortens the context.
 
+With ``model.context_encoding: per_product`` (:func:`fit_prompts` ``per_product=True``) the question and
+the context are tokenized apart and their ids joined: the question keeps at most
+:func:`question_budget` tokens and the context is cut by the rule below to the rest of the budget,
+whatever the question, so every question asked of a product carries the same context tokens (which the
+model then encodes once, :meth:`mxt_sdk.model.mxt.MXTModel.encode_text`).
+
 The cutting rule (:func:`fit_prompts`, used alike by training and extraction): a prompt that fits
 ``max_input_tokens`` is left exactly as it is. A longer one keeps its question and product type (its
 *head*: everything before the first separator after ``context:``), then as many of the following
@@ -86,12 +92,53 @@ def _most_that_fit(count: int, fits: Callable[[int], bool], guess: int | None) -
     return low
 
 
-def fit_prompts(tokenizer: Any, limit: int, prompts: Sequence[str]) -> tuple[list[str], list[list[int]]]:
+def find_subsequence(sequence: Sequence[int], pattern: Sequence[int], start: int = 0,
+                     stop: int | None = None) -> int:
+    """First index ``i`` in ``[start, stop)`` with ``sequence[i:i+len(pattern)] == pattern`` lying
+    wholly before ``stop``; -1 if none (or ``pattern`` is empty)."""
+    stop = len(sequence) if stop is None else stop
+    width = len(pattern)
+    if width == 0:
+        return -1
+    pattern = list(pattern)
+    for i in range(start, stop - width + 1):
+        if list(sequence[i:i + width]) == pattern:
+            return i
+    return -1
+
+
+def question_budget(limit: int) -> int:
+    """The most tokens a question keeps when question and context are tokenized apart (``per_product``):
+    16, or a quarter of a budget under 64 tokens."""
+    return min(16, limit // 4)
+
+
+def fit_prompts(tokenizer: Any, limit: int, prompts: Sequence[str],
+                per_product: bool = False) -> tuple[list[str], list[list[int]]]:
     """``prompts`` cut by the module's rule to at most ``limit`` tokens as ``tokenizer`` counts them
     (its end-of-sequence token included), and the token ids of each. A prompt that fits comes back
     unchanged (the same string); a cut one compares unequal to its original. Only a head longer than
     ``limit`` leaves ids over ``limit``: callers still cut those from the end. A fast tokenizer's
-    character offsets say where the cut falls, so a cut prompt costs about two more tokenizations."""
+    character offsets say where the cut falls, so a cut prompt costs about two more tokenizations.
+
+    ``per_product``: the question (before ``context:``, no end-of-sequence token) and the context are
+    tokenized apart, the question cut to :func:`question_budget` tokens, the context to the rest of
+    ``limit`` by the rule, and the ids joined (see the module docstring)."""
+    if not per_product:
+        return _fit_whole(tokenizer, limit, prompts)
+    splits = [max(prompt.find(CONTEXT_MARKER), 0) for prompt in prompts]
+    heads = [prompt[:split] for prompt, split in zip(prompts, splits)]
+    questions = tokenizer([head.rstrip() for head in heads], add_special_tokens=False)["input_ids"]
+    budget = question_budget(limit)
+    contexts, context_ids = _fit_whole(tokenizer, limit - budget,
+                                       [prompt[split:] for prompt, split in zip(prompts, splits)])
+    fitted = [head + context if len(question) <= budget else f"{tokenizer.decode(question[:budget])} {context}"
+              for head, question, context in zip(heads, questions, contexts)]
+    return fitted, [question[:budget] + ids for question, ids in zip(questions, context_ids)]
+
+
+def _fit_whole(tokenizer: Any, limit: int, prompts: Sequence[str]) -> tuple[list[str], list[list[int]]]:
+    """:func:`fit_prompts` of whole prompts, tokenized at once."""
     offsets = bool(getattr(tokenizer, "is_fast", False))
     encoded = tokenizer(list(prompts), return_offsets_mapping=offsets) if offsets else tokenizer(list(prompts))
     fitted, ids = list(prompts), list(encoded["input_ids"])

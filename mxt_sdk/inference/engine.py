@@ -234,11 +234,12 @@ class Engine:
             return {}
         full = [build_prompt(attribute, chunk[row].product) for row, attribute in examples]
         limit = self.settings.max_input_tokens
-        prompts, encoded = fit_prompts(self.tokenizer, limit, full)  # the same cutting rule as training
+        per_product = self.model.per_product
+        prompts, encoded = fit_prompts(self.tokenizer, limit, full, per_product)  # the same cutting rule as training
         self.settings.stats["truncated_inputs"] += sum(
             cut != whole or len(ids) > limit for cut, whole, ids in zip(prompts, full, encoded))
         encoded = [truncate(ids, limit) for ids in encoded]
-        order = sorted(range(len(examples)), key=lambda i: len(encoded[i]))
+        order = sorted(range(len(examples)), key=self._length_order(examples, encoded, per_product))
         answers = {}
         for start in range(0, len(order), self.settings.batch_size):
             batch = order[start:start + self.settings.batch_size]
@@ -252,6 +253,18 @@ class Engine:
                                    rows)
             self._bind_to_text(chunk, [examples[i] for i in batch], answers, input_ids, attention_mask, features, rows)
         return answers
+
+    @staticmethod
+    def _length_order(examples: list[tuple[int, str]], encoded: list[list[int]],
+                      per_product: bool) -> Callable[[int], tuple[int, int]]:
+        """The sort key of the examples' batching: by prompt length; ``per_product``, by the product's longest
+        prompt and then the product, so a product's questions share batches (and one encoding of its context)."""
+        if not per_product:
+            return lambda i: (len(encoded[i]), 0)
+        longest: dict[int, int] = {}
+        for (row, _), ids in zip(examples, encoded):
+            longest[row] = max(longest.get(row, 0), len(ids))
+        return lambda i: (longest[examples[i][0]], examples[i][0])
 
     def _decode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, features: ImageFeatures | None,
                 rows: torch.Tensor, bound: bool = False) -> list[tuple[str, float, bool]]:

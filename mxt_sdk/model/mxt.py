@@ -6,7 +6,10 @@
               -> fusions@"encoder_output" (cross-attention) -> generator.loss / generator.greedy
 
 Examples point at their product's image features through ``image_index``, so an image is encoded
-once however many attributes are asked of it.
+once however many attributes are asked of it. With ``context_encoding: per_product`` the text side is
+shared too: each distinct (context, image) of a batch goes through the embedding, fusions and encoder
+once, each distinct question through the encoder alone, and every example's encoder states are its
+question's states followed by its context's (:meth:`MXTModel.encode_text`).
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from typing import Any
 import torch
 
 from mxt_sdk.config import ComponentSpec, ModelConfig
+from mxt_sdk.data.prompt import CONTEXT_MARKER, find_subsequence
 from mxt_sdk.errors import ConfigError
 from mxt_sdk.plugins import manager
 from mxt_sdk.plugins.components import Fusion, GreedyOutput, ImageEncoder
@@ -79,6 +83,11 @@ class MXTModel(torch.nn.Module):
         for position, spec in enumerate(config.fusions):
             fusion = self._build_fusion(position, spec)
             (self.embedding_fusions if fusion.stage == "embeddings" else self.encoder_fusions).append(fusion)
+        if config.context_encoding == "per_product" and getattr(self.generator, "layout", None) is not None:
+            raise ConfigError("model.context_encoding 'per_product' encodes the question apart from the context, "
+                              "so the generator option prompt_layout (positions within one prompt) cannot apply; "
+                              "set prompt_layout: 0 or context_encoding: per_question.")
+        self._marker: tuple[Any, list[int]] | None = None  # (tokenizer, ids of CONTEXT_MARKER), see _context_split
         consumed = {f.image_input for f in (*self.embedding_fusions, *self.encoder_fusions)}
         for kind in self.feature_kinds - consumed:
             slot = next(s for s, out in ENCODER_SLOTS.items() if out == kind)
@@ -150,11 +159,27 @@ class MXTModel(torch.nn.Module):
                 features[name] = out
         return ImageFeatures(features, has_image)
 
+    @property
+    def per_product(self) -> bool:
+        """Whether the context is encoded once per product (``model.context_encoding: per_product``)."""
+        return self.config.context_encoding == "per_product"
+
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                    images: ImageFeatures | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoder-side states after all fusions, and their attention mask. ``images`` is per example."""
+                    images: ImageFeatures | None, image_rows: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoder-side states after all fusions, and their attention mask (``attention_mask`` right-padded).
+        ``images`` is per example; ``image_rows[b]`` (optional) names example ``b``'s image, so that
+        examples of one product share their context's encoding (``per_product``; without it only
+        image-less examples do)."""
         if images is None and (self.embedding_fusions or self.encoder_fusions):
             raise ValueError("this model fuses images: pass image features (ImageFeatures) for the batch")
+        if self.per_product:
+            return self._encode_per_product(input_ids, attention_mask, images, image_rows)
+        return self._encode_prompts(input_ids, attention_mask, images)
+
+    def _encode_prompts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                        images: ImageFeatures | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embedding, fusions and encoder over whole rows (the paper's layout; contexts when ``per_product``)."""
         hidden = self.generator.embed_prompt(input_ids)
         mask = attention_mask
         for fusion in self.embedding_fusions:
@@ -165,6 +190,58 @@ class MXTModel(torch.nn.Module):
             out = fusion(hidden, mask, images.features[fusion.image_input], images.has_image)
             hidden, mask = out.hidden, out.attention_mask
         return hidden, mask
+
+    def _context_split(self, input_ids: torch.Tensor, lengths: list[int]) -> list[int]:
+        """Per row, where its context starts: the first ``context:`` marker (0 where there is none: the whole
+        row is context)."""
+        tokenizer = self.generator.tokenizer
+        if self._marker is None or self._marker[0] is not tokenizer:
+            marker = tokenizer(CONTEXT_MARKER, add_special_tokens=False)["input_ids"] if tokenizer is not None else []
+            self._marker = (tokenizer, marker)
+        return [max(find_subsequence(ids[:length], self._marker[1]), 0)
+                for ids, length in zip(input_ids.tolist(), lengths)]
+
+    def _encode_per_product(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                            images: ImageFeatures | None, image_rows: torch.Tensor | None
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``per_product`` encoding. Each row ``[question ; context ; padding]`` is split at its context marker;
+        the distinct contexts (same tokens and same image) are encoded once with every fusion, the distinct
+        questions once by the encoder alone (no image: a question does not depend on the product). Row ``b``'s
+        states are ``[positions fusions put in front of its context ; its question ; its context ; zeros]``
+        with the matching mask, so the row's token ids still line up with the end of its states."""
+        lengths = attention_mask.sum(dim=1).tolist()
+        splits = self._context_split(input_ids, lengths)
+        ids = input_ids.tolist()
+        image_keys = (image_rows.tolist() if image_rows is not None
+                      else list(range(len(ids))) if images is not None else [None] * len(ids))
+        contexts: dict[tuple, int] = {}
+        questions: dict[tuple, int] = {}
+        context_of, question_of = [], []
+        for row, (split, length, key) in enumerate(zip(splits, lengths, image_keys)):
+            context_of.append(contexts.setdefault((tuple(ids[row][split:length]), key), len(contexts)))
+            question_of.append(questions.setdefault(tuple(ids[row][:split]), len(questions)))
+        device, pad = input_ids.device, self.generator.tokenizer.pad_token_id if self.generator.tokenizer else 0
+        first_row = {index: row for row, index in reversed(list(enumerate(context_of)))}
+        context_ids, context_mask = _padded([list(tokens) for tokens, _ in contexts], pad, device)
+        context_images = images.select(torch.tensor([first_row[i] for i in range(len(contexts))], device=device)) \
+            if images is not None else None
+        context_hidden, context_mask = self._encode_prompts(context_ids, context_mask, context_images)
+        question_hidden = self._encode_questions([list(tokens) for tokens in questions], pad, device,
+                                                 context_hidden.dtype)
+        front = context_hidden.size(1) - context_ids.size(1)  # positions fusions put before the text
+        return _join_states(question_hidden, context_hidden, context_mask, front,
+                            torch.tensor(question_of, device=device), torch.tensor(context_of, device=device),
+                            torch.tensor(splits, device=device), torch.tensor(lengths, device=device),
+                            input_ids.size(1))
+
+    def _encode_questions(self, questions: list[list[int]], pad: int, device: torch.device,
+                          dtype: torch.dtype) -> torch.Tensor:
+        """Encoder states ``[Q, Lq, D]`` of the distinct questions (``Lq`` 0 when every question is empty)."""
+        if not any(questions):
+            return torch.zeros((len(questions), 0, self.generator.d_model), device=device, dtype=dtype)
+        question_ids, question_mask = _padded(questions, pad, device)
+        hidden = self.generator.encode(self.generator.embed_prompt(question_ids), question_mask)
+        return hidden.to(dtype)
 
     def image_features(self, images: ImagePixels | ImageFeatures | None,
                        image_index: torch.Tensor | None) -> ImageFeatures | None:
@@ -179,7 +256,8 @@ class MXTModel(torch.nn.Module):
                 images: ImagePixels | ImageFeatures | None = None,
                 image_index: torch.Tensor | None = None) -> torch.Tensor:
         """The generator's loss on ``labels`` (-100 ignored). See :meth:`image_features` for the images."""
-        hidden, mask = self.encode_text(input_ids, attention_mask, self.image_features(images, image_index))
+        hidden, mask = self.encode_text(input_ids, attention_mask, self.image_features(images, image_index),
+                                        image_index)
         return self.generator.loss(hidden, mask, labels, input_ids=input_ids)
 
     def generate(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -195,8 +273,8 @@ class MXTModel(torch.nn.Module):
         through the encoder (see :meth:`encode_text_in_groups`; on one CPU thread, 141 prompts encoded 16
         or 32 at a time took about 0.75x the time of one group of 128, benchmarks/HISTORY.md#serving-load-serve_loadpy)."""
         features = self.image_features(images, image_index)
-        if encode_rows is None or input_ids.size(0) <= encode_rows:
-            hidden, mask = self.encode_text(input_ids, attention_mask, features)
+        if encode_rows is None or input_ids.size(0) <= encode_rows or self.per_product:
+            hidden, mask = self.encode_text(input_ids, attention_mask, features, image_index)
         else:
             hidden, mask = self.encode_text_in_groups(input_ids, attention_mask, features, encode_rows)
         if bound_rows is None:
@@ -209,7 +287,8 @@ class MXTModel(torch.nn.Module):
                         image_index: torch.Tensor | None = None) -> torch.Tensor:
         """Log-probability ``[R]`` of answer ``labels[r]`` for example ``example[r]`` (``R`` answers over
         ``B`` examples: each example's prompt is encoded once, whatever its number of candidate answers)."""
-        hidden, mask = self.encode_text(input_ids, attention_mask, self.image_features(images, image_index))
+        hidden, mask = self.encode_text(input_ids, attention_mask, self.image_features(images, image_index),
+                                        image_index)
         return self.generator.answer_logprobs(hidden[example], mask[example], labels, input_ids=input_ids[example])
 
     def encode_text_in_groups(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -237,6 +316,41 @@ class MXTModel(torch.nn.Module):
             if source in self.encoders:
                 states[slot] = self.encoders[source].export_state()
         return states
+
+
+def _padded(rows: list[list[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``rows`` right-padded with ``pad`` into ids ``[N, L]`` and their mask (``L`` at least 1)."""
+    width = max(1, max(map(len, rows), default=0))
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, tokens in enumerate(rows):
+        ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long)
+        mask[row, :len(tokens)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _join_states(question_hidden: torch.Tensor, context_hidden: torch.Tensor, context_mask: torch.Tensor,
+                 front: int, question_of: torch.Tensor, context_of: torch.Tensor, splits: torch.Tensor,
+                 lengths: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row ``b``: ``front`` states of context ``context_of[b]``, then question ``question_of[b]``'s first
+    ``splits[b]`` states, then the context's text states up to the row's ``lengths[b]``, then zeros (mask 0) to
+    ``front + width`` positions; one gather from the stacked states."""
+    rows, dim = question_of.size(0), context_hidden.size(-1)
+    q_width, c_width = question_hidden.size(1), context_hidden.size(1)
+    stacked = torch.cat([question_hidden.reshape(-1, dim), context_hidden.reshape(-1, dim),
+                         context_hidden.new_zeros((1, dim))])
+    masks = torch.cat([context_mask.new_ones(question_hidden.size(0) * q_width), context_mask.reshape(-1),
+                       context_mask.new_zeros(1)])
+    position = torch.arange(front + width, device=splits.device)[None].expand(rows, -1)
+    text = position - front  # position within the row's token ids
+    context_base = question_hidden.size(0) * q_width + context_of[:, None] * c_width
+    source = torch.full_like(position, stacked.size(0) - 1)
+    source = torch.where(position < front, context_base + position, source)
+    in_question = (text >= 0) & (text < splits[:, None])
+    source = torch.where(in_question, question_of[:, None] * q_width + text.clamp_min(0), source)
+    in_context = (text >= splits[:, None]) & (text < lengths[:, None])
+    source = torch.where(in_context, context_base + front + (text - splits[:, None]), source)
+    return stacked[source], masks[source]
 
 
 def _empty_shape(kind: str, dim: int) -> tuple[int, ...]:

@@ -8,13 +8,14 @@ same length pad little, and since a pool is a random draw the batches still mix 
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TypeVar
 
 import numpy as np
 import torch
 
-__all__ = ["epoch_order", "length_sorted_batches", "EpochShuffle", "LengthPooledBatches"]
+__all__ = ["epoch_order", "length_sorted_batches", "product_groups", "EpochShuffle", "LengthPooledBatches",
+           "ProductBatches"]
 
 T = TypeVar("T")
 
@@ -81,3 +82,70 @@ class LengthPooledBatches(torch.utils.data.Sampler[list[int]]):
             indices = order[start:start + size]
             rng = np.random.default_rng([self.seed, 2, epoch, pool])
             yield from length_sorted_batches(indices, self.lengths(indices), self.batch_size, rng)
+
+
+def product_groups(product_rows: Iterable[int]) -> list[int]:
+    """Where each product's examples start in the example order (examples of one product are stored
+    together), and the number of examples at the end: ``[0, s1, s2, ..., n]``."""
+    starts, previous, total = [], object(), 0
+    for total, row in enumerate(product_rows, start=1):
+        if row != previous:
+            starts.append(total - 1)
+            previous = row
+    return [*starts, total]
+
+
+class ProductBatches(torch.utils.data.Sampler[list[int]]):
+    """A batch sampler that keeps a product's examples together (``model.context_encoding: per_product``, where
+    a batch encodes each product's context once): the products (``bounds`` from :func:`product_groups`) in a
+    seeded shuffle of the epoch (in order when not ``shuffle``), their examples cut into batches of
+    ``batch_size``; a product is split only where a batch boundary falls inside it.
+
+    With ``pool_batches``, the products of each pool of about that many batches are sorted by ``lengths`` (of
+    one example per product) first, and the pool's full batches taken in a seeded order; the examples left over
+    open the next pool. An epoch uses every example once, in ``ceil(examples / batch_size)`` batches of which
+    only the last may be short; the batches depend only on the seed, the epoch (``set_epoch``) and the lengths.
+    """
+
+    def __init__(self, bounds: Sequence[int], batch_size: int, pool_batches: int, seed: int,
+                 lengths: Callable[[list[int]], Sequence[int]], shuffle: bool):
+        self.bounds, self.batch_size, self.pool_batches = list(bounds), batch_size, pool_batches
+        self.seed, self.lengths, self.shuffle, self.epoch, self.drop_last = seed, lengths, shuffle, 0, False
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-self.bounds[-1] // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        count = len(self.bounds) - 1
+        order = epoch_order(self.seed, self.epoch, count) if self.shuffle else np.arange(count)
+        pool_size = max(1, self.pool_batches) * self.batch_size
+        carried: list[int] = []
+        pool: list[int] = []
+        examples = 0
+        for position, product in enumerate(order.tolist()):
+            pool.append(product)
+            examples += self.bounds[product + 1] - self.bounds[product]
+            if examples >= pool_size or position == count - 1:
+                batches = self._cut(pool, carried, position)
+                carried = batches.pop() if batches and len(batches[-1]) < self.batch_size else []
+                yield from batches
+                pool, examples = [], 0
+        if carried:
+            yield carried
+
+    def _cut(self, pool: list[int], carried: list[int], position: int) -> list[list[int]]:
+        """``carried`` then the pool's examples (products sorted by length with ``pool_batches``) in batches;
+        the full ones in a seeded order, a short one last."""
+        if self.pool_batches:
+            lengths = self.lengths([self.bounds[product] for product in pool])
+            pool = [pool[i] for i in np.argsort(np.asarray(lengths), kind="stable")]
+        ordered = carried + [i for product in pool for i in range(self.bounds[product], self.bounds[product + 1])]
+        batches = [ordered[start:start + self.batch_size] for start in range(0, len(ordered), self.batch_size)]
+        full = len(ordered) // self.batch_size
+        if not self.pool_batches:
+            return batches
+        rng = np.random.default_rng([self.seed, 3, self.epoch, position])
+        return [batches[i] for i in rng.permutation(full)] + batches[full:]

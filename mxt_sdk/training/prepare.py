@@ -86,9 +86,10 @@ def prepare_data(extractor, config: TrainingConfig, run_dir: Path, accelerator, 
         generator.train_tokenizer(tokenizer_corpus(examples["train"]))
         log.info("Trained a %d-token tokenizer on the training text", len(generator.tokenizer))
     tokenizer, limit = generator.tokenizer, model_config.max_input_tokens
+    per_product = model_config.context_encoding == "per_product"
     encoders = {"train": ExampleEncoder(tokenizer, limit, subword_splitter(tokenizer, config.subword_regularization,
-                                                                          config.seed)),
-                "val": ExampleEncoder(tokenizer, limit)}
+                                                                          config.seed), per_product),
+                "val": ExampleEncoder(tokenizer, limit, per_product=per_product)}
     if main:
         remove_token_caches(run_dir)
     longest = encoders["train"].longest_answer(distinct_values(examples["train"], "answer"))

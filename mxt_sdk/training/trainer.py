@@ -33,6 +33,7 @@ from mxt_sdk.training.periodic import CheckpointSchedule
 from mxt_sdk.training.feature_cache import FeatureCache, build_feature_cache, encoders_frozen
 from mxt_sdk.training.image_prior_fit import check_image_prior, fit_image_prior
 from mxt_sdk.training.layout import METRICS_FILE, SUMMARY_FILE, run_log
+from mxt_sdk.training.length_pools import product_groups
 from mxt_sdk.training.loaders import example_loader
 from mxt_sdk.training.summary import RunProfile, TrainingResult, synchronizer, timed
 from mxt_sdk.plugins import manager
@@ -126,10 +127,13 @@ class Trainer:
             return build_feature_cache(model, references(), loader, self.run_dir / "cache" / "image-features",
                                        batch_size=self.config.batch_size, device=self.accelerator.device)
 
-    def _loader(self, data: datasets.Dataset, shuffle: bool,
+    def _loader(self, data: dict[str, Any], split: str, shuffle: bool,
                 images: ImageLoader | FeatureCache | None) -> torch.utils.data.DataLoader:
-        return example_loader(data, self.config, self.extractor.model.generator.tokenizer.pad_token_id, images,
-                              self.accelerator.device, shuffle)
+        """Batches of ``split``; with ``context_encoding: per_product`` a product's examples come together."""
+        bounds = (product_groups(data["images"][split].column("product_row"))
+                  if self.extractor.model.per_product else None)
+        return example_loader(data[split], self.config, self.extractor.model.generator.tokenizer.pad_token_id, images,
+                              self.accelerator.device, shuffle, bounds)
 
     # ----------------------------------------------------------------- loop pieces
     def _loss(self, model, batch) -> torch.Tensor:
@@ -205,8 +209,8 @@ class Trainer:
         parameters = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
         images = self._image_source(data)
-        train_loader = self._loader(data["train"], shuffle=True, images=images)
-        val_loader = self._loader(data["val"], shuffle=False, images=images) if data["val"] is not None else None
+        train_loader = self._loader(data, "train", shuffle=True, images=images)
+        val_loader = self._loader(data, "val", shuffle=False, images=images) if data["val"] is not None else None
         model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
         if val_loader is not None:
             val_loader = accelerator.prepare(val_loader)

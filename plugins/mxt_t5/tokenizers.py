@@ -10,6 +10,8 @@ import sentencepiece
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 from transformers import AutoTokenizer, ByT5Tokenizer, PreTrainedTokenizerFast
 
+from mxt_sdk.data.prompt import find_subsequence  # noqa: F401  (kept importable from here)
+
 # T5's layout of special ids: pad=0 (also the decoder start), eos=1, unk=2.
 SPECIAL_TOKENS = ["<pad>", "</s>", "<unk>"]
 MAX_TEXT_CHARACTERS = 16_384  # a longer training text is cut (prompts are cut far shorter anyway)
@@ -91,18 +93,3 @@ def train_unigram_tokenizer(texts: Iterable[str], vocab_size: int, seed: int = 0
     )
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>",
                                    unk_token="<unk>")
-
-
-def find_subsequence(sequence: Sequence[int], pattern: Sequence[int], start: int = 0,
-                     stop: int | None = None) -> int:
-    """First index ``i`` in ``[start, stop)`` with ``sequence[i:i+len(pattern)] == pattern`` lying
-    wholly before ``stop``; -1 if none (or ``pattern`` is empty)."""
-    stop = len(sequence) if stop is None else stop
-    width = len(pattern)
-    if width == 0:
-        return -1
-    pattern = list(pattern)
-    for i in range(start, stop - width + 1):
-        if list(sequence[i:i + width]) == pattern:
-            return i
-    return -1
