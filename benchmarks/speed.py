@@ -16,7 +16,13 @@ resnet152@224 (MAG) and xception@299 (cross-attention):
   chunk's prompts sorted by length into batches of 32 with dynamic padding, HF ``generate`` on the
   fused encoder states (each example picks its product's image features), fp32: the engine's own
   plan written with plain Hugging Face, so S/B2 is what the engine adds beyond the plan;
-- **S** ``Extractor.extract`` in fp32, bf16 and int8.
+- **S** ``Extractor.extract`` in fp32, bf16 and int8;
+- **P** ``Extractor.extract`` with ``model.context_encoding: per_product`` (each product's context encoded
+  once for all its attributes, docs/architecture.md#context-encoded-once-per-product), same weights, in fp32,
+  bf16 and int8. Its answers are those of another model (the question is read apart), so they are compared
+  with its own fp32, not with B2.
+
+``--attributes`` asks K of the 30 attribute names of every product (10 and 30 in issue 30's targets).
 
 All runs use the same weights, prompts, truncation and ``max_new_tokens``, so answers can be compared
 token for token. Then the fast modes' agreement with fp32 is measured on a *trained* model (tiny-cpu
@@ -52,7 +58,9 @@ from mxt_sdk.images.batching import ImageLoader, pad_batch, truncate  # noqa: E4
 from mxt_sdk.data.prompt import build_prompt  # noqa: E402
 
 ATTRIBUTES = ["color", "material", "pattern", "sleeve length", "neckline", "fit", "closure", "style",
-              "heel height", "care instructions"]
+              "heel height", "care instructions", "brand", "size", "occasion", "season", "length", "waist rise",
+              "toe shape", "heel type", "sole material", "collar", "cuff", "lining", "pockets", "wash", "stretch",
+              "gender", "age group", "number of items", "transparency", "surface styling"]
 PRODUCT_WORDS = ("soft cotton blend shirt with a relaxed fit, ribbed crew neckline and short sleeves; machine wash "
                  "cold, tumble dry low. made of organic jersey knit fabric in navy blue, striped pattern, button "
                  "closure, classic casual style for everyday wear, lightweight and breathable").split()
@@ -223,8 +231,12 @@ def speed(products: list[Product], attributes: list[str], root: Path, batch_size
     baseline.answer([(warm[0], ATTRIBUTES[0])])
     baseline.run([(p, a) for p in warm for a in attributes], batch_size)
     baseline.run_careful(warm, attributes, batch_size)
+    per_product = copy.deepcopy(extractor)
+    per_product.config.model.context_encoding = "per_product"
+    assert per_product.model.per_product
     for dtype in DTYPES:
         run_sdk(extractor, warm, attributes, dtype, root, batch_size)
+        run_sdk(per_product, warm, attributes, dtype, root, batch_size)
 
     results: dict[str, Any] = {"samples": n, "products": len(products), "attributes": len(attributes),
                                "prompt_tokens": {"min": min(tokens), "mean": sum(tokens) / n, "max": max(tokens)}}
@@ -233,6 +245,9 @@ def speed(products: list[Product], attributes: list[str], root: Path, batch_size
     for dtype in DTYPES:
         answers[f"S-{dtype}"], results[f"S-{dtype}"] = timed(
             f"S {dtype}", lambda dtype=dtype: run_sdk(extractor, products, attributes, dtype, root, batch_size), n)
+    for dtype in DTYPES:
+        answers[f"P-{dtype}"], results[f"P-{dtype}"] = timed(
+            f"P {dtype}", lambda dtype=dtype: run_sdk(per_product, products, attributes, dtype, root, batch_size), n)
     answers["B2"], results["B2"] = timed("B2 careful", lambda: baseline.run_careful(products, attributes, batch_size), n)
     answers["B1"], results["B1"] = timed("B1 batched", lambda: baseline.run(pairs, batch_size), n)
     answers["B0"], results["B0"] = timed("B0 naive", lambda: baseline.run(pairs, 1), n)
@@ -244,13 +259,20 @@ def speed(products: list[Product], attributes: list[str], root: Path, batch_size
     results["flops_per_sample"] = flops / n
     for name in ("S-bf16", "S-int8"):
         results[name]["gflops_per_second"] = flops / results[name]["seconds"] / 1e9
+    with FlopCounterMode(display=False) as counter:
+        run_sdk(per_product, products, attributes, "fp32", root, batch_size)
+    results["flops_per_sample_per_product"] = counter.get_total_flops() / n
+    for name in ("P-fp32", "P-bf16", "P-int8"):
+        results[name]["gflops_per_second"] = counter.get_total_flops() / results[name]["seconds"] / 1e9
     results["agreement"] = {"S-fp32 vs B0": agreement(answers["S-fp32"], answers["B0"]),
                             "S-fp32 vs B1": agreement(answers["S-fp32"], answers["B1"]),
                             "S-fp32 vs B2": agreement(answers["S-fp32"], answers["B2"]),
                             "B2 vs B0": agreement(answers["B2"], answers["B0"]),
                             "B1 vs B0": agreement(answers["B1"], answers["B0"]),
                             "S-bf16 vs S-fp32 (random weights)": agreement(answers["S-bf16"], answers["S-fp32"]),
-                            "S-int8 vs S-fp32 (random weights)": agreement(answers["S-int8"], answers["S-fp32"])}
+                            "S-int8 vs S-fp32 (random weights)": agreement(answers["S-int8"], answers["S-fp32"]),
+                            "P-bf16 vs P-fp32 (random weights)": agreement(answers["P-bf16"], answers["P-fp32"]),
+                            "P-int8 vs P-fp32 (random weights)": agreement(answers["P-int8"], answers["P-fp32"])}
     results["answers"] = {"empty": sum(not a for a in answers["B0"]) / n,
                           "mean_words": sum(len(a.split()) for a in answers["B0"]) / n,
                           "examples": answers["B0"][:5]}
@@ -263,15 +285,21 @@ def speed(products: list[Product], attributes: list[str], root: Path, batch_size
     return results
 
 
-def trained_agreement(folder: Path, steps: int, seed: int) -> dict[str, Any]:
-    """Train tiny-cpu for ``steps`` on the synthetic catalog; agreement of bf16/int8 answers with fp32."""
+def trained_agreement(folder: Path, steps: int, seed: int, context_encoding: str = "per_question") -> dict[str, Any]:
+    """Train tiny-cpu (with ``context_encoding``) for ``steps`` on the synthetic catalog; agreement of bf16/int8
+    answers with fp32."""
+    from mxt_sdk.config import load_config
     from mxt_sdk.experiments.synthetic import write_catalog
 
-    print(f"Training tiny-cpu for {steps} steps on the synthetic catalog (for the agreement check) ...", flush=True)
+    print(f"Training tiny-cpu ({context_encoding}) for {steps} steps on the synthetic catalog (for the agreement "
+          "check) ...", flush=True)
     paths = write_catalog(folder / "catalog", train_size=1500, test_size=300, seed=seed)
     torch.manual_seed(seed)
-    extractor = Extractor.from_config("tiny-cpu")
-    extractor.fit(paths["train"], output_dir=folder / "tiny", max_steps=steps, eval_every=10**6, seed=seed)
+    config = load_config("tiny-cpu")
+    config.model.context_encoding = context_encoding
+    extractor = Extractor.from_config(config)
+    extractor.fit(paths["train"], output_dir=folder / f"tiny-{context_encoding}", max_steps=steps, eval_every=10**6,
+                  seed=seed)
     from mxt_sdk.data.readers import load_products
 
     test = [p for p in load_products(paths["test"], "test") if p.attributes]
@@ -291,26 +319,29 @@ def trained_agreement(folder: Path, steps: int, seed: int) -> dict[str, Any]:
 def report(results: dict[str, Any]) -> str:
     s, b0, b1, b2 = results["speed"], results["speed"]["B0"], results["speed"]["B1"], results["speed"]["B2"]
     fastest = max(("S-bf16", "S-int8"), key=lambda m: s[m]["samples_per_second"])
+    fastest_per_product = max(("P-fp32", "P-bf16", "P-int8"), key=lambda m: s[m]["samples_per_second"])
     lines = [f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, torch "
              f"{results['machine']['torch']}",
              f"matmul 2048^3: fp32 {results['matmul_gflops']['fp32']:.0f} GFLOP/s, "
              f"bf16 {results['matmul_gflops']['bf16']:.0f} GFLOP/s", "",
              f"{'run':<8} {'samples/s':>10} {'vs B0':>7} {'vs B1':>7} {'vs B2':>7} {'GFLOP/s':>8} {'peak GiB':>9}"]
-    for name in ("B0", "B1", "B2", "S-fp32", "S-bf16", "S-int8"):
+    for name in ("B0", "B1", "B2", "S-fp32", "S-bf16", "S-int8", "P-fp32", "P-bf16", "P-int8"):
         row = s[name]
         gflops = f"{row['gflops_per_second']:8.1f}" if "gflops_per_second" in row else f"{'':>8}"
         lines.append(f"{name:<8} {row['samples_per_second']:10.2f} "
                      f"{row['samples_per_second'] / b0['samples_per_second']:6.1f}x "
                      f"{row['samples_per_second'] / b1['samples_per_second']:6.1f}x "
                      f"{row['samples_per_second'] / b2['samples_per_second']:6.1f}x {gflops} {row['peak_rss_gib']:9.2f}")
-    lines += ["", f"fastest CPU mode: {fastest}",
+    lines += ["", f"fastest CPU mode: {fastest}; per_product: {fastest_per_product}",
               f"answers (B0): {s['answers']['empty']:.0%} empty, {s['answers']['mean_words']:.1f} words on average, "
               f"e.g. {s['answers']['examples'][:3]}", "agreement:"]
     lines += [f"  {k}: {v:.1%}" for k, v in s["agreement"].items()]
     lines += [f"  S-fp32 != B2: {d['pair']}: S {d['S']!r}, B2 {d['B2']!r}" for d in s["differences S-fp32 vs B2"]]
-    if "trained" in results:
-        t = results["trained"]
-        lines += [f"  trained tiny-cpu ({t['train_steps']} steps, {t['samples']} answers): "
+    for key, label in (("trained", "tiny-cpu"), ("trained_per_product", "tiny-cpu per_product")):
+        if key not in results:
+            continue
+        t = results[key]
+        lines += [f"  trained {label} ({t['train_steps']} steps, {t['samples']} answers): "
                   f"bf16 vs fp32 {t['bf16 vs fp32']:.1%}, int8 vs fp32 {t['int8 vs fp32']:.1%}; accuracy "
                   + ", ".join(f"{k} {v:.1%}" for k, v in t["accuracy"].items())]
     return "\n".join(lines)
@@ -343,6 +374,7 @@ def main() -> None:
                                  args.max_new_tokens)
         if args.train_steps:
             results["trained"] = trained_agreement(folder, args.train_steps, args.seed)
+            results["trained_per_product"] = trained_agreement(folder, args.train_steps, args.seed, "per_product")
     text = report(results)
     print("\n" + text)
     if args.output:

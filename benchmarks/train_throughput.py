@@ -16,7 +16,10 @@ examples and tokenizer exactly as ``mxt train`` does (``Trainer.stage`` and ``pr
    stepped (forward, backward, AdamW) on two copies of the same initial weights, the two taking
    turns so that the machine's load falls on both alike; wall and CPU seconds per step (median over
    the timed steps), the loader's mean seconds per batch (prompts built, cut and tokenized), and
-   the cost of counting a pool's tokens, per batch of the pool.
+   the cost of counting a pool's tokens, per batch of the pool;
+4. the same for a third way, **per product**: ``model.context_encoding: per_product`` on a copy of the same
+   weights, its examples prepared alike, batches of whole products (``ProductBatches``, length-pooled), so
+   each batch encodes each product's context once (docs/architecture.md#context-encoded-once-per-product).
 
     python benchmarks/train_throughput.py ../shared/data/myntra/train.jsonl --products 2000 --steps 20 --threads 1
 """
@@ -40,7 +43,7 @@ from mxt_sdk.data.prompt import fit_prompts, head_end
 from mxt_sdk.data.readers import read_products
 from mxt_sdk.evaluation.metrics import written_in
 from mxt_sdk.experiments.ablation import variant_config
-from mxt_sdk.training.length_pools import LengthPooledBatches
+from mxt_sdk.training.length_pools import LengthPooledBatches, product_groups
 from mxt_sdk.training.loaders import example_loader, token_lengths
 from mxt_sdk.training.prepare import tokenizer_corpus
 from mxt_sdk.training.trainer import Trainer
@@ -149,7 +152,17 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         token_lengths(data["train"], pool)  # what the pooled loader does as it reaches each pool
         pool_count = (time.perf_counter() - started) / config.length_pool_batches
-        steppers = {name: Stepper(copy.deepcopy(extractor.model), loader) for name, loader in loaders.items()}
+        per_product = copy.deepcopy(extractor)
+        per_product.config.model.context_encoding = "per_product"
+        product_data = Trainer(per_product, config, Path(tmp) / "model", run_dir=Path(tmp) / "run")._prepare(
+            staged.train, None)
+        loaders["per product"] = example_loader(
+            product_data["train"], config, pad_id, None, cpu, shuffle=True,
+            product_bounds=product_groups(product_data["images"]["train"].column("product_row")))
+        product_lengths = np.array(token_lengths(product_data["train"], list(range(len(product_data["train"])))))
+        fill["per product"] = padding(product_lengths, loaders["per product"].batch_sampler)
+        models = {"shuffle": extractor.model, "length pools": extractor.model, "per product": per_product.model}
+        steppers = {name: Stepper(copy.deepcopy(models[name]), loader) for name, loader in loaders.items()}
         for index in range(args.warmup + args.steps):
             for stepper in steppers.values():
                 stepper.step(index >= args.warmup)
