@@ -100,9 +100,24 @@ def tokenizer_corpus(products: list[Product], extra: int = 3000, seed: int = 1) 
     return [build_prompt(a, p) for p in products for a in ATTRIBUTES] + more
 
 
-def write_products(folder: Path, count: int, seed: int, longest_words: int) -> list[Product]:
+def real_texts(path: Path, count: int) -> list[tuple[str, str | None]]:
+    """The (title, description) of the first ``count`` products of a product file (``--texts``)."""
+    from mxt_sdk.data.readers import read_products
+
+    texts = []
+    for product in read_products(path):
+        if isinstance(product, Product):
+            texts.append((product.title, product.description))
+        if len(texts) == count:
+            return texts
+    raise SystemExit(f"{path} has fewer than {count} readable products")
+
+
+def write_products(folder: Path, count: int, seed: int, longest_words: int,
+                   texts: list[tuple[str, str | None]] | None = None) -> list[Product]:
     """``count`` products with a JPEG or PNG of a random size (150-1600 px a side) and 5 to
-    ``longest_words`` words of text, log-uniformly distributed (most texts short, a long tail)."""
+    ``longest_words`` words of text, log-uniformly distributed (most texts short, a long tail), or the
+    given real ``texts`` (title, description)."""
     rng = random.Random(seed)
     words_of, weights = vocabulary(random.Random(0))  # the same words whatever the seed
     (folder / "images").mkdir(parents=True, exist_ok=True)
@@ -118,8 +133,9 @@ def write_products(folder: Path, count: int, seed: int, longest_words: int) -> l
         name = f"images/p{index}.{'jpg' if index % 2 else 'png'}"
         image.save(folder / name)
         words = rng.choices(words_of, weights, k=text_length(rng, longest=longest_words))
+        title, description = texts[index] if texts else (" ".join(words[:8]), " ".join(words[8:]) or None)
         products.append(Product(id=f"p{index}", product_type=rng.choice(["shirt", "dress", "shoe"]),
-                                title=" ".join(words[:8]), description=" ".join(words[8:]) or None, image=name))
+                                title=title, description=description, image=name))
     return products
 
 
@@ -257,22 +273,21 @@ def speed(products: list[Product], attributes: list[str], root: Path, batch_size
     flops = counter.get_total_flops()
     results["S-fp32"]["gflops_per_second"] = flops / results["S-fp32"]["seconds"] / 1e9
     results["flops_per_sample"] = flops / n
-    for name in ("S-bf16", "S-int8"):
+    for name in [f"S-{d}" for d in DTYPES if d != "fp32"]:
         results[name]["gflops_per_second"] = flops / results[name]["seconds"] / 1e9
     with FlopCounterMode(display=False) as counter:
         run_sdk(per_product, products, attributes, "fp32", root, batch_size)
     results["flops_per_sample_per_product"] = counter.get_total_flops() / n
-    for name in ("P-fp32", "P-bf16", "P-int8"):
+    for name in [f"P-{d}" for d in DTYPES]:
         results[name]["gflops_per_second"] = counter.get_total_flops() / results[name]["seconds"] / 1e9
     results["agreement"] = {"S-fp32 vs B0": agreement(answers["S-fp32"], answers["B0"]),
                             "S-fp32 vs B1": agreement(answers["S-fp32"], answers["B1"]),
                             "S-fp32 vs B2": agreement(answers["S-fp32"], answers["B2"]),
                             "B2 vs B0": agreement(answers["B2"], answers["B0"]),
                             "B1 vs B0": agreement(answers["B1"], answers["B0"]),
-                            "S-bf16 vs S-fp32 (random weights)": agreement(answers["S-bf16"], answers["S-fp32"]),
-                            "S-int8 vs S-fp32 (random weights)": agreement(answers["S-int8"], answers["S-fp32"]),
-                            "P-bf16 vs P-fp32 (random weights)": agreement(answers["P-bf16"], answers["P-fp32"]),
-                            "P-int8 vs P-fp32 (random weights)": agreement(answers["P-int8"], answers["P-fp32"])}
+                            **{f"{m}-{d} vs {m}-fp32 (random weights)": agreement(answers[f"{m}-{d}"],
+                                                                                   answers[f"{m}-fp32"])
+                               for m in "SP" for d in DTYPES if d != "fp32"}}
     results["answers"] = {"empty": sum(not a for a in answers["B0"]) / n,
                           "mean_words": sum(len(a.split()) for a in answers["B0"]) / n,
                           "examples": answers["B0"][:5]}
@@ -312,20 +327,19 @@ def trained_agreement(folder: Path, steps: int, seed: int, context_encoding: str
     accuracy = {d: sum(v.casefold() == (g or "").casefold() for v, g in zip(values[d], gold)) / len(gold)
                 for d in values}
     return {"train_steps": steps, "samples": len(gold), "accuracy": accuracy,
-            "bf16 vs fp32": agreement(values["bf16"], values["fp32"]),
-            "int8 vs fp32": agreement(values["int8"], values["fp32"])}
+            **{f"{d} vs fp32": agreement(values[d], values["fp32"]) for d in DTYPES if d != "fp32"}}
 
 
 def report(results: dict[str, Any]) -> str:
     s, b0, b1, b2 = results["speed"], results["speed"]["B0"], results["speed"]["B1"], results["speed"]["B2"]
-    fastest = max(("S-bf16", "S-int8"), key=lambda m: s[m]["samples_per_second"])
-    fastest_per_product = max(("P-fp32", "P-bf16", "P-int8"), key=lambda m: s[m]["samples_per_second"])
+    fastest = max([f"S-{d}" for d in DTYPES], key=lambda m: s[m]["samples_per_second"])
+    fastest_per_product = max([f"P-{d}" for d in DTYPES], key=lambda m: s[m]["samples_per_second"])
     lines = [f"machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, torch "
              f"{results['machine']['torch']}",
              f"matmul 2048^3: fp32 {results['matmul_gflops']['fp32']:.0f} GFLOP/s, "
              f"bf16 {results['matmul_gflops']['bf16']:.0f} GFLOP/s", "",
              f"{'run':<8} {'samples/s':>10} {'vs B0':>7} {'vs B1':>7} {'vs B2':>7} {'GFLOP/s':>8} {'peak GiB':>9}"]
-    for name in ("B0", "B1", "B2", "S-fp32", "S-bf16", "S-int8", "P-fp32", "P-bf16", "P-int8"):
+    for name in ["B0", "B1", "B2", *[f"{m}-{d}" for m in "SP" for d in DTYPES]]:
         row = s[name]
         gflops = f"{row['gflops_per_second']:8.1f}" if "gflops_per_second" in row else f"{'':>8}"
         lines.append(f"{name:<8} {row['samples_per_second']:10.2f} "
@@ -342,7 +356,7 @@ def report(results: dict[str, Any]) -> str:
             continue
         t = results[key]
         lines += [f"  trained {label} ({t['train_steps']} steps, {t['samples']} answers): "
-                  f"bf16 vs fp32 {t['bf16 vs fp32']:.1%}, int8 vs fp32 {t['int8 vs fp32']:.1%}; accuracy "
+                  + ", ".join(f"{d} vs fp32 {t[f'{d} vs fp32']:.1%}" for d in DTYPES if d != "fp32") + "; accuracy "
                   + ", ".join(f"{k} {v:.1%}" for k, v in t["accuracy"].items())]
     return "\n".join(lines)
 
@@ -360,16 +374,22 @@ def main() -> None:
     parser.add_argument("--longest-words", type=int, default=120,
                         help="product texts have 5 to this many words, log-uniform (public sets: median "
                              "15-23 words, at most 43)")
+    parser.add_argument("--dtypes", default="fp32,bf16,int8", help="the engine's modes to time (fp32 always)")
+    parser.add_argument("--texts", type=Path, help="take the products' titles and descriptions from this product "
+                        "file (e.g. ../shared/data/myntra/test.jsonl: catalog texts of real length)")
     parser.add_argument("--train-steps", type=int, default=300, help="0 skips the trained-model agreement")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
+    global DTYPES
+    DTYPES = ("fp32", *[d for d in args.dtypes.split(",") if d and d != "fp32"])
     results: dict[str, Any] = {"command": " ".join(sys.argv), "machine": machine(),
                                "matmul_gflops": {"fp32": matmul_gflops(torch.float32),
                                                  "bf16": matmul_gflops(torch.bfloat16)}}
     with tempfile.TemporaryDirectory(prefix="mxt-speed-") as tmp:
         folder = Path(tmp)
-        products = write_products(folder / "data", args.products, args.seed, args.longest_words)
+        texts = real_texts(args.texts, args.products) if args.texts else None
+        products = write_products(folder / "data", args.products, args.seed, args.longest_words, texts)
         results["speed"] = speed(products, ATTRIBUTES[:args.attributes], folder / "data", args.batch_size,
                                  args.max_new_tokens)
         if args.train_steps:

@@ -11,6 +11,7 @@ from mxt_sdk.plugins.components import (
     ImageEncoder,
     Normalizer,
     Reader,
+    SharedStates,
 )
 from mxt_sdk.plugins.hookspecs import hookimpl
 from mxt_sdk.types import Prediction, Product
@@ -18,5 +19,5 @@ from mxt_sdk.types import Prediction, Product
 __all__ = [
     "__version__", "Extractor", "Product", "Prediction", "hookimpl", "ComponentOptions",
     "ImageEncoder", "Fusion", "FusionOutput", "Generator", "GreedyOutput", "Normalizer",
-    "Canonicalizer", "Reader",
+    "Canonicalizer", "Reader", "SharedStates",
 ]

@@ -151,3 +151,36 @@ def test_answers_do_not_depend_on_which_questions_share_a_batch(trained):
         alone = extractor.extract([record], attributes=[row.attribute], image_root=root)[0]
         assert (alone.raw_value, alone.decided_by) == (row.raw_value, row.decided_by)
         assert alone.confidence == pytest.approx(row.confidence, abs=1e-4)
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "int8"])
+def test_the_fast_modes_answer_every_question_per_product(trained, dtype):
+    import json
+
+    extractor, catalog = trained["extractor"], trained["catalog"]
+    records = [json.loads(line) for line in catalog["test"].read_text().splitlines()[:3]]
+    rows = extractor.extract(records, image_root=catalog["train"].parent, dtype=dtype)
+    fp32 = extractor.extract(records, image_root=catalog["train"].parent)
+    assert [(r.product_id, r.attribute) for r in rows] == [(r.product_id, r.attribute) for r in fp32]
+    assert all(r.error is None and 0.0 <= r.confidence <= 1.0 for r in rows)
+
+
+@pytest.mark.parametrize("copy", [False, True])
+def test_keys_and_values_projected_once_per_state_decode_as_row_by_row(copy):
+    """greedy with ``shared`` (cross-attention and copy keys projected per distinct state, then gathered)
+    gives the answers and log-probabilities of greedy on the gathered rows."""
+    config = tiny_config(["mag", "xattn"])
+    config["model"]["context_encoding"] = "per_product"
+    config["model"]["generator"] = {**config["model"]["generator"],
+                                    "options": {**config["model"]["generator"]["options"], "copy_mechanism": copy}}
+    torch.manual_seed(0)
+    model = MXTModel(load_config(config).model).eval()
+    input_ids, mask = _rows(model)
+    image_rows = torch.tensor([p for _, p in QUESTIONS])
+    features = _features(model, [(200, 20, 20), (20, 20, 200)])
+    with torch.no_grad():
+        shared_output = model.generate(input_ids, mask, features, 6, image_index=image_rows)
+        hidden, joined = model.encode_text(input_ids, mask, features.select(image_rows), image_rows)
+        plain = model.generator.greedy(hidden, joined, 6, input_ids=input_ids)
+    assert torch.equal(shared_output.token_ids, plain.token_ids)
+    assert torch.allclose(shared_output.token_logprobs, plain.token_logprobs, atol=1e-5)

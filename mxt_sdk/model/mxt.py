@@ -23,7 +23,7 @@ from mxt_sdk.config import ComponentSpec, ModelConfig
 from mxt_sdk.data.prompt import CONTEXT_MARKER, find_subsequence
 from mxt_sdk.errors import ConfigError
 from mxt_sdk.plugins import manager
-from mxt_sdk.plugins.components import Fusion, GreedyOutput, ImageEncoder
+from mxt_sdk.plugins.components import Fusion, GreedyOutput, ImageEncoder, SharedStates
 
 __all__ = ["ImageFeatures", "ImagePixels", "MXTModel", "ENCODER_SLOTS"]
 
@@ -174,7 +174,8 @@ class MXTModel(torch.nn.Module):
         if images is None and (self.embedding_fusions or self.encoder_fusions):
             raise ValueError("this model fuses images: pass image features (ImageFeatures) for the batch")
         if self.per_product:
-            return self._encode_per_product(input_ids, attention_mask, images, image_rows)
+            shared, masks = self._encode_per_product(input_ids, attention_mask, images, image_rows)
+            return shared.states[shared.rows], masks
         return self._encode_prompts(input_ids, attention_mask, images)
 
     def _encode_prompts(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -203,12 +204,13 @@ class MXTModel(torch.nn.Module):
 
     def _encode_per_product(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                             images: ImageFeatures | None, image_rows: torch.Tensor | None
-                            ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``per_product`` encoding. Each row ``[question ; context ; padding]`` is split at its context marker;
-        the distinct contexts (same tokens and same image) are encoded once with every fusion, the distinct
-        questions once by the encoder alone (no image: a question does not depend on the product). Row ``b``'s
-        states are ``[positions fusions put in front of its context ; its question ; its context ; zeros]``
-        with the matching mask, so the row's token ids still line up with the end of its states."""
+                            ) -> tuple[SharedStates, torch.Tensor]:
+        """``per_product`` encoding: the distinct states and how each row gathers them, and the rows' mask.
+        Each row ``[question ; context ; padding]`` is split at its context marker; the distinct contexts (same
+        tokens and same image) are encoded once with every fusion, the distinct questions once by the encoder
+        alone (no image: a question does not depend on the product). Row ``b``'s states are ``[positions
+        fusions put in front of its context ; its question ; its context ; zeros]`` with the matching mask, so
+        the row's token ids still line up with the end of its states."""
         lengths = attention_mask.sum(dim=1).tolist()
         splits = self._context_split(input_ids, lengths)
         ids = input_ids.tolist()
@@ -272,15 +274,17 @@ class MXTModel(torch.nn.Module):
         at once: the same answers (to float rounding), but rows sorted by length carry less padding
         through the encoder (see :meth:`encode_text_in_groups`; on one CPU thread, 141 prompts encoded 16
         or 32 at a time took about 0.75x the time of one group of 128, benchmarks/HISTORY.md#serving-load-serve_loadpy)."""
-        features = self.image_features(images, image_index)
-        if encode_rows is None or input_ids.size(0) <= encode_rows or self.per_product:
-            hidden, mask = self.encode_text(input_ids, attention_mask, features, image_index)
+        features, options = self.image_features(images, image_index), {}
+        if self.per_product:
+            shared, mask = self._encode_per_product(input_ids, attention_mask, features, image_index)
+            hidden, options["shared"] = shared.states[shared.rows], shared
+        elif encode_rows is None or input_ids.size(0) <= encode_rows:
+            hidden, mask = self.encode_text(input_ids, attention_mask, features)
         else:
             hidden, mask = self.encode_text_in_groups(input_ids, attention_mask, features, encode_rows)
-        if bound_rows is None:
-            return self.generator.greedy(hidden, mask, max_new_tokens, input_ids=input_ids)
-        return self.generator.greedy(hidden, mask, max_new_tokens, input_ids=input_ids, bound_rows=bound_rows,
-                                     none_answer=none_answer)
+        if bound_rows is not None:
+            options.update(bound_rows=bound_rows, none_answer=none_answer)
+        return self.generator.greedy(hidden, mask, max_new_tokens, input_ids=input_ids, **options)
 
     def answer_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                         images: ImagePixels | ImageFeatures | None, labels: torch.Tensor, example: torch.Tensor,
@@ -331,10 +335,10 @@ def _padded(rows: list[list[int]], pad: int, device: torch.device) -> tuple[torc
 
 def _join_states(question_hidden: torch.Tensor, context_hidden: torch.Tensor, context_mask: torch.Tensor,
                  front: int, question_of: torch.Tensor, context_of: torch.Tensor, splits: torch.Tensor,
-                 lengths: torch.Tensor, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+                 lengths: torch.Tensor, width: int) -> tuple[SharedStates, torch.Tensor]:
     """Per row ``b``: ``front`` states of context ``context_of[b]``, then question ``question_of[b]``'s first
     ``splits[b]`` states, then the context's text states up to the row's ``lengths[b]``, then zeros (mask 0) to
-    ``front + width`` positions; one gather from the stacked states."""
+    ``front + width`` positions: the stacked states with each row's gather, and the rows' mask."""
     rows, dim = question_of.size(0), context_hidden.size(-1)
     q_width, c_width = question_hidden.size(1), context_hidden.size(1)
     stacked = torch.cat([question_hidden.reshape(-1, dim), context_hidden.reshape(-1, dim),
@@ -350,7 +354,7 @@ def _join_states(question_hidden: torch.Tensor, context_hidden: torch.Tensor, co
     source = torch.where(in_question, question_of[:, None] * q_width + text.clamp_min(0), source)
     in_context = (text >= splits[:, None]) & (text < lengths[:, None])
     source = torch.where(in_context, context_base + front + (text - splits[:, None]), source)
-    return stacked[source], masks[source]
+    return SharedStates(stacked, source), masks[source]
 
 
 def _empty_shape(kind: str, dim: int) -> tuple[int, ...]:

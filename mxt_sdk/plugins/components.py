@@ -154,6 +154,16 @@ class GreedyOutput:
     token_logprobs: torch.Tensor
 
 
+@dataclass
+class SharedStates:
+    """Encoder states that rows share (``model.context_encoding: per_product``): row ``b``'s states are
+    ``states[rows[b]]`` (``states [N, D]``, ``rows [B, L]``), so a generator may project each distinct state
+    once (e.g. the decoder's cross-attention keys and values) and gather, instead of once per row."""
+
+    states: torch.Tensor
+    rows: torch.Tensor
+
+
 class Generator(Component, torch.nn.Module, abc.ABC):
     """A text encoder-decoder that generates the value, split at the points where fusions plug in.
 
@@ -207,8 +217,11 @@ class Generator(Component, torch.nn.Module, abc.ABC):
     @abc.abstractmethod
     def greedy(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
                max_new_tokens: int, *, input_ids: torch.Tensor, bound_rows: torch.Tensor | None = None,
-               none_answer: str = "none") -> GreedyOutput:
+               none_answer: str = "none", shared: SharedStates | None = None) -> GreedyOutput:
         """Greedy answers of at most ``max_new_tokens`` tokens (EOS included) per row.
+
+        ``shared``, where given, says how ``encoder_hidden`` was gathered from distinct states
+        (:class:`SharedStates`); a generator may use it to save work and must answer as without it.
 
         ``bound_rows`` ``[B]`` (bool), where given, marks the rows whose answer must be a run of whole words
         of the prompt's context or ``none_answer`` (``extraction.choose_text_span``); a generator whose

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from pydantic import Field
 
-from mxt_sdk import GreedyOutput
+from mxt_sdk import GreedyOutput, SharedStates
 from mxt_t5.generator import T5Options
 
 from mxt_baselines.class_table import ClassTable
@@ -94,7 +94,7 @@ class ClassifyGenerator(EncoderOnly):
         return torch.nn.functional.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX)
 
     def greedy(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
-               max_new_tokens: int, *, input_ids: torch.Tensor) -> GreedyOutput:
+               max_new_tokens: int, *, input_ids: torch.Tensor, shared: SharedStates | None = None) -> GreedyOutput:
         batch, known = encoder_hidden.size(0), len(self.classes)
         if known == 0:
             return answers_output([()] * batch, encoder_hidden.new_zeros(batch), self.eos_id, self.pad_id)

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from mxt_sdk import GreedyOutput
+from mxt_sdk import GreedyOutput, SharedStates
 from mxt_t5.generator import T5Options
 from mxt_t5.words import WordTables
 
@@ -106,7 +106,7 @@ class SpanGenerator(EncoderOnly):
                 + torch.nn.functional.nll_loss(logprobs[..., 1], targets[:, 1]))
 
     def greedy(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
-               max_new_tokens: int, *, input_ids: torch.Tensor) -> GreedyOutput:
+               max_new_tokens: int, *, input_ids: torch.Tensor, shared: SharedStates | None = None) -> GreedyOutput:
         bounds = self._context_bounds(input_ids)
         logprobs = self._pointer_logprobs(encoder_hidden, attention_mask, input_ids, bounds)
         start, end = logprobs[..., 0], logprobs[..., 1]

@@ -18,7 +18,7 @@ from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.t5.modeling_t5 import T5Stack
 
-from mxt_sdk import ComponentOptions, Generator, GreedyOutput
+from mxt_sdk import ComponentOptions, Generator, GreedyOutput, SharedStates
 from mxt_sdk.data.prompt import CONTEXT_MARKER
 from mxt_sdk.errors import ConfigError
 
@@ -347,25 +347,52 @@ class T5Generator(T5Backbone):
         return TextBoundGuard(self._word_tables.update(self._tokenizer), input_ids, valid,
                               self.context_starts(input_ids), bound_rows.to(input_ids.device), none_ids)
 
+    def _copy_keys(self, encoder_text: torch.Tensor, shared: SharedStates | None) -> torch.Tensor:
+        """The copy head's keys of the prompt's states, projected once per distinct state when ``shared``."""
+        if shared is None:
+            return self.copy_head.key(encoder_text)
+        offset = shared.rows.size(1) - encoder_text.size(1)
+        return self.copy_head.key(shared.states)[shared.rows[:, offset:]]
+
+    def _prefill_cross_attention(self, cache: EncoderDecoderCache, shared: SharedStates) -> None:
+        """Fill ``cache``'s cross-attention keys and values of every decoder layer by projecting each distinct
+        state once and gathering the rows (what the first decoder pass would compute row by row); the decoder
+        then reuses them as it does after its first step. Left to the decoder where the cache has no
+        ``is_updated`` flags (another transformers layout)."""
+        flags = getattr(cache, "is_updated", None)
+        if not isinstance(flags, dict):
+            return
+        for index, block in enumerate(self.model.decoder.block):
+            attention = block.layer[1].EncDecAttention
+            shape = (*shared.rows.shape, -1, attention.key_value_proj_dim)
+            keys = attention.k(shared.states)[shared.rows].view(shape).transpose(1, 2)
+            values = attention.v(shared.states)[shared.rows].view(shape).transpose(1, 2)
+            cache.cross_attention_cache.update(keys, values, index)
+            flags[index] = True
+
     def greedy(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
                max_new_tokens: int, *, input_ids: torch.Tensor | None = None, bound_rows: torch.Tensor | None = None,
-               none_answer: str = "none") -> GreedyOutput:
+               none_answer: str = "none", shared: SharedStates | None = None) -> GreedyOutput:
         """Greedy answers. A row that has generated EOS leaves the batch (its inputs and cache rows are
         dropped), so a long answer costs the steps of its own row only, not of every row batched with
         it; a finished row reads padding and log-probability 0 after its EOS. ``bound_rows`` answer a run of
-        their context's whole words or ``none_answer`` (:class:`~mxt_t5.words.TextBoundGuard`)."""
+        their context's whole words or ``none_answer`` (:class:`~mxt_t5.words.TextBoundGuard`). With
+        ``shared``, the cross-attention keys and values and the copy head's keys are projected once per
+        distinct state and gathered (:meth:`_prefill_cross_attention`)."""
         config = self.model.config
         batch, device = encoder_hidden.size(0), encoder_hidden.device
         rows = _Rows(encoder_hidden, attention_mask, input_ids)
         if self.copy_head is not None:
             rows.encoder_text, rows.copyable = self._copy_inputs(encoder_hidden, attention_mask, input_ids)
             rows.inside_word = self._inside_word(input_ids)
-            rows.copy_keys = self.copy_head.key(rows.encoder_text)  # once, not at every step
+            rows.copy_keys = self._copy_keys(rows.encoder_text, shared)  # once, not at every step
         next_input = torch.full((batch, 1), config.decoder_start_token_id, dtype=torch.long, device=device)
         active = torch.arange(batch, device=device)  # the rows still generating, as indices into the batch
         token_ids = torch.full((batch, max_new_tokens), config.pad_token_id, dtype=torch.long, device=device)
         token_logprobs = torch.zeros((batch, max_new_tokens), device=device)
         cache, steps = EncoderDecoderCache(DynamicCache(), DynamicCache()), 0
+        if shared is not None:
+            self._prefill_cross_attention(cache, shared)
         previous_input = torch.full_like(next_input, -1)  # y_{t-2} for the copy head's continuation features
         usable = len(self._tokenizer) if self._tokenizer is not None else config.vocab_size
         guard = self._whole_word_guard(input_ids, attention_mask) if self.options.whole_words else None
