@@ -70,3 +70,46 @@ def test_unshuffled_examples_are_pooled_too():
     batches = list(sampler)
     assert set(i for batch in batches[:POOL] for i in batch) == set(range(POOL * BATCH))
     assert sorted(i for batch in batches for i in batch) == list(range(SIZE))
+
+
+def _product_rows(seed: int = 0) -> list[int]:
+    """Example -> product, products of 1 to 9 examples stored together (as the example shards are)."""
+    sizes = np.random.default_rng(seed).integers(1, 10, size=40)
+    return [product for product, size in enumerate(sizes) for _ in range(size)]
+
+
+def test_product_batches_draw_every_example_once_keep_products_together_and_repeat_by_seed():
+    from mxt_sdk.training.length_pools import ProductBatches, product_groups
+
+    rows = _product_rows()
+    bounds = product_groups(rows)
+    assert bounds[0] == 0 and bounds[-1] == len(rows) and len(bounds) == 41
+    lengths = np.random.default_rng(1).integers(5, 300, size=len(rows))
+    for pool in (0, 3):
+        sampler = ProductBatches(bounds, BATCH, pool, 11, lambda indices: lengths[indices], shuffle=True)
+        for epoch in range(2):
+            sampler.set_epoch(epoch)
+            batches = list(sampler)
+            assert sorted(i for batch in batches for i in batch) == list(range(len(rows)))
+            assert len(batches) == len(sampler) and all(len(b) == BATCH for b in batches[:-1])
+            # a product is split only where a batch boundary falls inside it: at most two batches hold it
+            holders = {}
+            for number, batch in enumerate(batches):
+                for i in batch:
+                    holders.setdefault(rows[i], set()).add(number)
+            assert all(len(h) <= 2 for h in holders.values())
+            again = ProductBatches(bounds, BATCH, pool, 11, lambda indices: lengths[indices], shuffle=True)
+            again.set_epoch(epoch)
+            assert list(again) == batches
+        sampler.set_epoch(0)
+        first = list(sampler)
+        sampler.set_epoch(1)
+        assert list(sampler) != first
+
+
+def test_unshuffled_product_batches_follow_the_stored_order():
+    from mxt_sdk.training.length_pools import ProductBatches, product_groups
+
+    rows = _product_rows(3)
+    sampler = ProductBatches(product_groups(rows), BATCH, 0, 11, lambda indices: [0] * len(indices), shuffle=False)
+    assert [i for batch in sampler for i in batch] == list(range(len(rows)))
