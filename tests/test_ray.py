@@ -10,11 +10,14 @@ from mxt_sdk import Extractor
 ray = pytest.importorskip("ray", reason="the optional 'ray' extra is not installed")
 
 
-def test_ray_path_matches_plain_extraction(tmp_path, products, image_dir):
+@pytest.mark.parametrize("context_encoding", ["per_question", pytest.param("per_product", marks=pytest.mark.slow)])
+def test_ray_path_matches_plain_extraction(tmp_path, products, image_dir, context_encoding):
     from mxt_sdk.inference.ray import extract_with_ray
 
     torch.manual_seed(0)
-    Extractor.from_config(tiny_config(["mag", "xattn"])).save_pretrained(tmp_path / "model")
+    config = tiny_config(["mag", "xattn"])
+    config["model"]["context_encoding"] = context_encoding
+    Extractor.from_config(config).save_pretrained(tmp_path / "model")
     records = [p.model_dump(exclude={"attributes"}) for p in products]
     plain = Extractor.from_pretrained(tmp_path / "model").extract(
         records, ["color", "material"], image_root=image_dir, batch_size=2)

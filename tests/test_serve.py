@@ -28,8 +28,14 @@ ATTRIBUTES = ["color", "material"]
 
 @pytest.fixture(scope="module")
 def extractor():
+    return _extractor("per_question")
+
+
+def _extractor(context_encoding: str) -> Extractor:
     torch.manual_seed(0)
-    extractor = Extractor.from_config(tiny_config(["mag", "xattn"]))
+    config = tiny_config(["mag", "xattn"])
+    config["model"]["context_encoding"] = context_encoding
+    extractor = Extractor.from_config(config)
     extractor.metadata = CatalogMetadata(values={"dress\tcolor": {"red": 2}, "dress\tneckline": {"v-neck": 1},
                                                  "mug\tmaterial": {"ceramic": 1}}, max_answer_tokens=4)
     return extractor
@@ -51,8 +57,10 @@ def _same(served: list[dict], expected) -> None:
                                                               abs=1e-7)
 
 
-@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("workers", [1, 2, "per_product"])
 def test_concurrent_requests_are_merged_into_batches_and_answer_as_extract(extractor, products, image_dir, workers):
+    if workers == "per_product":  # one worker, each product's context encoded once (model.context_encoding)
+        extractor, workers = _extractor("per_product"), 1
     app = create_app(extractor, ServeSettings(image_root=image_dir, max_wait_ms=300, max_batch_size=16,
                                               workers=workers))
     with LiveServer(app) as server:
