@@ -273,7 +273,9 @@ class MXTModel(torch.nn.Module):
         to its own longest prompt (``attention_mask`` right-padded), and the decoder then runs on all rows
         at once: the same answers (to float rounding), but rows sorted by length carry less padding
         through the encoder (see :meth:`encode_text_in_groups`; on one CPU thread, 141 prompts encoded 16
-        or 32 at a time took about 0.75x the time of one group of 128, benchmarks/HISTORY.md#serving-load-serve_loadpy)."""
+        or 32 at a time took about 0.75x the time of one group of 128, benchmarks/HISTORY.md#serving-load-serve_loadpy).
+        With ``context_encoding: per_product`` ``encode_rows`` is not used: the batch's distinct contexts are
+        encoded together, and the generator gets the :class:`SharedStates` the rows gather."""
         features, options = self.image_features(images, image_index), {}
         if self.per_product:
             shared, mask = self._encode_per_product(input_ids, attention_mask, features, image_index)
