@@ -110,17 +110,26 @@ class ProductBatches(torch.utils.data.Sampler[list[int]]):
     def __init__(self, bounds: Sequence[int], batch_size: int, pool_batches: int, seed: int,
                  lengths: Callable[[list[int]], Sequence[int]], shuffle: bool):
         self.bounds, self.batch_size, self.pool_batches = list(bounds), batch_size, pool_batches
-        self.seed, self.lengths, self.shuffle, self.epoch, self.drop_last = seed, lengths, shuffle, 0, False
+        self.seed, self.lengths, self.drop_last = seed, lengths, False
+        products = len(self.bounds) - 1
+        # the products' order; as ``sampler`` (like LengthPooledBatches') so that accelerate's data loaders,
+        # which look for a batch sampler's ``sampler`` when sharding it over processes, pass the epoch on
+        self.sampler = EpochShuffle(products, seed) if shuffle else torch.utils.data.SequentialSampler(range(products))
 
     def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    @property
+    def epoch(self) -> int:
+        return getattr(self.sampler, "epoch", 0)
 
     def __len__(self) -> int:
         return -(-self.bounds[-1] // self.batch_size)
 
     def __iter__(self) -> Iterator[list[int]]:
         count = len(self.bounds) - 1
-        order = epoch_order(self.seed, self.epoch, count) if self.shuffle else np.arange(count)
+        order = np.asarray(list(self.sampler), dtype=np.int64)
         pool_size = max(1, self.pool_batches) * self.batch_size
         carried: list[int] = []
         pool: list[int] = []
