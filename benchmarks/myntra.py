@@ -7,7 +7,8 @@ with a photo per product under ``images/``.
 * **Training subset**: the ``--products`` (default 12,000) products of ``train.jsonl`` with the smallest
   ``sha1("myntra:<id>")`` (independent of file order); ``--steps`` (default 1,200) steps at the
   config's training seed (``mxt-cpu``: 42; ``--set training.seed=N`` to change it).
-* **Validation** = ``val.jsonl``: the only split any constant is chosen on (the linear probe's L2).
+* **Validation** = ``val.jsonl``: the only split any constant is chosen on (the linear probe's L2; with
+  ``--reuse --evaluate-on val``, a choice between trained models or settings).
   **Test** = ``test.jsonl`` (``--test-products N`` keeps the N with the smallest hash, for smoke runs).
 * **Stated** gold value: written as whole words in the product's title or description
   (:func:`mxt_sdk.evaluation.metrics.written_in` on ``Product.text``); otherwise **value-absent**.
@@ -151,7 +152,8 @@ def run_variant(args, splits) -> dict:
         timings["fit_s"] = round(time.perf_counter() - started, 1)
         timings["train_log"] = _train_log_summary(run)
     started = time.perf_counter()
-    report_path = args.output / ("eval" if not args.decode else "eval-" + _slug(args.decode)) / "report.json"
+    folder = "eval" if args.evaluate_on == "test" else f"eval-{args.evaluate_on}"
+    report_path = args.output / (folder if not args.decode else f"{folder}-" + _slug(args.decode)) / "report.json"
     report = extractor.evaluate(splits["test"], output=report_path, image_root=root)
     timings["evaluate_s"] = round(time.perf_counter() - started, 1)
     products = {p.id: p for p in splits["test"]}
@@ -428,6 +430,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE")
     parser.add_argument("--decode", action="append", default=[], metavar="OPTION=VALUE",
                         help="extraction setting or generator option set before evaluating")
+    parser.add_argument("--evaluate-on", choices=["test", "val"], default="test",
+                        help="the split a trained variant is evaluated on (val: to choose between models or settings)")
     parser.add_argument("--reuse", action="store_true", help="evaluate the model saved in --output, do not train")
     parser.add_argument("--cache-from", type=Path, help="run folder whose image-feature cache to reuse")
     parser.add_argument("--image-cache", type=Path,
@@ -448,7 +452,11 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     splits = load_splits(args.data, args.products, args.test_products, args.val_products)
-    head = {"benchmark": "myntra", "variant": "linear" if args.linear else args.variant, "config": args.config,
+    if args.evaluate_on == "val":  # a choice between models is made here, never on the test split
+        if args.linear:
+            parser.error("--evaluate-on val is for trained variants; the linear probe already chooses on val")
+        splits = {**splits, "test": splits["val"]}
+    head = {"evaluated_on": args.evaluate_on, "benchmark": "myntra", "variant": "linear" if args.linear else args.variant, "config": args.config,
             "products": len(splits["train"]), "steps": args.steps if args.variant and not args.reuse else None,
             "test_products": len(splits["test"]), "test_values": sum(len(p.attributes) for p in splits["test"]),
             "overrides": args.overrides, "decode": args.decode, "reuse": args.reuse}
