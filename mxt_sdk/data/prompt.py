@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from mxt_sdk.types import Product
@@ -105,6 +105,13 @@ def find_subsequence(sequence: Sequence[int], pattern: Sequence[int], start: int
         if list(sequence[i:i + width]) == pattern:
             return i
     return -1
+
+
+def context_marker_positions(tokenizer: Any, rows: Iterable[Sequence[int]]) -> tuple[list[int], int]:
+    """Per row of prompt token ids, where its first ``context:`` marker starts as ``tokenizer`` spells it
+    (-1 where there is none, or no tokenizer), and the marker's length in tokens."""
+    marker = tokenizer(CONTEXT_MARKER, add_special_tokens=False)["input_ids"] if tokenizer is not None else []
+    return [find_subsequence(ids, marker) for ids in rows], len(marker)
 
 
 def question_budget(limit: int) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from mxt_sdk.config import ComponentSpec, ModelConfig
-from mxt_sdk.data.prompt import CONTEXT_MARKER, find_subsequence
+from mxt_sdk.data.prompt import context_marker_positions
 from mxt_sdk.errors import ConfigError
 from mxt_sdk.plugins import manager
 from mxt_sdk.plugins.components import Fusion, GreedyOutput, ImageEncoder, SharedStates
@@ -87,7 +87,6 @@ class MXTModel(torch.nn.Module):
             raise ConfigError("model.context_encoding 'per_product' encodes the question apart from the context, "
                               "so the generator option prompt_layout (positions within one prompt) cannot apply; "
                               "set prompt_layout: 0 or context_encoding: per_question.")
-        self._marker: tuple[Any, list[int]] | None = None  # (tokenizer, ids of CONTEXT_MARKER), see _context_split
         consumed = {f.image_input for f in (*self.embedding_fusions, *self.encoder_fusions)}
         for kind in self.feature_kinds - consumed:
             slot = next(s for s, out in ENCODER_SLOTS.items() if out == kind)
@@ -192,16 +191,6 @@ class MXTModel(torch.nn.Module):
             hidden, mask = out.hidden, out.attention_mask
         return hidden, mask
 
-    def _context_split(self, input_ids: torch.Tensor, lengths: list[int]) -> list[int]:
-        """Per row, where its context starts: the first ``context:`` marker (0 where there is none: the whole
-        row is context)."""
-        tokenizer = self.generator.tokenizer
-        if self._marker is None or self._marker[0] is not tokenizer:
-            marker = tokenizer(CONTEXT_MARKER, add_special_tokens=False)["input_ids"] if tokenizer is not None else []
-            self._marker = (tokenizer, marker)
-        return [max(find_subsequence(ids[:length], self._marker[1]), 0)
-                for ids, length in zip(input_ids.tolist(), lengths)]
-
     def _encode_per_product(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                             images: ImageFeatures | None, image_rows: torch.Tensor | None
                             ) -> tuple[SharedStates, torch.Tensor]:
@@ -212,31 +201,31 @@ class MXTModel(torch.nn.Module):
         fusions put in front of its context ; its question ; its context ; zeros]`` with the matching mask, so
         the row's token ids still line up with the end of its states."""
         lengths = attention_mask.sum(dim=1).tolist()
-        splits = self._context_split(input_ids, lengths)
-        ids = input_ids.tolist()
+        ids = [row[:length] for row, length in zip(input_ids.tolist(), lengths)]
+        markers, _ = context_marker_positions(self.generator.tokenizer, ids)
+        splits = [max(found, 0) for found in markers]  # no marker: the whole row is context
         image_keys = (image_rows.tolist() if image_rows is not None
                       else list(range(len(ids))) if images is not None else [None] * len(ids))
         contexts: dict[tuple, int] = {}
         questions: dict[tuple, int] = {}
         context_of, question_of = [], []
-        for row, (split, length, key) in enumerate(zip(splits, lengths, image_keys)):
-            context_of.append(contexts.setdefault((tuple(ids[row][split:length]), key), len(contexts)))
+        for row, (split, key) in enumerate(zip(splits, image_keys)):
+            context_of.append(contexts.setdefault((tuple(ids[row][split:]), key), len(contexts)))
             question_of.append(questions.setdefault(tuple(ids[row][:split]), len(questions)))
         device, pad = input_ids.device, self.generator.tokenizer.pad_token_id if self.generator.tokenizer else 0
         first_row = {index: row for row, index in reversed(list(enumerate(context_of)))}
-        context_ids, context_mask = _padded([list(tokens) for tokens, _ in contexts], pad, device)
+        context_ids, context_mask = _padded([tokens for tokens, _ in contexts], pad, device)
         context_images = images.select(torch.tensor([first_row[i] for i in range(len(contexts))], device=device)) \
             if images is not None else None
         context_hidden, context_mask = self._encode_prompts(context_ids, context_mask, context_images)
-        question_hidden = self._encode_questions([list(tokens) for tokens in questions], pad, device,
-                                                 context_hidden.dtype)
+        question_hidden = self._encode_questions(list(questions), pad, device, context_hidden.dtype)
         front = context_hidden.size(1) - context_ids.size(1)  # positions fusions put before the text
         return _join_states(question_hidden, context_hidden, context_mask, front,
                             torch.tensor(question_of, device=device), torch.tensor(context_of, device=device),
                             torch.tensor(splits, device=device), torch.tensor(lengths, device=device),
                             input_ids.size(1))
 
-    def _encode_questions(self, questions: list[list[int]], pad: int, device: torch.device,
+    def _encode_questions(self, questions: list[tuple[int, ...]], pad: int, device: torch.device,
                           dtype: torch.dtype) -> torch.Tensor:
         """Encoder states ``[Q, Lq, D]`` of the distinct questions (``Lq`` 0 when every question is empty)."""
         if not any(questions):
@@ -324,14 +313,12 @@ class MXTModel(torch.nn.Module):
         return states
 
 
-def _padded(rows: list[list[int]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``rows`` right-padded with ``pad`` into ids ``[N, L]`` and their mask (``L`` at least 1)."""
-    width = max(1, max(map(len, rows), default=0))
-    ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for row, tokens in enumerate(rows):
-        ids[row, :len(tokens)] = torch.tensor(tokens, dtype=torch.long)
-        mask[row, :len(tokens)] = 1
+def _padded(rows: list[tuple[int, ...]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`~mxt_sdk.images.batching.pad_batch` of ``rows`` on ``device`` (imported here: that module
+    imports this one)."""
+    from mxt_sdk.images.batching import pad_batch
+
+    ids, mask = pad_batch(rows, pad)
     return ids.to(device), mask.to(device)
 
 

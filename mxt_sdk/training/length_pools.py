@@ -129,12 +129,11 @@ class ProductBatches(torch.utils.data.Sampler[list[int]]):
 
     def __iter__(self) -> Iterator[list[int]]:
         count = len(self.bounds) - 1
-        order = np.asarray(list(self.sampler), dtype=np.int64)
         pool_size = max(1, self.pool_batches) * self.batch_size
         carried: list[int] = []
         pool: list[int] = []
         examples = 0
-        for position, product in enumerate(order.tolist()):
+        for position, product in enumerate(self.sampler):
             pool.append(product)
             examples += self.bounds[product + 1] - self.bounds[product]
             if examples >= pool_size or position == count - 1:

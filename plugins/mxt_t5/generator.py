@@ -19,7 +19,7 @@ from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.t5.modeling_t5 import T5Stack
 
 from mxt_sdk import ComponentOptions, Generator, GreedyOutput, SharedStates
-from mxt_sdk.data.prompt import CONTEXT_MARKER
+from mxt_sdk.data.prompt import context_marker_positions
 from mxt_sdk.errors import ConfigError
 
 from mxt_t5 import tokenizers
@@ -176,9 +176,8 @@ class T5Backbone(Generator):
     def context_starts(self, input_ids: torch.Tensor) -> torch.Tensor:
         """``[B]``: per row, the position of the first context token, just after the prompt's first
         ``context:`` marker (position 1 where the tokenizer does not spell the marker as in the prompt)."""
-        marker = self.tokenizer(CONTEXT_MARKER, add_special_tokens=False)["input_ids"] if self.tokenizer else []
-        starts = [tokenizers.find_subsequence(ids, marker) for ids in input_ids.tolist()]
-        return torch.tensor([found + len(marker) if found >= 0 else 1 for found in starts],
+        starts, width = context_marker_positions(self.tokenizer, input_ids.tolist())
+        return torch.tensor([found + width if found >= 0 else 1 for found in starts],
                             dtype=torch.long, device=input_ids.device)
 
     def export_state(self) -> dict[str, Any]:
