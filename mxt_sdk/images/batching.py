@@ -10,23 +10,13 @@ from typing import Any, Protocol
 
 import torch
 
+from mxt_sdk.data.padding import pad_batch  # noqa: F401  (importable from here, as before)
 from mxt_sdk.errors import ImageError
 from mxt_sdk.images.fetch import UrlPolicy
 from mxt_sdk.images.io import Preprocessing, load_image, open_image_bytes, to_pixels
 from mxt_sdk.model.mxt import ImageFeatures, ImagePixels
 
 IGNORE_INDEX = -100
-
-
-def pad_batch(sequences: Sequence[Sequence[int]], pad_value: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-pad ``sequences`` to the longest one: ``(ids [B, L], attention_mask [B, L])``."""
-    width = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), width), pad_value, dtype=torch.long)
-    mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        ids[row, : len(sequence)] = torch.as_tensor(sequence, dtype=torch.long)
-        mask[row, : len(sequence)] = 1
-    return ids, mask
 
 
 def truncate(ids: list[int], limit: int) -> list[int]:

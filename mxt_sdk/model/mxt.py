@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from mxt_sdk.config import ComponentSpec, ModelConfig
+from mxt_sdk.data.padding import pad_batch
 from mxt_sdk.data.prompt import context_marker_positions
 from mxt_sdk.errors import ConfigError
 from mxt_sdk.plugins import manager
@@ -314,10 +315,7 @@ class MXTModel(torch.nn.Module):
 
 
 def _padded(rows: list[tuple[int, ...]], pad: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`~mxt_sdk.images.batching.pad_batch` of ``rows`` on ``device`` (imported here: that module
-    imports this one)."""
-    from mxt_sdk.images.batching import pad_batch
-
+    """:func:`~mxt_sdk.data.padding.pad_batch` of ``rows`` on ``device``."""
     ids, mask = pad_batch(rows, pad)
     return ids.to(device), mask.to(device)
 
