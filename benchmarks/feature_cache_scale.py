@@ -1,16 +1,18 @@
-"""Feature cache at catalog scale: images/s and bytes per image of the cache build, old layout vs new.
+"""Feature cache at catalog scale: images/s and bytes per image of the cache build.
 
 Builds the training feature cache (``mxt_sdk.training.feature_cache``) of the first ``--images``
 distinct photos of a catalog in SDK product JSONL (default: the Myntra catalog) with mxt-cpu's
 encoder (EfficientNet-Lite0, 224 px, frozen, one pass for both fusions), once per variant, into a
 fresh folder each time, and prints one table:
 
-* ``old layout``: the whole 7x7 map (mxt-cpu before ``grid: 3``), batch 32: what the cache held
-  before (float32 then: 256,001 bytes per image; float16 now);
-* ``grid 3``: mxt-cpu now, at batch sizes 32 and 64 and with 1 torch thread;
+* ``folded`` (mxt-cpu now: batch norms folded into the convolutions, ``mxt_timm.folding``) against
+  ``unfolded`` (the network as trained), batch 32, the two taking turns twice;
+* ``old layout``: the whole 7x7 map (mxt-cpu before ``grid: 3``): what the cache held before
+  (float32 then: 256,001 bytes per image; float16 now);
+* mxt-cpu now with 1 torch thread;
 * where the time goes: decoding + resizing alone (``ImageLoader.load``, 1 and 2 threads) and the
-  network alone (``encode_images`` on decoded pixels, fp32 channels-last, and bf16 autocast with its
-  largest difference to fp32).
+  network alone (``encode_images`` on decoded pixels, fp32 channels-last folded and unfolded, and bf16
+  autocast with its largest difference to fp32).
 
     python benchmarks/feature_cache_scale.py --images 300   # about 4 minutes on 2 busy cores
 """
@@ -64,6 +66,12 @@ def _model(grid: int | None) -> MXTModel:
     return Extractor(config, MXTModel(config.model)).model.eval()
 
 
+def _fold(model: MXTModel, fold: bool) -> MXTModel:
+    for encoder in model.encoders.values():
+        encoder.fold_batch_norms = fold
+    return model
+
+
 def _timed(work: Callable[[], object]) -> tuple[float, object]:
     started = time.perf_counter()
     result = work()
@@ -94,12 +102,13 @@ def _decode_rate(loader: ImageLoader, references: list[str], threads: int, batch
 
 @torch.no_grad()
 def _network(model: MXTModel, loader: ImageLoader, references: list[str], batch: int = 32) -> dict[str, float]:
-    """images/s of the network alone (fp32 channels-last, as the cache build runs it, and bf16
-    autocast) on pixels decoded beforehand, and bf16's largest difference to fp32 relative to the
-    largest fp32 feature."""
+    """images/s of the network alone (fp32 channels-last, as the cache build runs it, unfolded and
+    folded, and bf16 autocast) on pixels decoded beforehand, and bf16's largest difference to fp32
+    relative to the largest fp32 feature."""
     channels_last(model)
     batches = [channels_last_pixels(loader.load(references[i:i + batch])[0]) for i in range(0, len(references), batch)]
-    fp32_seconds, fp32 = _timed(lambda: [model.encode_images(b).features for b in batches])
+    unfolded_seconds, _ = _timed(lambda: [_fold(model, False).encode_images(b).features for b in batches])
+    fp32_seconds, fp32 = _timed(lambda: [_fold(model, True).encode_images(b).features for b in batches])
 
     def bf16():
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -107,7 +116,8 @@ def _network(model: MXTModel, loader: ImageLoader, references: list[str], batch:
     bf16_seconds, low = _timed(bf16)
     worst = max(float((l[kind].float() - f[kind]).abs().max() / f[kind].abs().max())
                 for l, f in zip(low, fp32) for kind in f)
-    return {"fp32_images_per_s": round(len(references) / fp32_seconds, 1),
+    return {"fp32_unfolded_images_per_s": round(len(references) / unfolded_seconds, 1),
+            "fp32_images_per_s": round(len(references) / fp32_seconds, 1),
             "bf16_images_per_s": round(sum(len(b.has_image) for b in batches[:2]) / bf16_seconds, 1),
             "bf16_largest_relative_difference": round(worst, 4)}
 
@@ -123,19 +133,23 @@ def main() -> None:
     old, new = _model(None), _model(3)
     loader = ImageLoader(new.preprocessing(), args.data, 50_000_000)
     _build(new, loader, references[:32], 32, threads)  # warm-up: first calls, the files into the page cache
-    rows = {
-        "old layout (7x7 map), batch 32": _build(old, loader, references, 32, threads),
-        "grid 3, batch 32": _build(new, loader, references, 32, threads),
-        "grid 3, batch 64": _build(new, loader, references, 64, threads),
-        "grid 3, batch 32, 1 torch thread": _build(new, loader, references, 32, 1),
-    }
+    rows = {}
+    for turn in (1, 2):
+        rows[f"grid 3, unfolded, turn {turn}"] = _build(_fold(new, False), loader, references, 32, threads)
+        rows[f"grid 3, folded (mxt-cpu), turn {turn}"] = _build(_fold(new, True), loader, references, 32, threads)
+    rows["old layout (7x7 map), folded"] = _build(old, loader, references, 32, threads)
+    rows["grid 3, folded, 1 torch thread"] = _build(new, loader, references, 32, 1)
     for name, row in rows.items():
         print(f"{name:<36} {row['images_per_s']:>7} images/s {row['bytes_per_image']:>8} bytes/image")
+    speedups = [rows[f"grid 3, folded (mxt-cpu), turn {t}"]["images_per_s"] / rows[f"grid 3, unfolded, turn {t}"]["images_per_s"]
+                for t in (1, 2)]
+    print("folded / unfolded cache build, per turn:", ", ".join(f"{r:.2f}x" for r in speedups))
     split = {"decode_images_per_s_1_thread": _decode_rate(loader, references, 1),
              "decode_images_per_s_2_threads": _decode_rate(loader, references, 2),
              **_network(new, loader, references[:128])}
     print("where the time goes:", json.dumps(split))
-    report({"machine": machine(), "images": len(references), "builds": rows, "split": split}, args.output)
+    report({"machine": machine(), "images": len(references), "builds": rows,
+            "folded_speedup_per_turn": [round(r, 3) for r in speedups], "split": split}, args.output)
 
 
 if __name__ == "__main__":

@@ -171,7 +171,8 @@ def test_compact_cache_of_a_grid_3_map_takes_under_32_kb_per_image(image_dir, tm
         full = model.encoders["regional"].net.forward_features(pixels.pixels["regional"])
         live = model.encode_images(pixels).features["regional"]
     pooled = torch.nn.functional.adaptive_avg_pool2d(full, 3).flatten(2).transpose(1, 2)
-    assert torch.allclose(live, pooled, atol=1e-5)  # what extraction sees is what training cached
+    # what extraction sees is what training cached (up to the rounding of the folded batch norms)
+    assert torch.allclose(live, pooled, atol=1e-4)
 
 
 def test_grid_needs_a_map():

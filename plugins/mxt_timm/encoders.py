@@ -13,6 +13,7 @@ from pydantic import Field, model_validator
 from mxt_sdk import ComponentOptions, ImageEncoder
 from mxt_sdk.errors import ConfigError
 
+from mxt_timm.folding import folded_copy
 from mxt_timm.packaged import load_packaged_weights
 from mxt_timm.weights import load_backbone_weights
 
@@ -74,11 +75,19 @@ class RegionalOptions(_MapOptions):
 
 
 class TimmEncoder(ImageEncoder):
-    """Any timm model: ``pool=True`` gives one vector per image, ``pool=False`` the spatial map."""
+    """Any timm model: ``pool=True`` gives one vector per image, ``pool=False`` the spatial map.
+
+    A frozen encoder runs a copy of its network with the batch norms folded into the convolutions
+    (:mod:`mxt_timm.folding`; same features up to float rounding, about 1.5x faster on CPU). The copy
+    is built on the first pass, rebuilt when the weights are loaded or move to another device, dtype or
+    memory format, and is never saved: the model folder keeps the network's own weights. Set
+    :attr:`fold_batch_norms` to False to run the network as it is.
+    """
 
     name = "timm"
     Options = TimmOptions
     example_options = {"model_name": "test_resnet", "image_size": 64}
+    fold_batch_norms: bool = True
 
     def __init__(self, options: _EncoderOptions, *, saved: Mapping[str, Any] | None = None):
         super().__init__(options, saved=saved)
@@ -94,6 +103,8 @@ class TimmEncoder(ImageEncoder):
         if options.frozen:
             self.net.requires_grad_(False)
             self.net.eval()
+        self._folded: tuple[tuple, torch.nn.Module | None] | None = None  # (key of the weights it copies, copy)
+        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_folded", None))
 
     @staticmethod
     def _pools(options: _EncoderOptions) -> bool:
@@ -136,14 +147,36 @@ class TimmEncoder(ImageEncoder):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.options.frozen):
+            net = self._running_net(pixels)
             if self.output == "global":
-                return self.net(pixels)
-            return self._regions(self.net.forward_features(pixels))
+                return net(pixels)
+            return self._regions(net.forward_features(pixels))
 
     def encode_both(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.options.frozen):
-            features = self.net.forward_features(pixels)
-            return self.net.forward_head(features, pre_logits=True), self._regions(features)
+            net = self._running_net(pixels)
+            features = net.forward_features(pixels)
+            return net.forward_head(features, pre_logits=True), self._regions(features)
+
+    def _running_net(self, pixels: torch.Tensor) -> torch.nn.Module:
+        """The network a pass runs: the folded copy for a frozen encoder (built here when missing or
+        stale), the network itself otherwise or where folding does not apply."""
+        if not (self.options.frozen and self.fold_batch_norms) or self.net.training:
+            return self.net
+        weight = next(self.net.parameters())
+        key = (weight.device, weight.dtype, self._layout(), weight._version)
+        if self._folded is None or self._folded[0] != key:
+            example = torch.randn((1, *pixels.shape[1:]), generator=torch.Generator().manual_seed(0))
+            example = example.to(device=pixels.device, dtype=pixels.dtype)
+            with torch.inference_mode(False), torch.no_grad():  # a copy of plain tensors, even when built in
+                self._folded = (key, folded_copy(self.net, example))  # inference mode
+        return self._folded[1] or self.net
+
+    def _layout(self) -> bool:
+        """Whether the network's first 4-d weight is channels-last (the folded copy keeps that layout)."""
+        weight = next((p for p in self.net.parameters() if p.dim() == 4), None)
+        return weight is not None and weight.is_contiguous(memory_format=torch.channels_last) \
+            and not weight.is_contiguous()
 
     def _regions(self, features: torch.Tensor) -> torch.Tensor:
         """``[B, R, C]`` regions of the backbone's output: its map ``[B, C, h, w]`` as ``h*w`` regions,
