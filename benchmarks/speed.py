@@ -69,8 +69,9 @@ MODEL = {
     "generator": {"name": "t5", "options": {
         "tokenizer": "unigram", "tokenizer_vocab_size": 32128, "d_model": 512, "d_ff": 2048,
         "num_layers": 6, "num_heads": 8, "dropout_rate": 0.0}},
-    "global_encoder": {"name": "resnet152", "options": {"image_size": 224}},
-    "regional_encoder": {"name": "xception", "options": {"image_size": 299}},
+    # frozen like the paper's pretrained encoders (random weights stand in): batch norms folded, no gradients
+    "global_encoder": {"name": "resnet152", "options": {"image_size": 224, "freeze": True}},
+    "regional_encoder": {"name": "xception", "options": {"image_size": 299, "freeze": True}},
     "fusions": [{"name": "mag", "options": {"dropout": 0.0}}, {"name": "xattn", "options": {"dropout": 0.0}}],
     "max_input_tokens": 512,
 }

@@ -47,7 +47,8 @@ class ModelConfig(_Section):
 
     ``global_encoder`` feeds fusions whose ``image_input`` is ``"global"`` (MAG, concat);
     ``regional_encoder`` feeds those that take ``"regional"`` maps (cross-attention). No encoders and
-    no fusions is the text-only model.
+    no fusions is the text-only model; with no fusions, a ``global_encoder`` alone is allowed: the
+    generator reads text only and the pooled vector serves the image prior (``training.image_prior``).
     """
 
     generator: ComponentSpec

@@ -45,6 +45,23 @@ def test_text_only_builds_a_model_without_encoders():
     assert not model.uses_images and len(model.encoders) == 0 and _fusions(config) == []
 
 
+def test_text_only_prior_keeps_only_the_pooled_encoder_for_the_prior():
+    config = variant_config("text-only-prior", "mxt-cpu")
+    base = load_config("mxt-cpu")
+    assert _fusions(config) == [] and config.model.regional_encoder is None
+    assert config.model.global_encoder == base.model.global_encoder
+    assert config.training.image_prior == base.training.image_prior and config.extraction == base.extraction
+    model = MXTModel(config.model)
+    assert set(model.encoders) == {"global"} and model.uses_images
+    only_map = load_config("mxt-cpu").model_dump()
+    only_map["model"]["global_encoder"] = None
+    only_map["model"]["fusions"] = [{"name": "xattn", "options": {"heads": 4}}]
+    pooled = variant_config("text-only-prior", only_map).model.global_encoder  # the map's network, pooled
+    assert pooled.options["pool"] is True and "grid" not in pooled.options
+    with pytest.raises(ConfigError, match="text-only-prior"):
+        variant_config("text-only-prior", "tiny-cpu")
+
+
 def test_the_prior_and_chooser_variants_take_out_exactly_those_parts():
     base = load_config("mxt-cpu")
     no_prior = variant_config("mxt-no-prior", "mxt-cpu")
@@ -152,7 +169,14 @@ def test_ablation_writes_each_variant_and_the_table(ablation):
     assert [row.split(" | ")[0] for row in improvement_rows[1:]] == ["| mxt", "| broken", "| text-only"]
     assert improvement_rows[3] == "| text-only | reference | reference | reference |"
     assert "## How answers were decided" in table and "## What each variant has" in table
-    assert f"- text-only: {VARIANTS['text-only'].description}" in table
+    section = table.split("## What each variant has")[1].split("\n## ")[0]
+    rows = {line.split(" | ")[0][2:]: line for line in section.splitlines() if line.startswith("| ")}
+    assert rows["variant"] == ("| variant | generator | fusions | known-value chooser | span binding | image prior "
+                               "| description |")
+    assert rows["text-only"].startswith("| text-only | t5 | none | ")
+    assert rows["text-only"].endswith(f" | off | {VARIANTS['text-only'].description} |")
+    assert rows["mxt"].startswith("| mxt | t5 | mag, xattn | ")
+    assert rows["broken"].startswith("| broken | t5 | no-such-fusion | off | off | off | ")  # its config, as asked
 
 
 def test_table_numbers_equal_the_reports(ablation):

@@ -228,3 +228,25 @@ def test_a_catalog_without_photos_trains_to_the_end_without_a_prior(tmp_path, ca
     assert result.steps == 1 and extractor.image_prior is None
     assert not (tmp_path / "model" / WEIGHTS_FILE).exists()
     assert "No training product has a photo" in caplog.text
+
+
+def test_a_text_only_generator_fits_and_uses_a_prior_on_its_global_encoder_alone(tmp_path):
+    """The ablation's text-only-prior: no fusion reads the photo, so answers move only through the prior."""
+    catalog = write_catalog(tmp_path / "catalog", train_size=12, test_size=4, image_size=48)
+    config = _prior_config(frozen=True)
+    config["model"].update(regional_encoder=None, fusions=[])
+    extractor = Extractor.from_config(config)
+    assert set(extractor.model.encoders) == {"global"} and extractor.image_prior_in_use is False  # not fitted yet
+    extractor.fit(catalog["train"], output_dir=tmp_path / "model", max_steps=2)
+    loaded = Extractor.from_pretrained(tmp_path / "model")
+    assert loaded.image_prior is not None and loaded.image_prior_in_use
+    products = [Product.model_validate_json(line) for line in catalog["test"].read_text().splitlines()]
+    root = catalog["test"].parent
+    with_prior = loaded.extract(products, image_root=root)
+    loaded.config.extraction.image_prior_weight = 0.0
+    without = loaded.extract(products, image_root=root)
+    blind = loaded.extract([p.model_copy(update={"image": None}) for p in products], image_root=root)
+    assert all(p.error is None for p in with_prior)
+    # at weight 0 the photo changes nothing: the generator reads text only
+    assert [(p.value, p.confidence) for p in without] == [(p.value, p.confidence) for p in blind]
+    assert [p.confidence for p in with_prior] != [p.confidence for p in without]

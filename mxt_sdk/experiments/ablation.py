@@ -31,7 +31,7 @@ from mxt_sdk.plugins import manager
 from mxt_sdk.storage import write_json, write_text
 
 __all__ = ["Variant", "VARIANTS", "DEFAULT_VARIANTS", "AblationData", "VariantRun", "get_variant",
-           "variant_config", "describe_data", "fit_budgeted", "train_and_evaluate", "run_ablation"]
+           "variant_config", "components", "describe_data", "fit_budgeted", "train_and_evaluate", "run_ablation"]
 
 log = logging.getLogger("mxt_sdk.ablation")
 
@@ -86,6 +86,25 @@ def _text_only(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def _text_only_with_prior(config: dict[str, Any]) -> dict[str, Any]:
+    """Text-only generator; the config's global image features (the regional encoder's pooled pass when
+    the two slots share a network) kept for the image prior alone."""
+    model = config["model"]
+    encoder = model["global_encoder"] or model["regional_encoder"]
+    if encoder is None or config["training"]["image_prior"] is None:
+        raise ConfigError("Variant 'text-only-prior' needs a config with an image encoder and training.image_prior.")
+    encoder = copy.deepcopy(encoder)
+    if encoder["name"] == "timm":
+        options = encoder["options"] = dict(encoder.get("options") or {})
+        options.pop("grid", None)
+        options["pool"] = True
+    elif encoder["name"] == "xception":
+        raise ConfigError("Variant 'text-only-prior' needs a global (pooled) encoder; the config's only encoder is "
+                          "the regional 'xception'.")
+    model.update(global_encoder=encoder, regional_encoder=None, fusions=[])
+    return config
+
+
 def _without_prior(config: dict[str, Any]) -> dict[str, Any]:
     config["training"]["image_prior"] = None
     return config
@@ -116,6 +135,8 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("mxt-generated", "the config as given, every answer generated: no known-value or span chooser, "
                              "no image prior", _free_generation),
     Variant("text-only", "no image encoders and no fusions (so no image prior; the chooser stays)", _text_only),
+    Variant("text-only-prior", "text-only generator (no fusions) with the image prior on the config's frozen "
+                               "pooled image vector; the chooser stays", _text_only_with_prior),
     Variant("text-only-generated", "text-only, every answer generated: no known-value or span chooser",
             lambda config: _free_generation(_text_only(config))),
     Variant("per-type", "the config as given, one model per product type (steps split by examples)",
@@ -141,6 +162,22 @@ def variant_config(name: str, base: str | Path | dict[str, Any] | MXTConfig) -> 
     """The validated config of variant ``name`` built from ``base`` (path, built-in name, dict, config)."""
     variant = get_variant(name)
     return load_config(variant.transform(copy.deepcopy(load_config(base).model_dump())))
+
+
+def components(config: MXTConfig) -> dict[str, str]:
+    """What decides a variant's answers, for the ablation table: the generator, the fusions that read the
+    photo, the known-value chooser, the span binding and the image prior (as configured: a prior is only
+    fitted where the training products have photos)."""
+    extraction, model = config.extraction, config.model
+    has_prior = config.training.image_prior is not None and (model.global_encoder or model.regional_encoder)
+    return {
+        "generator": model.generator.name,
+        "fusions": ", ".join(f.name for f in model.fusions) or "none",
+        "known-value chooser": f"<= {extraction.choose_among_known} values" if extraction.choose_among_known else "off",
+        "span binding": f"pairs stating >= {extraction.choose_text_span:.0%}"
+                        if extraction.choose_text_span is not None else "off",
+        "image prior": "on" if has_prior and extraction.choose_among_known else "off",
+    }
 
 
 # --------------------------------------------------------------------------- one variant
@@ -202,6 +239,7 @@ def _run_one(name: str, base: MXTConfig, data: AblationData, output: Path, steps
     try:
         config = variant_config(name, base)
         entry["config"] = config.model_dump(mode="json")["model"]
+        entry["components"] = components(config)
         run = train_and_evaluate(config, data, folder / "model", folder / "report.json", steps=steps,
                                  max_seconds=max_seconds, seed=seed, per_type=variant.per_type, precision=precision)
     except Exception as exc:  # noqa: BLE001 -- one variant's failure must not lose the others

@@ -204,9 +204,15 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {name} | " + " | ".join(
                 f"{parts[s]['correct']} / {parts[s]['support']}" if s in parts else "-" for s in slices) + " |")
     descriptions = result["settings"].get("descriptions", {})
-    if descriptions:
-        lines += ["", "## What each variant has", "", *[f"- {name}: {descriptions[name]}" for name in names
-                                                        if name in descriptions]]
+    parts = {name: result["variants"][name].get("components") for name in names}
+    columns = list(next((p for p in parts.values() if p), {}))
+    if descriptions or columns:
+        lines += ["", "## What each variant has", "", "| variant | " + " | ".join(columns + ["description"]) + " |",
+                  "|---" * (len(columns) + 2) + "|"]
+        for name in names:
+            have = parts[name] or {}
+            lines.append(f"| {name} | " + " | ".join([have.get(c, "-") for c in columns] +
+                                                     [descriptions.get(name, "")]) + " |")
     lines += ["", "## Attributes by test support", ""]
     lines += [f"{i}. {a['attribute']} (support {a['support']}, {a['pairs']} pairs)"
               for i, a in enumerate(table["attributes"][:max(ks, default=0)], 1)]

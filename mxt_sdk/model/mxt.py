@@ -89,6 +89,8 @@ class MXTModel(torch.nn.Module):
                               "so the generator option prompt_layout (positions within one prompt) cannot apply; "
                               "set prompt_layout: 0 or context_encoding: per_question.")
         consumed = {f.image_input for f in (*self.embedding_fusions, *self.encoder_fusions)}
+        if not config.fusions:
+            consumed.add("global")  # a text-only generator may keep a global encoder for the image prior alone
         for kind in self.feature_kinds - consumed:
             slot = next(s for s, out in ENCODER_SLOTS.items() if out == kind)
             raise ConfigError(
