@@ -4,8 +4,10 @@ Run from the repository root (not a test; about 5 minutes on 2 idle CPU cores)::
 
     python benchmarks/serve_load.py --model /tmp/serve-model --rounds 2 --output serve-results/serve_load.json
 
-Unless ``--model`` names an existing model folder it trains tiny-cpu for ``--train-steps`` steps on the
-synthetic catalog first (and saves it there), so the answers are real ones (not argmax ties of noise).
+Unless ``--model`` names an existing model folder it trains ``--config`` (default ``mxt-cpu``, the
+configuration users get: known-value chooser, span binding and image prior included) for
+``--train-steps`` steps on the synthetic catalog first (and saves it there), so the answers are real
+ones (not argmax ties of noise).
 Then, against two ``mxt serve`` processes on 127.0.0.1 (same code and model): micro-batching on
 (``--max-batch-size 32 --max-wait-ms 5``) and off (``--max-batch-size 1``: one request per engine
 call), each with the server's defaults otherwise (``--workers 2``) plus ``--on-options`` /
@@ -35,6 +37,7 @@ import asyncio
 import json
 import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -48,7 +51,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import httpx  # noqa: E402  (mxt_sdk is imported where needed: the probe process starts without torch)
 
-ROOT = Path(__file__).resolve().parents[1]
 MODES = {"batching on": ["--max-batch-size", "32", "--max-wait-ms", "5"],
          "batching off": ["--max-batch-size", "1", "--max-wait-ms", "0"]}
 
@@ -278,23 +280,28 @@ def scrape(url: str, name: str) -> float | None:
 
 def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, list[dict[str, Any]], Path]:
     """The model folder (trained here unless given), the test products and their image folder."""
-    from mxt_sdk import Extractor
     from mxt_sdk.experiments.synthetic import write_catalog
-    catalog = write_catalog(work / "catalog", train_size=1000, test_size=args.products, seed=0)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from measure import train_on_synthetic
+    model = Path(args.model) if args.model else work / "trained" / "model"
+    if not args.model or not model.exists():
+        trained, catalog = train_on_synthetic(work / "trained", args.config, steps=args.train_steps,
+                                              train_size=1000, test_size=args.products)
+        if trained != model:
+            shutil.copytree(trained, model)
+    else:
+        catalog = write_catalog(work / "catalog", train_size=1000, test_size=args.products, seed=0)
     products = [json.loads(line) for line in catalog["test"].read_text().splitlines()]
     products = [{k: v for k, v in p.items() if k != "attributes"} for p in products]
-    model = Path(args.model) if args.model else work / "model"
-    if not args.model or not model.exists():
-        extractor = Extractor.from_config(ROOT / "configs" / "tiny-cpu.yaml")
-        extractor.fit(catalog["train"], output_dir=work / "run", max_steps=args.train_steps)
-        extractor.save_pretrained(model)
     return model, products, catalog["test"].parent
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="A model folder; trained here (tiny-cpu on the synthetic catalog) and "
+    parser.add_argument("--model", help="A model folder; trained here (--config on the synthetic catalog) and "
                                         "saved there when it does not exist yet.")
+    parser.add_argument("--config", default="mxt-cpu",  # measure.SHIPPED_CONFIG (measure imports torch)
+                        help="configuration trained when --model does not exist")
     parser.add_argument("--train-steps", type=int, default=150)
     parser.add_argument("--products", type=int, default=64, help="Distinct test products, cycled.")
     parser.add_argument("--concurrency", default="1,8,32")

@@ -22,6 +22,10 @@ resnet152@224 (MAG) and xception@299 (cross-attention):
   bf16 and int8. Its answers are those of another model (the question is read apart), so they are compared
   with its own fp32, not with B2.
 
+- **shipped**: ``mxt-cpu``, the configuration users get, trained ``--shipped-steps`` steps on the synthetic
+  catalog, timed in fp32 with its decoding as shipped (known-value chooser, span binding, image prior)
+  against free generation on the same model, so the chooser's cost is in the figures.
+
 ``--attributes`` asks K of the 30 attribute names of every product (10 and 30 in issue 30's targets).
 
 All runs use the same weights, prompts, truncation and ``max_new_tokens``, so answers can be compared
@@ -51,7 +55,7 @@ from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 from transformers.modeling_outputs import BaseModelOutput  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import PeakMemory, machine, matmul_gflops  # noqa: E402
+from measure import SHIPPED_CONFIG, PeakMemory, machine, matmul_gflops, train_on_synthetic  # noqa: E402
 
 from mxt_sdk import Extractor, Product  # noqa: E402
 from mxt_sdk.images.batching import ImageLoader, pad_batch, truncate  # noqa: E402
@@ -333,6 +337,48 @@ def trained_agreement(folder: Path, steps: int, seed: int, context_encoding: str
             **{f"{d} vs fp32": agreement(values[d], values["fp32"]) for d in DTYPES if d != "fp32"}}
 
 
+def shipped_cost(folder: Path, steps: int, seed: int, rounds: int = 2) -> dict[str, Any]:
+    """The configuration users get (``mxt-cpu``), trained ``steps`` steps on the synthetic catalog: extraction
+    samples/s (fp32) with its decoding as shipped (known-value chooser, span binding, image prior) against
+    free generation on the same model (chooser and binding off, so no prior), the two taking turns ``rounds``
+    times; answers per path and accuracy of each."""
+    from collections import Counter
+
+    from mxt_sdk.data.readers import load_products
+
+    print(f"Training {SHIPPED_CONFIG} for {steps} steps on the synthetic catalog (the shipped decoding's cost) ...",
+          flush=True)
+    model, catalog = train_on_synthetic(folder / "shipped", SHIPPED_CONFIG, steps=steps, train_size=1500,
+                                        test_size=200, seed=seed)
+    extractor = Extractor.from_pretrained(model)
+    shipped = extractor.config.extraction.model_copy()
+    test = [p for p in load_products(catalog["test"], "test") if p.attributes]
+    gold = [v for p in test for v in p.attributes.values()]
+    ways = {"as shipped": shipped, "free generation": shipped.model_copy(update={"choose_among_known": 0,
+                                                                                 "choose_text_span": None})}
+    seconds: dict[str, list[float]] = {name: [] for name in ways}
+    answers: dict[str, list] = {}
+    for turn in range(rounds):
+        for name in (ways if turn % 2 == 0 else reversed(list(ways))):
+            extractor.config.extraction = ways[name].model_copy()
+            started = time.perf_counter()
+            answers[name] = extractor.extract(test, lambda p: list(p.attributes), dtype="fp32",
+                                              image_root=catalog["test"].parent)
+            seconds[name].append(time.perf_counter() - started)
+    extractor.config.extraction = shipped
+    result: dict[str, Any] = {"config": SHIPPED_CONFIG, "train_steps": steps, "samples": len(gold), "ways": {}}
+    for name, predictions in answers.items():
+        best = min(seconds[name])
+        result["ways"][name] = {
+            "samples_per_second": len(gold) / best, "seconds": seconds[name],
+            "accuracy": sum((p.value or "").casefold() == (g or "").casefold() for p, g in zip(predictions, gold)) / len(gold),
+            "decided_by": dict(Counter(p.decided_by for p in predictions))}
+    ways_result = result["ways"]
+    result["shipped_over_free_seconds"] = (ways_result["free generation"]["samples_per_second"]
+                                           / ways_result["as shipped"]["samples_per_second"])
+    return result
+
+
 def report(results: dict[str, Any]) -> str:
     s = results["speed"]
     baselines = [name for name in ("B0", "B1", "B2") if name in s]
@@ -364,6 +410,13 @@ def report(results: dict[str, Any]) -> str:
         lines += [f"  trained {label} ({t['train_steps']} steps, {t['samples']} answers): "
                   + ", ".join(f"{d} vs fp32 {t[f'{d} vs fp32']:.1%}" for d in DTYPES if d != "fp32") + "; accuracy "
                   + ", ".join(f"{k} {v:.1%}" for k, v in t["accuracy"].items())]
+    if "shipped" in results:
+        t = results["shipped"]
+        lines += ["", f"{t['config']} (the shipped configuration) trained {t['train_steps']} steps, {t['samples']} "
+                      "answers on the synthetic test split, fp32 (best of the turns):"]
+        lines += [f"  {name:<16} {w['samples_per_second']:8.2f} samples/s, accuracy {w['accuracy']:.1%}, by path "
+                  f"{w['decided_by']}" for name, w in t["ways"].items()]
+        lines.append(f"  the shipped decoding takes {t['shipped_over_free_seconds']:.2f}x the time of free generation")
     return "\n".join(lines)
 
 
@@ -386,6 +439,8 @@ def main() -> None:
     parser.add_argument("--texts", type=Path, help="take the products' titles and descriptions from this product "
                         "file (e.g. ../shared/data/myntra/test.jsonl: catalog texts of real length)")
     parser.add_argument("--train-steps", type=int, default=300, help="0 skips the trained-model agreement")
+    parser.add_argument("--shipped-steps", type=int, default=100,
+                        help=f"train {SHIPPED_CONFIG} this many steps and time its shipped decoding (0 skips)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
@@ -403,6 +458,8 @@ def main() -> None:
         if args.train_steps:
             results["trained"] = trained_agreement(folder, args.train_steps, args.seed)
             results["trained_per_product"] = trained_agreement(folder, args.train_steps, args.seed, "per_product")
+        if args.shipped_steps:
+            results["shipped"] = shipped_cost(folder, args.shipped_steps, args.seed)
     text = report(results)
     print("\n" + text)
     if args.output:
