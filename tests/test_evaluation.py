@@ -91,6 +91,10 @@ def test_report_numbers_equal_a_recomputation_from_the_predictions_file(tmp_path
     for path, n in paths["overall"].items():
         assert n["correct"] == sum(r["correct"] for r in rows if r["decided_by"] == path)
         assert n["answers"] == sum(p[path]["answers"] for p in paths["by_pair"].values() if path in p)
+        accepted = [r for r in rows if r["decided_by"] == path and r["value"] is not None
+                    and extractor.thresholds.accepts(r["product_type"], r["attribute"], r["confidence"])]
+        assert (n["accepted"], n["accepted_correct"]) == (len(accepted), sum(r["correct"] for r in accepted))
+        assert n["precision"] == (n["accepted_correct"] / n["accepted"] if accepted else None)
     assert "| decided by |" in (tmp_path / "eval" / "report.md").read_text()
     assert "id='paths'" in (tmp_path / "eval" / "report.html").read_text()
     assert list((tmp_path / "eval").glob("report.pr-*.png"))

@@ -76,8 +76,11 @@ def _headline(report: Mapping[str, Any]) -> str:
     slices = ["<tr><th>slice</th><th>support</th><th>correct</th><th>accuracy</th></tr>"]
     slices += [f"<tr><td>{_e(name)}</td><td>{s['support']}</td><td>{s['correct']}</td>"
                f"<td>{_number(s['accuracy'])}</td></tr>" for name, s in report["slices"].items()]
-    paths = ["<tr><th>decided by</th><th>answers</th><th>with a stated gold</th><th>correct</th></tr>"]
-    paths += [f"<tr><td>{_e(path)}</td><td>{n['answers']}</td><td>{n['stated']}</td><td>{n['correct']}</td></tr>"
+    paths = ["<tr><th>decided by</th><th>answers</th><th>with a stated gold</th><th>correct</th>"
+             "<th>accepted values</th><th>precision of those</th></tr>"]
+    paths += [f"<tr><td>{_e(path)}</td><td>{n['answers']}</td><td>{n['stated']}</td><td>{n['correct']}</td>"
+              f"<td>{n.get('accepted', '-')}</td>"
+              f"<td>{'-' if n.get('precision') is None else format(n['precision'], '.3f')}</td></tr>"
               for path, n in report.get("decided_by", {}).get("overall", {}).items()]
     return (f"<p>{report['rows']} labelled (product, attribute) rows; {report['errors']} with an error, "
             f"{report['truncated']} answers cut at the token limit.</p>"

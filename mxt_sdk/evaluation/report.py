@@ -117,18 +117,26 @@ def novelty_slices(rows: list[dict[str, Any]], thresholds: Thresholds) -> dict[s
     }
 
 
-def decision_paths(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def decision_paths(rows: list[dict[str, Any]], thresholds: Thresholds) -> dict[str, Any]:
     """Answers per path that decided them (``Prediction.decided_by``; error rows left out), with how many
-    were correct where a gold value is stated: over all rows and per (product type, attribute)."""
-    def count(selected: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
-        paths: dict[str, dict[str, int]] = {}
+    were correct where a gold value is stated, and the precision of the values each path gave that pass
+    their pair's threshold (a value where no gold is stated counts as wrong, as in micro precision): over
+    all rows and per (product type, attribute)."""
+    def count(selected: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        paths: dict[str, dict[str, Any]] = {}
         for row in selected:
             if row.get("decided_by") is None:
                 continue
-            entry = paths.setdefault(row["decided_by"], {"answers": 0, "stated": 0, "correct": 0})
+            entry = paths.setdefault(row["decided_by"], {"answers": 0, "stated": 0, "correct": 0,
+                                                         "accepted": 0, "accepted_correct": 0})
             entry["answers"] += 1
             entry["stated"] += row["gold"] is not None
             entry["correct"] += bool(row["gold"] is not None and row["correct"])
+            if row["value"] is not None and thresholds.accepts(row["product_type"], row["attribute"], row["confidence"]):
+                entry["accepted"] += 1
+                entry["accepted_correct"] += bool(row["correct"])
+        for entry in paths.values():
+            entry["precision"] = entry["accepted_correct"] / entry["accepted"] if entry["accepted"] else None
         return dict(sorted(paths.items()))
 
     by_pair: dict[str, list[dict[str, Any]]] = {}
@@ -165,7 +173,7 @@ def build_report(rows: list[dict[str, Any]], thresholds: Thresholds, precision: 
                   for p in pairs],
         **micro_macro(pairs, by_pair),
         "unstated_pairs": unstated_pairs(pairs, by_pair),
-        "decided_by": decision_paths(rows),
+        "decided_by": decision_paths(rows, thresholds),
         "slices": slices,
         "seen_and_written": novelty_slices(rows, thresholds),
         "value_absent_accuracy_by_attribute": {
@@ -195,9 +203,12 @@ def markdown(report: dict[str, Any], top: int = 20) -> str:
               "|---|---|---|---|"]
     for name, s in report["seen_and_written"]["overall"].items():
         lines.append(f"| {name.replace('_', ' and ')} | {s['support']} | {s['correct']} | {s['accuracy']:.3f} |")
-    lines += ["", "| decided by | answers | with a stated gold | correct |", "|---|---|---|---|"]
+    lines += ["", "| decided by | answers | with a stated gold | correct | accepted values | precision of those |",
+              "|---|---|---|---|---|---|"]
     for path, n in report["decided_by"]["overall"].items():
-        lines.append(f"| {path} | {n['answers']} | {n['stated']} | {n['correct']} |")
+        precision = "-" if n.get("precision") is None else f"{n['precision']:.3f}"
+        lines.append(f"| {path} | {n['answers']} | {n['stated']} | {n['correct']} | {n.get('accepted', '-')} | "
+                     f"{precision} |")
     lines += ["", f"| product type | attribute | support | P | R | F1 | recall@{p:.0%}P | threshold@P |",
               "|---|---|---|---|---|---|---|---|"]
     for m in report["pairs"][:top]:
