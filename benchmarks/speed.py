@@ -380,6 +380,8 @@ def shipped_cost(folder: Path, steps: int, seed: int, rounds: int = 2) -> dict[s
 
 
 def report(results: dict[str, Any]) -> str:
+    if "speed" not in results:  # --shipped-only
+        return _shipped_lines(results["shipped"])
     s = results["speed"]
     baselines = [name for name in ("B0", "B1", "B2") if name in s]
 
@@ -411,12 +413,16 @@ def report(results: dict[str, Any]) -> str:
                   + ", ".join(f"{d} vs fp32 {t[f'{d} vs fp32']:.1%}" for d in DTYPES if d != "fp32") + "; accuracy "
                   + ", ".join(f"{k} {v:.1%}" for k, v in t["accuracy"].items())]
     if "shipped" in results:
-        t = results["shipped"]
-        lines += ["", f"{t['config']} (the shipped configuration) trained {t['train_steps']} steps, {t['samples']} "
-                      "answers on the synthetic test split, fp32 (best of the turns):"]
-        lines += [f"  {name:<16} {w['samples_per_second']:8.2f} samples/s, accuracy {w['accuracy']:.1%}, by path "
-                  f"{w['decided_by']}" for name, w in t["ways"].items()]
-        lines.append(f"  the shipped decoding takes {t['shipped_over_free_seconds']:.2f}x the time of free generation")
+        lines += ["", _shipped_lines(results["shipped"])]
+    return "\n".join(lines)
+
+
+def _shipped_lines(t: dict[str, Any]) -> str:
+    lines = [f"{t['config']} (the shipped configuration) trained {t['train_steps']} steps, {t['samples']} answers on "
+             "the synthetic test split, fp32 (best of the turns):"]
+    lines += [f"  {name:<16} {w['samples_per_second']:8.2f} samples/s, accuracy {w['accuracy']:.1%}, by path "
+              f"{w['decided_by']}" for name, w in t["ways"].items()]
+    lines.append(f"  the shipped decoding takes {t['shipped_over_free_seconds']:.2f}x the time of free generation")
     return "\n".join(lines)
 
 
@@ -441,6 +447,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=300, help="0 skips the trained-model agreement")
     parser.add_argument("--shipped-steps", type=int, default=100,
                         help=f"train {SHIPPED_CONFIG} this many steps and time its shipped decoding (0 skips)")
+    parser.add_argument("--shipped-only", action="store_true", help="only the shipped configuration's decoding cost")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, help="write the results as JSON here")
     args = parser.parse_args()
@@ -451,6 +458,10 @@ def main() -> None:
                                                  "bf16": matmul_gflops(torch.bfloat16)}}
     with tempfile.TemporaryDirectory(prefix="mxt-speed-") as tmp:
         folder = Path(tmp)
+        if args.shipped_only:
+            results["shipped"] = shipped_cost(folder, args.shipped_steps or 150, args.seed)
+            _write(results, args.output)
+            return
         texts = real_texts(args.texts, args.products) if args.texts else None
         products = write_products(folder / "data", args.products, args.seed, args.longest_words, texts)
         results["speed"] = speed(products, ATTRIBUTES[:args.attributes], folder / "data", args.batch_size,
@@ -460,12 +471,16 @@ def main() -> None:
             results["trained_per_product"] = trained_agreement(folder, args.train_steps, args.seed, "per_product")
         if args.shipped_steps:
             results["shipped"] = shipped_cost(folder, args.shipped_steps, args.seed)
+    _write(results, args.output)
+
+
+def _write(results: dict[str, Any], output: Path | None) -> None:
     text = report(results)
     print("\n" + text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(results, indent=2), encoding="utf-8")
-        args.output.with_suffix(".txt").write_text(text + "\n", encoding="utf-8")
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(results, indent=2), encoding="utf-8")
+        output.with_suffix(".txt").write_text(text + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":

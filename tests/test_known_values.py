@@ -1,6 +1,8 @@
 """Choosing among known values (extraction.choose_among_known): whole-answer scores and the engine rule."""
 from __future__ import annotations
 
+from copy import deepcopy
+
 import pytest
 import torch
 
@@ -29,6 +31,46 @@ def test_answer_logprobs_of_the_greedy_answer_are_greedy_scores(copy):
                 row[int(eos[0]) + 1:] = -100
         scores = generator.answer_logprobs(hidden, mask, labels, input_ids=input_ids)
     assert torch.allclose(scores, out.token_logprobs.sum(-1), atol=1e-4)
+
+
+@pytest.mark.parametrize("copy", [False, True])
+@pytest.mark.parametrize("context_encoding", ["per_question", "per_product"])
+def test_candidates_scored_on_shared_states_match_each_row_scored_alone(copy, context_encoding):
+    """The model hands the candidates' rows to the generator as shared states (projections once per
+    question's state); the scores are those of every candidate row decoded with its own copy of the states."""
+    torch.manual_seed(0)
+    _check_shared_scores(copy, context_encoding)
+
+
+def _check_shared_scores(copy: bool, context_encoding: str) -> None:
+    config = deepcopy(tiny_config(["mag"]))  # conftest's dicts are shared
+    config["model"]["generator"]["options"] = {**config["model"]["generator"]["options"], "copy_mechanism": copy}
+    config["model"]["context_encoding"] = context_encoding
+    model = Extractor.from_config(config).model.eval()
+    tokenizer = model.generator.tokenizer
+    prompts = tokenizer(["color? shirt red cotton tee", "size? shirt red cotton tee", "color? mug blue"],
+                        padding=True, return_tensors="pt")
+    images = model.image_features(None, None)
+    labels = tokenizer(["red", "blue", "dark green", "red", "large"], padding=True, return_tensors="pt")["input_ids"]
+    labels[labels == tokenizer.pad_token_id] = -100
+    example = torch.tensor([0, 0, 0, 1, 2])
+    features = _image_features(model, 3)
+    with torch.no_grad():
+        shared = model.answer_logprobs(prompts["input_ids"], prompts["attention_mask"], features, labels, example)
+        hidden, mask = model.encode_text(prompts["input_ids"], prompts["attention_mask"], features)
+        alone = model.generator.answer_logprobs(hidden[example], mask[example], labels,
+                                                input_ids=prompts["input_ids"][example])
+    assert images is None
+    assert torch.allclose(shared, alone, atol=1e-5)
+
+
+def _image_features(model, count: int):
+    from mxt_sdk.model.mxt import ImageFeatures
+
+    generator = torch.Generator().manual_seed(1)
+    dims = {kind: model.feature_dim(kind) for kind in model.feature_kinds}
+    return ImageFeatures({kind: torch.randn(count, dim, generator=generator) for kind, dim in dims.items()},
+                         torch.ones(count, dtype=torch.bool))
 
 
 def _extractor(values: dict[str, int], limit: int, fusions: tuple[str, ...] = ()) -> Extractor:

@@ -284,10 +284,19 @@ class MXTModel(torch.nn.Module):
                         images: ImagePixels | ImageFeatures | None, labels: torch.Tensor, example: torch.Tensor,
                         image_index: torch.Tensor | None = None) -> torch.Tensor:
         """Log-probability ``[R]`` of answer ``labels[r]`` for example ``example[r]`` (``R`` answers over
-        ``B`` examples: each example's prompt is encoded once, whatever its number of candidate answers)."""
-        hidden, mask = self.encode_text(input_ids, attention_mask, self.image_features(images, image_index),
-                                        image_index)
-        return self.generator.answer_logprobs(hidden[example], mask[example], labels, input_ids=input_ids[example])
+        ``B`` examples: each example's prompt is encoded once, whatever its number of candidate answers, and
+        the generator gets the rows as :class:`SharedStates` of the examples' states, so the decoder's
+        per-state projections run once per example, or once per product with ``per_product``)."""
+        features = self.image_features(images, image_index)
+        if self.per_product:
+            shared, mask = self._encode_per_product(input_ids, attention_mask, features, image_index)
+            shared = SharedStates(shared.states, shared.rows[example])
+        else:
+            hidden, mask = self.encode_text(input_ids, attention_mask, features)
+            positions = torch.arange(hidden.size(1), device=hidden.device)
+            shared = SharedStates(hidden.flatten(0, 1), example[:, None] * hidden.size(1) + positions)
+        return self.generator.answer_logprobs(shared.states[shared.rows], mask[example], labels,
+                                              input_ids=input_ids[example], shared=shared)
 
     def encode_text_in_groups(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                               images: ImageFeatures | None, rows: int) -> tuple[torch.Tensor, torch.Tensor]:

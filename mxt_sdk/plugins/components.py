@@ -233,10 +233,13 @@ class Generator(Component, torch.nn.Module, abc.ABC):
         return False
 
     def answer_logprobs(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
-                        labels: torch.Tensor, *, input_ids: torch.Tensor) -> torch.Tensor:
+                        labels: torch.Tensor, *, input_ids: torch.Tensor,
+                        shared: SharedStates | None = None) -> torch.Tensor:
         """Log-probability ``[B]`` of each whole answer ``labels [B, T]`` (-100 = padding), as :meth:`greedy`
         scores its own answers. Used to choose among known values (``extraction.choose_among_known``);
-        a generator that cannot score given answers keeps this default and refuses that setting."""
+        a generator that cannot score given answers keeps this default and refuses that setting.
+        ``shared`` (as in :meth:`greedy`): the rows' states gathered from fewer distinct states (the
+        candidates of one question share its prompt's), so per-state projections can run once."""
         raise ConfigError(f"generator {self.name!r} cannot score given answers: set "
                           "extraction.choose_among_known to 0 with it")
 

@@ -296,26 +296,37 @@ class T5Generator(T5Backbone):
         return loss
 
     def answer_logprobs(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor,
-                        labels: torch.Tensor, *, input_ids: torch.Tensor | None = None) -> torch.Tensor:
+                        labels: torch.Tensor, *, input_ids: torch.Tensor | None = None,
+                        shared: SharedStates | None = None) -> torch.Tensor:
+        """See :meth:`Generator.answer_logprobs`; with ``shared`` the decoder's cross-attention keys and values
+        and the copy head's keys are projected once per distinct state (:meth:`_prefill_cross_attention`)."""
         target = labels != -100
+        cache = None
+        if shared is not None:
+            cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+            self._prefill_cross_attention(cache, shared)
         if self.copy_head is None:
-            logits, _, _ = self._decode(encoder_hidden, attention_mask, self.model._shift_right(labels))
+            logits, _, _ = self._decode(encoder_hidden, attention_mask, self.model._shift_right(labels), cache)
             logprobs = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp_min(0)[..., None])[..., 0]
         else:
-            logprobs, _, _ = self._copy_token_logprobs(encoder_hidden, attention_mask, labels, input_ids)
+            logprobs, _, _ = self._copy_token_logprobs(encoder_hidden, attention_mask, labels, input_ids,
+                                                       cache=cache, shared=shared)
         return (logprobs * target).sum(-1)
 
     def _copy_token_logprobs(self, encoder_hidden: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
-                             input_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                             input_ids: torch.Tensor | None, *, cache=None,
+                             shared: SharedStates | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced log-probability ``[B, T]`` of each label token under the copy mixture, the switch's
-        log-probabilities and which prompt tokens may be copied."""
+        log-probabilities and which prompt tokens may be copied (``cache`` / ``shared``: see
+        :meth:`answer_logprobs`)."""
         encoder_text, copyable = self._copy_inputs(encoder_hidden, attention_mask, input_ids)
         decoder_input_ids = self.model._shift_right(labels)
-        logits, hidden, _ = self._decode(encoder_hidden, attention_mask, decoder_input_ids)
+        logits, hidden, _ = self._decode(encoder_hidden, attention_mask, decoder_input_ids, cache)
         vocab_logprobs = torch.log_softmax(logits, dim=-1)
+        keys = self._copy_keys(encoder_text, shared) if shared is not None else None
         attention, log_switch = self.copy_head.attend(hidden, self.embed(decoder_input_ids), encoder_text, copyable,
                                                       input_ids, self._answer_so_far(decoder_input_ids),
-                                                      self._inside_word(input_ids))
+                                                      self._inside_word(input_ids), keys=keys)
         logprobs = CopyHead.token_logprobs(vocab_logprobs, attention, log_switch, input_ids, labels.clamp_min(0))
         return logprobs, log_switch, copyable
 
