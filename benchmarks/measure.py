@@ -108,9 +108,9 @@ def report(result: dict[str, Any], output: Path | None) -> None:
 SHIPPED_CONFIG = "mxt-cpu"
 
 
-def train_on_synthetic(folder: Path, config: str = SHIPPED_CONFIG, steps: int = 100, train_size: int = 600,
+def train_on_synthetic(folder: Path, config: Any = SHIPPED_CONFIG, steps: int = 100, train_size: int = 600,
                        test_size: int = 64, seed: int = 0) -> tuple[Path, dict[str, Path]]:
-    """Train ``config`` for ``steps`` steps on the synthetic catalog written under ``folder/catalog`` and
+    """Train ``config`` (a built-in name, YAML path or ``MXTConfig``) for ``steps`` steps on the synthetic catalog written under ``folder/catalog`` and
     save it to ``folder/model``, so extraction runs everything the config turns on: the known-value chooser
     and the span binding need the training metadata, the image prior its fit. Returns the model folder and
     the catalog's paths (``train``, ``test``; images beside them)."""

@@ -20,6 +20,11 @@ bounded: ``--requests`` per run and ``--max-seconds`` per run, whichever comes f
 batch, and per answered request the engine's wall time, the server process's CPU time and the
 client process's CPU time.
 
+With ``--compare-layouts`` the two servers are instead the model (``context_encoding: per_product``, as
+``mxt-cpu`` ships) and the same configuration trained the same way in the paper's layout
+(``per_question``), both with micro-batching on: the throughput ratio is what encoding each product's
+context once buys a server.
+
 Every answer is compared with ``Extractor.extract`` on the same products, run in this process:
 *lost* = a request without a 200 answer (transport error, timeout, 5xx), *duplicated* = a (product,
 attribute) row answered more than once, *wrong* = a row whose fields differ from the reference
@@ -296,6 +301,19 @@ def prepare(args: argparse.Namespace, work: Path) -> tuple[Path, list[dict[str, 
     return model, products, catalog["test"].parent
 
 
+def paper_layout_model(args: argparse.Namespace, work: Path) -> Path:
+    """``--config`` trained as :func:`prepare` trains it (same catalog, steps and seed) but with
+    ``model.context_encoding: per_question``, the paper's layout."""
+    from mxt_sdk.config import load_config
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from measure import train_on_synthetic
+    config = load_config(args.config)
+    config.model.context_encoding = "per_question"
+    model, _ = train_on_synthetic(work / "trained-per-question", config, steps=args.train_steps, train_size=1000,
+                                  test_size=args.products)
+    return model
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="A model folder; trained here (--config on the synthetic catalog) and "
@@ -315,6 +333,9 @@ def main() -> None:
     parser.add_argument("--on-options", default="", help="More `mxt serve` options of the batching-on server, "
                                                          "e.g. '--workers 2'.")
     parser.add_argument("--off-options", default="", help="More `mxt serve` options of the batching-off server.")
+    parser.add_argument("--compare-layouts", action="store_true",
+                        help="Instead of batching on / off: the model (per_product, as mxt-cpu ships) against the same "
+                             "config trained with context_encoding: per_question, both with batching on.")
     parser.add_argument("--output", help="JSON file for the results.")
     parser.add_argument("--probe", help=argparse.SUPPRESS)  # internal: the probe process of the overload run
     parser.add_argument("--probe-product", help=argparse.SUPPRESS)
@@ -335,12 +356,21 @@ def main() -> None:
         # Both servers run at once and the modes alternate at each client count, in ABBA order over the
         # rounds, so a steady change in the machine's speed during the benchmark (it may be shared, or a
         # virtual machine whose CPU is taken by others) falls on both alike.
-        with Server(model, images, MODES["batching on"]) as on, Server(model, images, MODES["batching off"]) as off:
+        arms = {"batching on": (model, MODES["batching on"]), "batching off": (model, MODES["batching off"])}
+        if args.compare_layouts:  # the same config trained in the paper's layout, both served with batching on
+            arms = {"per_product": (model, MODES["batching on"]),
+                    "per_question": (paper_layout_model(args, Path(folder)), MODES["batching on"])}
+        references = {name: reference if arm_model == model else expected_rows(arm_model, products, images)
+                      for name, (arm_model, _) in arms.items()}
+        results["arms"] = list(arms)
+        (first, (first_model, first_options)), (second, (second_model, second_options)) = arms.items()
+        with Server(first_model, images, first_options) as one, Server(second_model, images, second_options) as two:
             for clients, round_ in ((c, r) for c in map(int, args.concurrency.split(",")) for r in range(args.rounds)):
-                modes = (("batching on", on), ("batching off", off))
-                for mode, server in modes if round_ % 2 == 0 else modes[::-1]:  # on, off, off, on, ...
+                modes = ((first, one), (second, two))
+                for mode, server in modes if round_ % 2 == 0 else modes[::-1]:  # A, B, B, A, ...
                     before, cpu_before, client_before = server.totals(), server.cpu_seconds(), time.process_time()
-                    run = asyncio.run(load(server.url, products, reference, clients, args.requests, args.max_seconds))
+                    run = asyncio.run(load(server.url, products, references[mode], clients, args.requests,
+                                           args.max_seconds))
                     client_cpu, cpu = time.process_time() - client_before, server.cpu_seconds() - cpu_before
                     products_run, batches, engine = (a - b for a, b in zip(server.totals(), before))
                     per_request = (lambda seconds: round(1000 * seconds / run["ok"], 1) if run["ok"] else None)
@@ -381,11 +411,12 @@ def report(results: dict[str, Any]) -> str:
                      f"| {run['server_cpu_ms_per_request']} | {run['client_cpu_ms_per_request']} | {run['lost']} "
                      f"| {run['duplicated']} | {run['wrong']} |")
     by = {(r["mode"], r["clients"], r["round"]): r["throughput_rps"] for r in results["runs"]}
+    first, second = results.get("arms", ["batching on", "batching off"])
     lines.append("")
     for clients, round_ in sorted({(r["clients"], r["round"]) for r in results["runs"]}):
-        on, off = by.get(("batching on", clients, round_)), by.get(("batching off", clients, round_))
-        if on and off:
-            lines.append(f"clients {clients}, round {round_}: batching on / off throughput = {on / off:.2f}x")
+        a, b = by.get((first, clients, round_)), by.get((second, clients, round_))
+        if a and b:
+            lines.append(f"clients {clients}, round {round_}: {first} / {second} throughput = {a / b:.2f}x")
     if "overload" not in results:
         return "\n".join(lines)
     storm, after = results["overload"]["storm"], results["overload"]["after"]
