@@ -365,7 +365,6 @@ def shipped_cost(folder: Path, steps: int, seed: int, rounds: int = 2) -> dict[s
             answers[name] = extractor.extract(test, lambda p: list(p.attributes), dtype="fp32",
                                               image_root=catalog["test"].parent)
             seconds[name].append(time.perf_counter() - started)
-    extractor.config.extraction = shipped
     result: dict[str, Any] = {"config": SHIPPED_CONFIG, "train_steps": steps, "samples": len(gold), "ways": {}}
     for name, predictions in answers.items():
         best = min(seconds[name])

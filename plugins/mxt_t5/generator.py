@@ -323,10 +323,10 @@ class T5Generator(T5Backbone):
         decoder_input_ids = self.model._shift_right(labels)
         logits, hidden, _ = self._decode(encoder_hidden, attention_mask, decoder_input_ids, cache)
         vocab_logprobs = torch.log_softmax(logits, dim=-1)
-        keys = self._copy_keys(encoder_text, shared) if shared is not None else None
         attention, log_switch = self.copy_head.attend(hidden, self.embed(decoder_input_ids), encoder_text, copyable,
                                                       input_ids, self._answer_so_far(decoder_input_ids),
-                                                      self._inside_word(input_ids), keys=keys)
+                                                      self._inside_word(input_ids),
+                                                      keys=self._copy_keys(encoder_text, shared))
         logprobs = CopyHead.token_logprobs(vocab_logprobs, attention, log_switch, input_ids, labels.clamp_min(0))
         return logprobs, log_switch, copyable
 
