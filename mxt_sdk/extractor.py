@@ -19,7 +19,7 @@ from mxt_sdk.errors import ConfigError, DataFileError, NotFittedError
 from mxt_sdk.evaluation import prior_weight
 from mxt_sdk.evaluation.metrics import group_by_pair
 from mxt_sdk.evaluation.prior_weight import PRIOR_WEIGHTS
-from mxt_sdk.evaluation.report import build_report, score, scored, write_report
+from mxt_sdk.evaluation.report import build_report, group_by_path, score, scored, write_report
 from mxt_sdk.images.fetch import UrlPolicy
 from mxt_sdk.evaluation.thresholds import (DEFAULT_MIN_SUPPORT, CallThresholds, ThresholdOverride, Thresholds,
                                            calibrate, calibration_summary)
@@ -270,7 +270,9 @@ class Extractor:
         """Set each (product type, attribute) threshold to reach ``precision`` on labelled ``data``
         (highest recall among thresholds that do). A pair with fewer than ``min_support`` labelled
         rows, and a pair missing from ``data``, gets the threshold of its attribute's pooled rows, or
-        of all rows (see :mod:`mxt_sdk.evaluation.thresholds`). Pairs that cannot reach the target
+        of all rows; each decision path (``Prediction.decided_by``) gets its own threshold per pair where
+        it has ``min_support`` rows, and pooled over the pairs as a floor elsewhere (see
+        :mod:`mxt_sdk.evaluation.thresholds`). Pairs that cannot reach the target
         accept nothing; they are listed with ``None`` in the result. Saved with :meth:`save_pretrained`.
 
         When the model's image prior is in use, the prior's weight is chosen first among
@@ -283,7 +285,9 @@ class Extractor:
         else:
             rows = self._score_products(products, root, batch_size)
         by_pair = group_by_pair((r["product_type"], r["attribute"], scored(r)) for r in rows)
-        self.thresholds = calibrate(by_pair, precision, default=self.thresholds.default, min_support=min_support)
+        by_path = group_by_path(rows)
+        self.thresholds = calibrate(by_pair, precision, default=self.thresholds.default, min_support=min_support,
+                                    rows_by_path=by_path)
         self.card.calibration = MeasuredFacts(data=data_ref(data, len(products)), target_precision=precision,
                                               figures=calibration_figures(self.calibration_summary()))
         return self.thresholds

@@ -83,11 +83,12 @@ class Prediction(BaseModel):
     ``value`` is ``None`` when the model answers that the attribute is not stated, or when the pair
     failed (then ``error`` says why). ``confidence`` is the model's probability of its own answer
     (see docs/architecture.md). ``accepted`` is ``confidence`` compared with the calibrated
-    threshold of the (product type, attribute) pair (a "not stated" answer, with no value, is never
+    threshold of the (product type, attribute) pair and the path that decided the answer (a "not stated" answer, with no value, is never
     accepted: there is nothing to write); ``threshold_source`` says which kind of
     threshold that is (``pair``: the pair's own; ``attribute`` / ``global``: pooled over the
-    attribute's / all calibration rows; ``default``: never calibrated; ``call``: given to the extraction
-    call as ``threshold=``). ``decided_by`` says which path answered (:data:`DecidedBy`; ``None`` on an
+    attribute's / all calibration rows; ``pair_path``: the pair's own for answers of this path; ``path``:
+    the path's own pooled over every pair, where it is stricter than the pair's; ``default``: never
+    calibrated; ``call``: given to the extraction call as ``threshold=``). ``decided_by`` says which path answered (:data:`DecidedBy`; ``None`` on an
     error row). ``novel`` marks a value
     outside the known vocabulary of the pair (a zero-shot value); ``in_text`` marks a value written
     in the product text. ``truncated`` marks an answer cut at the generation bound before its end
@@ -108,7 +109,7 @@ class Prediction(BaseModel):
     image_used: bool = False
     error: str | None = None
     truncated: bool = False
-    threshold_source: Literal["pair", "attribute", "global", "default", "call"] | None = None
+    threshold_source: Literal["pair", "attribute", "global", "default", "call", "pair_path", "path"] | None = None
     decided_by: DecidedBy | None = None
 
 

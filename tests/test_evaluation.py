@@ -56,6 +56,31 @@ def test_calibrate_marks_unreachable_pairs():
     assert Thresholds().accepts("shoe", "color", 0.6) and not Thresholds().accepts("shoe", "color", 0.4)
 
 
+def test_each_decision_path_gets_its_own_threshold_or_a_pooled_floor():
+    # one pair answered by two paths: generated answers are right from 0.6 up, the prior-moved ones only at 0.95
+    generated = [Scored("a", "a", 0.9), Scored("b", "b", 0.8), Scored("c", "c", 0.6), Scored("d", "x", 0.3)]
+    moved = [Scored("e", "e", 0.95), Scored("f", "x", 0.9), Scored("g", "x", 0.85)]
+    mug_moved = [Scored("h", "h", 0.9), Scored("i", "x", 0.7)]  # a second pair whose moved answers are few
+    mug_generated = [Scored("j", "j", 0.95), Scored("k", "k", 0.8), Scored("l", "l", 0.75)]
+    by_path = {("dress", "pattern", "generated"): generated, ("dress", "pattern", "known_value+image_prior"): moved,
+               ("mug", "pattern", "known_value+image_prior"): mug_moved, ("mug", "pattern", "generated"): mug_generated}
+    thresholds = calibrate({("dress", "pattern"): generated + moved, ("mug", "pattern"): mug_moved + mug_generated},
+                           0.9, min_support=3, rows_by_path=by_path)
+    # one threshold per pair would accept 0.9 for both paths (precision 6/7 over the pair's rows < 0.9: 0.95)
+    assert thresholds.lookup("dress", "pattern", "generated") == (0.6, "pair_path")
+    assert thresholds.lookup("dress", "pattern", "known_value+image_prior") == (0.95, "pair_path")
+    # the mug's moved answers (2 rows) fall back to the path pooled over both pairs, stricter than the mug's own
+    assert thresholds.paths["known_value+image_prior"].support == 5
+    assert thresholds.lookup("mug", "pattern", "known_value+image_prior") == (0.95, "path")
+    assert thresholds.lookup("mug", "pattern") == (0.75, "pair")  # no path: the pair's alone, as before
+    assert not thresholds.accepts("mug", "pattern", 0.9, "known_value+image_prior")
+    # prf honours a row's own threshold over the pair's
+    assert prf([Scored("a", "a", 0.7, threshold=0.8), Scored("b", "b", 0.7)], 0.5)["true_positives"] == 1
+    # files written before paths load and behave as before
+    old = Thresholds.model_validate({"pairs": {"dress\tpattern": 0.5}})
+    assert old.lookup("dress", "pattern", "span") == (0.5, "pair")
+
+
 def test_report_numbers_equal_a_recomputation_from_the_predictions_file(tmp_path):
     paths = write_catalog(tmp_path / "data", train_size=10, test_size=10, image_size=32)
     torch.manual_seed(0)

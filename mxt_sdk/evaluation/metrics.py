@@ -86,6 +86,9 @@ class Scored:
     gold: str | None
     confidence: float
     match: bool | None = None
+    #: this row's own threshold (e.g. its decision path's, :mod:`mxt_sdk.evaluation.thresholds`), which
+    #: :func:`prf` uses instead of the one it is given; None: that one
+    threshold: float | None = None
 
     @property
     def correct(self) -> bool:
@@ -122,11 +125,12 @@ def recall_at_precision(rows: Sequence[Scored], precision: float) -> tuple[float
 
 
 def prf(rows: Iterable[Scored], threshold: float) -> dict[str, float]:
-    """Precision, recall and F1 when accepting predictions with confidence >= ``threshold``."""
+    """Precision, recall and F1 when accepting predictions with confidence >= ``threshold`` (or the row's
+    own :attr:`Scored.threshold`)."""
     tp = fp = stated = 0
     for row in rows:
         stated += row.gold is not None
-        if row.predicted is not None and row.confidence >= threshold:
+        if row.predicted is not None and row.confidence >= (threshold if row.threshold is None else row.threshold):
             tp += row.correct
             fp += not row.correct
     precision = tp / (tp + fp) if tp + fp else 0.0

@@ -76,15 +76,33 @@ def score(products: Sequence[Product], predictions: Sequence[Prediction], metada
     return rows
 
 
-def scored(row: dict[str, Any]) -> Scored:
-    """A :func:`score` row as a :class:`Scored` carrying its ``correct`` decision."""
-    return Scored(row["value"], row["gold"], row["confidence"], row["correct"])
+def scored(row: dict[str, Any], thresholds: Thresholds | None = None) -> Scored:
+    """A :func:`score` row as a :class:`Scored` carrying its ``correct`` decision and, given
+    ``thresholds``, the threshold of its decision path where that differs from its pair's."""
+    own = None
+    if thresholds is not None and row.get("decided_by") is not None:
+        path = thresholds.threshold_for(row["product_type"], row["attribute"], row["decided_by"])
+        own = path if path != thresholds.threshold_for(row["product_type"], row["attribute"]) else None
+    return Scored(row["value"], row["gold"], row["confidence"], row["correct"], threshold=own)
+
+
+def group_by_path(rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], list[Scored]]:
+    """:func:`score` rows with a decision path as :class:`Scored`, grouped by (product type, attribute, path)."""
+    grouped: dict[tuple[str, str, str], list[Scored]] = {}
+    for row in rows:
+        if row.get("decided_by") is not None:
+            grouped.setdefault((row["product_type"], row["attribute"], row["decided_by"]), []).append(scored(row))
+    return grouped
+
+
+def _accepts(thresholds: Thresholds, row: dict[str, Any]) -> bool:
+    return thresholds.accepts(row["product_type"], row["attribute"], row["confidence"], row.get("decided_by"))
 
 
 def _slice(rows: list[dict[str, Any]], thresholds: Thresholds) -> dict[str, Any]:
     stated = [r for r in rows if r["gold"] is not None]
     correct = [r for r in stated if r["correct"]]
-    accepted = [r for r in correct if thresholds.accepts(r["product_type"], r["attribute"], r["confidence"])]
+    accepted = [r for r in correct if _accepts(thresholds, r)]
     n = len(stated)
     return {"support": n, "correct": len(correct), "accuracy": len(correct) / n if n else 0.0,
             "accepted_correct": len(accepted), "recall_at_thresholds": len(accepted) / n if n else 0.0}
@@ -132,7 +150,7 @@ def decision_paths(rows: list[dict[str, Any]], thresholds: Thresholds) -> dict[s
             entry["answers"] += 1
             entry["stated"] += row["gold"] is not None
             entry["correct"] += bool(row["gold"] is not None and row["correct"])
-            if row["value"] is not None and thresholds.accepts(row["product_type"], row["attribute"], row["confidence"]):
+            if row["value"] is not None and _accepts(thresholds, row):
                 entry["accepted"] += 1
                 entry["accepted_correct"] += bool(row["correct"])
         for entry in paths.values():
@@ -147,7 +165,7 @@ def decision_paths(rows: list[dict[str, Any]], thresholds: Thresholds) -> dict[s
 
 def build_report(rows: list[dict[str, Any]], thresholds: Thresholds, precision: float) -> dict[str, Any]:
     """Per-pair metrics, micro/macro averages and the slices (see :mod:`mxt_sdk.evaluation.metrics`)."""
-    by_pair = group_by_pair((r["product_type"], r["attribute"], scored(r)) for r in rows)
+    by_pair = group_by_pair((r["product_type"], r["attribute"], scored(r, thresholds)) for r in rows)
     pairs = sorted((pair_metrics(pt, attr, pair_rows, thresholds.threshold_for(pt, attr), precision)
                     for (pt, attr), pair_rows in by_pair.items()), key=lambda m: (-m.support, m.product_type, m.attribute))
     slices = {

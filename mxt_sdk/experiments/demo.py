@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,9 +101,9 @@ def _demo_config(variant: str, device: str = "auto") -> MXTConfig:
     return load_config(config)
 
 
-def _unseen_brands(rows: list[dict[str, Any]]) -> tuple[int, int]:
-    """(generated exactly, asked) over the test products whose brand training never saw."""
-    held_out = {brand.casefold() for brand in HELD_OUT_BRANDS}
+def _unseen_brands(rows: list[dict[str, Any]], brands: Sequence[str] = HELD_OUT_BRANDS) -> tuple[int, int]:
+    """(generated exactly, asked) over the test products whose brand training never saw (one of ``brands``)."""
+    held_out = {brand.casefold() for brand in brands}
     asked = [r for r in rows if r["attribute"] == "brand" and (r["gold"] or "").casefold() in held_out]
     return sum(bool(r["correct"]) for r in asked), len(asked)
 

@@ -15,6 +15,12 @@ title and description built from templates with brands, materials and filler. By
   made-up brand names (syllable strings, like a real catalog's long tail), and half of the test products carry a brand from a disjoint pool, never seen in training: a model
   can only get those right by copying them from the title.
 
+``layout="brands_anywhere"`` draws a harder catalog for the same question (benchmarks/unseen_brands.py): a
+dozen word-like training brands, each on about one product in twelve, so a model can answer every training
+brand from memory and never needs to copy one; the brand sits anywhere in the title ("Glazed Porcelain Coffee
+Mug from Harbor", "Women's Harbor Red Silk Dress", "Blue Canvas Backpack - Harbor") and is sometimes named
+again in the description; the unseen test brands are other such words.
+
 :func:`write_catalog` writes ``train.jsonl`` / ``test.jsonl`` in the SDK's product format and the
 images beside them, so the catalog flows through the same readers as real data.
 """
@@ -80,6 +86,13 @@ def _brand_pool(seed: int, count: int) -> list[str]:
 _POOL = _brand_pool(2024, 2100)
 TRAIN_BRANDS = [*BRANDS, *_POOL[::2][:1000]]
 HELD_OUT_BRANDS = [b for b in _POOL[1::2] if b not in TRAIN_BRANDS][:40]
+# layout "brands_anywhere": few word-like brands in training, other such words never seen in training at test
+WORD_BRANDS = ["Harbor", "Summit", "Meadow", "Cobalt", "Granite", "Willow", "Falcon", "Aspen", "Beacon", "Cedar",
+               "Maple", "Orchard"]
+HELD_OUT_WORD_BRANDS = ["Ironwood", "Juniper", "Larkspur", "Everly", "Thistle", "Bramble", "Copperfield", "Marlow",
+                        "Wrenfield", "Ashby", "Hollis", "Sparrowhill", "Fernly", "Ravenna", "Stonebrook", "Calloway",
+                        "Bexley", "Tamsin", "Oakridge", "Linden"]
+LAYOUTS = ("demo", "brands_anywhere")
 FILLERS = ["Machine washable.", "Imported.", "Ships in 2 days.", "Gift ready packaging.",
            "Easy returns.", "Designed in Portugal.", "Everyday essential.", "Limited edition."]
 NOUNS = {"t-shirt": "T-Shirt", "dress": "Dress", "shoe": "Pump", "mug": "Coffee Mug", "backpack": "Backpack"}
@@ -109,14 +122,27 @@ def _attributes(kind: str, rng: random.Random, held_out: bool) -> dict[str, str]
     return values
 
 
-def _text(kind: str, values: dict[str, str], rng: random.Random, color_in_text: bool) -> tuple[str, str]:
+def _text(kind: str, values: dict[str, str], rng: random.Random, color_in_text: bool,
+          layout: str = "demo") -> tuple[str, str]:
     brand = values["brand"]
     audience = rng.choice(["Women's", "Men's", "Unisex", ""])
     color = values["color"].title() if color_in_text else ""
-    words = [brand, audience, color, values["material"].title(), NOUNS[kind]]
-    title = " ".join(w for w in words if w)
-    description = " ".join(rng.sample(FILLERS, k=rng.randint(1, 3)))
-    return title, description
+    if layout == "demo":
+        title = " ".join(w for w in [brand, audience, color, values["material"].title(), NOUNS[kind]] if w)
+        return title, " ".join(rng.sample(FILLERS, k=rng.randint(1, 3)))
+    material = values["material"] if rng.random() < 0.5 else values["material"].title()
+    rest = [audience, color, material, NOUNS[kind]]
+    place = rng.randrange(5)
+    if place == 0:
+        words = [brand, *rest]
+    elif place == 1:
+        words = [audience, brand, color, material, NOUNS[kind]]
+    else:
+        words = [*rest, ["from", "by", "-"][place - 2], brand]
+    fillers = rng.sample(FILLERS, k=rng.randint(1, 2))
+    if rng.random() < 0.3:
+        fillers.insert(rng.randrange(len(fillers) + 1), f"Made by {brand}.")
+    return " ".join(w for w in words if w), " ".join(fillers)
 
 
 def _draw(kind: str, values: dict[str, str], rgb: tuple[int, int, int], size: int) -> Image.Image:
@@ -164,8 +190,13 @@ def _draw(kind: str, values: dict[str, str], rgb: tuple[int, int, int], size: in
     return image
 
 
-def generate(count: int, seed: int = 0, held_out: bool = False) -> list[SyntheticItem]:
-    """``count`` products (no images drawn yet); ``held_out`` mixes in zero-shot colours/materials."""
+def generate(count: int, seed: int = 0, held_out: bool = False, layout: str = "demo") -> list[SyntheticItem]:
+    """``count`` products (no images drawn yet); ``held_out`` mixes in zero-shot colours/materials and
+    unseen brands; ``layout``: one of :data:`LAYOUTS` (see the module docstring)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    train_brands, unseen_brands = ((TRAIN_BRANDS, HELD_OUT_BRANDS) if layout == "demo"
+                                   else (WORD_BRANDS, HELD_OUT_WORD_BRANDS))
     rng = random.Random(seed)
     brand_rng = random.Random(f"brands:{seed}")  # its own stream: the other values do not depend on it
     items = []
@@ -174,11 +205,11 @@ def generate(count: int, seed: int = 0, held_out: bool = False) -> list[Syntheti
         kind = kinds[index % len(kinds)]
         values = _attributes(kind, rng, held_out)
         unseen_brand = held_out and brand_rng.random() < 0.5
-        values["brand"] = brand_rng.choice(HELD_OUT_BRANDS if unseen_brand else TRAIN_BRANDS)
+        values["brand"] = brand_rng.choice(unseen_brands if unseen_brand else train_brands)
         is_held_out = values["color"] in (*HELD_OUT_COLORS, TYPE_HELD_OUT_COLORS[kind]) \
             or values["material"] in HELD_OUT_MATERIALS[kind]
         color_in_text = is_held_out or rng.random() < 0.5
-        title, description = _text(kind, values, rng, color_in_text)
+        title, description = _text(kind, values, rng, color_in_text, layout)
         rgb = {**_ALL_COLORS, **HELD_OUT_COLORS}[values["color"]]
         product = {"id": f"{'test' if held_out else 'train'}-{index:05d}", "product_type": kind,
                    "title": title, "description": description, "attributes": values}
@@ -187,15 +218,16 @@ def generate(count: int, seed: int = 0, held_out: bool = False) -> list[Syntheti
 
 
 def write_catalog(folder: str | Path, train_size: int = 2000, test_size: int = 400, seed: int = 0,
-                  image_size: int = 96) -> dict[str, Path]:
-    """Write ``train.jsonl``, ``test.jsonl`` and ``images/`` under ``folder``; return their paths."""
+                  image_size: int = 96, layout: str = "demo") -> dict[str, Path]:
+    """Write ``train.jsonl``, ``test.jsonl`` and ``images/`` under ``folder``; return their paths.
+    ``layout``: see :func:`generate`."""
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     paths = {}
     for split, size, split_seed in (("train", train_size, seed), ("test", test_size, seed + 1)):
         path = folder / f"{split}.jsonl"
         with open(path, "w", encoding="utf-8") as handle:
-            for item in generate(size, split_seed, held_out=split == "test"):
+            for item in generate(size, split_seed, held_out=split == "test", layout=layout):
                 name = f"images/{item.product['id']}.png"
                 _draw(item.product["product_type"], item.product["attributes"], item.color_rgb,
                       image_size).save(folder / name)

@@ -342,7 +342,7 @@ class Engine:
             return Prediction(**base, error=error or "not answered")
         raw, confidence, truncated, decided_by = answer
         confidence = confidence if math.isfinite(confidence) else 0.0
-        threshold, source = self.settings.thresholds.lookup(request.product.product_type, attribute)
+        threshold, source = self.settings.thresholds.lookup(request.product.product_type, attribute, decided_by)
         value, novel = self._value(raw), False
         if value is not None and canonical is not None:
             value, novel = canonical
