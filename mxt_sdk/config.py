@@ -128,6 +128,9 @@ class TrainingConfig(_Section):
                                              "text that get the value's letters shuffled in the answer and "
                                              "the text alike: teaches copying new values over recalling "
                                              "training ones (mxt_sdk.data.scrambles)")
+    scramble_decoys: bool = Field(
+        default=False, description="with scramble_copied_values: shuffle as many other words of the text as the "
+                                   "value has too, so that an odd-looking word is not the value by its looks alone")
     image_prior: ImagePriorConfig | None = Field(
         default=None, description="after training, fit a per-pair image prior over the known values on the "
                                   "frozen global image vectors (needs frozen encoders); null: none")

@@ -34,6 +34,20 @@ def test_every_whole_word_occurrence_is_replaced_with_its_own_case_and_the_answe
     assert product.attributes == _shirt().attributes and product.image == "p.png"
 
 
+def test_decoys_shuffle_as_many_other_words_of_the_texts_everywhere_they_occur():
+    plain, answer = ValueScrambler(1.0, seed=0)(_shirt(), "brand", "belkali")
+    product, decoyed = ValueScrambler(1.0, seed=0, decoys=True)(_shirt(), "brand", "belkali")
+    assert decoyed == answer  # the value is shuffled as without decoys
+    before = "BELKALI Women Red Cotton Tee A belkali shirt; belkalis are soft. Belkali quality".split()
+    after = f"{product.title} {product.description} {product.bullets[0]}".split()
+    changed = {(b, a) for b, a in zip(before, after) if b != a and b.casefold().strip(";.") != "belkali"}
+    assert len(changed) == 1  # one decoy for a one-word value, shuffled where it occurs
+    (word, shuffled), = changed
+    word, shuffled = word.strip(";."), shuffled.strip(";.")
+    assert sorted(word.casefold()) == sorted(shuffled.casefold()) and word.casefold() != shuffled.casefold()
+    assert len(word) >= 3 and word.isalpha()
+
+
 def test_values_not_written_in_the_text_and_examples_not_drawn_stay_as_they_are():
     scrambler = ValueScrambler(1.0, seed=0)
     product = _shirt()

@@ -15,6 +15,11 @@ written in the text (read from the image, or not stated) are never touched. This
 entity-substitution augmentation used to make sequence models copy rather than memorise names,
 applied here to the catalog's own values.
 
+**Decoys.** A shuffled value is a string no catalog writes (``klabeil``), and alone it teaches the copy
+attention a shortcut: point at the word that looks unlike any other. With ``decoys``, as many other words of
+the same texts as the value has are shuffled too, so an odd-looking word is as often not the value as it is,
+and only where the word sits (after "by", before the product noun, first in the title) tells them apart.
+
 Whether and how an example is scrambled depends only on (seed, product id, attribute), so the same
 data and seed give the same training set in every process.
 """
@@ -49,13 +54,14 @@ def _with_case_of(text: str, template: str) -> str:
 class ValueScrambler:
     """Scrambles the value of a ``rate`` share of the examples whose answer is written in the text.
 
-    ``rate`` in ``[0, 1]``; ``seed`` makes the choice and the shuffle reproducible.
+    ``rate`` in ``[0, 1]``; ``seed`` makes the choice and the shuffle reproducible; ``decoys``: shuffle as many
+    other words of the texts too (see the module docstring).
     """
 
-    def __init__(self, rate: float, seed: int):
+    def __init__(self, rate: float, seed: int, decoys: bool = False):
         if not 0.0 <= rate <= 1.0:
             raise ValueError(f"the share of scrambled values must be in [0, 1], got {rate}")
-        self.rate, self.seed = rate, seed
+        self.rate, self.seed, self.decoys = rate, seed, decoys
 
     def _rng(self, product_id: str, attribute: str) -> random.Random:
         digest = hashlib.blake2b(f"{self.seed}\x1f{product_id}\x1f{attribute}".encode(), digest_size=8).digest()
@@ -74,11 +80,28 @@ class ValueScrambler:
         if not any(pattern.search(text) for text in [texts["title"], texts["description"], *texts["bullets"]]):
             return product, answer
         scrambled = _WORD.sub(lambda word: scramble_word(word.group(), rng), answer)
+        decoys = self._decoys([texts["title"], texts["description"], *texts["bullets"]], pattern,
+                              len(_WORD.findall(answer)), rng) if self.decoys else {}
 
         def replace(text: str) -> str:
-            return pattern.sub(lambda found: _with_case_of(scrambled, found.group()), text)
+            text = pattern.sub(lambda found: _with_case_of(scrambled, found.group()), text)
+            if not decoys:
+                return text
+            return _WORD.sub(lambda word: _with_case_of(decoys[word.group().casefold()], word.group())
+                             if word.group().casefold() in decoys else word.group(), text)
 
         update = {"title": replace(product.title), "bullets": [replace(b) for b in product.bullets]}
         if product.description is not None:
             update["description"] = replace(product.description)
         return product.model_copy(update=update), scrambled
+
+    @staticmethod
+    def _decoys(texts: list[str], pattern: re.Pattern, count: int, rng: random.Random) -> dict[str, str]:
+        """``count`` other words of ``texts`` (case-folded, at least three letters, outside the value's
+        occurrences), each with its shuffled spelling; fewer when the texts have fewer."""
+        candidates = set()
+        for text in texts:
+            outside = pattern.sub(" ", text)
+            candidates.update(w.casefold() for w in _WORD.findall(outside) if len(w) >= 3 and w.isalpha())
+        chosen = rng.sample(sorted(candidates), min(count, len(candidates)))
+        return {word: scramble_word(word, rng) for word in chosen}

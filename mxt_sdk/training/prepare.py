@@ -71,12 +71,13 @@ def prepare_data(extractor, config: TrainingConfig, run_dir: Path, accelerator, 
     if val is not None:
         plans["val"] = plan_cleaning(val.label_counts(), normalizers, fit=False)
     tables = {"train": train, "val": val}
-    scrambler = (ValueScrambler(config.scramble_copied_values, config.seed)
+    scrambler = (ValueScrambler(config.scramble_copied_values, config.seed, config.scramble_decoys)
                  if config.scramble_copied_values > 0 else None)
     key = cache_key([t.fingerprint for t in tables.values() if t is not None],
                     [s.model_dump(mode="json") for s in config.normalizers], model_config.none_answer,
                     *(["text-free-copies"] if config.text_free_copies else []),
-                    *([f"scrambled-{config.scramble_copied_values}-{config.seed}"] if scrambler else []))
+                    *([f"scrambled-{config.scramble_copied_values}-{config.seed}"
+                       + ("-decoys" if config.scramble_decoys else "")] if scrambler else []))
     with accelerator.main_process_first():
         examples = build_examples(
             run_dir, key, {split: (tables[split], plan) for split, plan in plans.items()}, model_config.none_answer,
