@@ -99,6 +99,12 @@ def test_mxt_calibrate_pools_a_pair_with_two_rows_and_says_so(labelled):
         [{"id": "x", "product_type": "shoe", "title": "Item 20 shoe"},
          {"id": "y", "product_type": "bag", "title": "Item 00 dress"}], ["color"])  # bag: not in the data
     assert [(p.threshold_source, p.accepted) for p in predictions] == [("attribute", False), ("attribute", True)]
+    # the dress's colour has 20 rows of one path (generated): its own (pair, path) threshold judges its answers
+    assert saved["pair_paths"] == pytest.approx({"dress\tcolor\tgenerated": 0.9})
+    assert saved["paths"]["generated"]["support"] == 24
+    dress = Extractor.from_pretrained(model).extract([{"id": "z", "product_type": "dress", "title": "Item 00 dress"}],
+                                                     ["color"])[0]
+    assert (dress.decided_by, dress.threshold_source, dress.accepted) == ("generated", "pair_path", True)
     result = CliRunner().invoke(main, ["calibrate", "--model", str(model), "--data", str(data), "--precision", "0.75",
                                        "--min-support", "2"])
     assert result.exit_code == 0, result.output
