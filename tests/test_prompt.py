@@ -7,7 +7,7 @@ import pytest
 from transformers import ByT5Tokenizer
 
 from mxt_sdk import Product
-from mxt_sdk.data.prompt import build_prompt, cut_prompt, fit_prompts, head_end
+from mxt_sdk.data.prompt import build_prompt, cut_prompt, fit_prompts, head_end, prompt_with_context
 
 SHIRT = Product(id="a", product_type="shirt", title="Red cotton tee",
                 description="A soft shirt with long sleeves and a round neck", bullets=["machine wash"])
@@ -56,8 +56,8 @@ def test_the_question_and_type_are_always_kept_and_the_title_goes_only_when_it_a
 def test_the_head_ends_at_the_first_separator_after_the_context_marker():
     assert head_end("question: a | b context: t | title") == len("question: a | b context: t")
     assert head_end("question: a context: t") == len("question: a context: t")  # no text: nothing to cut
-    text_free = build_prompt("color", SHIRT, with_text=False)
-    assert cut_prompt(text_free, lambda text: False) == text_free
+    type_only = prompt_with_context("color", SHIRT.product_type)
+    assert cut_prompt(type_only, lambda text: False) == type_only
 
 
 def test_each_prompt_of_a_batch_is_cut_on_its_own(tokenizer):

@@ -117,36 +117,20 @@ def test_the_tokenizer_corpus_is_an_even_sample_of_a_large_catalog_with_prompts_
     products = tmp_path / "products-train.arrow"
     write_arrow(products, PRODUCT_SCHEMA, ((Product(id=str(i), product_type="t", title=f"T{i}").model_dump_json(),)
                                            for i in range(5)))
-    # two examples a product; the odd ones without text, example 9 with a prompt of its own (a scrambled one)
-    rows = [{"product_row": i // 2, "product_type": "t", "attribute": "a", "answer": f"a{i}", "with_text": i % 2 == 0,
+    # two examples a product; example 9 with a prompt of its own (a scrambled one)
+    rows = [{"product_row": i // 2, "product_type": "t", "attribute": "a", "answer": f"a{i}",
              "prompt": "own prompt" if i == 9 else None, "image": None} for i in range(10)]
     path = tmp_path / "train-00000.arrow"
     write_arrow(path, example_cache.EXAMPLE_SCHEMA, [tuple(row.values()) for row in rows])
     shards = example_cache.ExampleShards((path,), 10, products)
-    assert list(tokenizer_corpus(shards, limit=3)) == ["question: a context: t", "a3", "question: a context: t | T3",
+    assert list(tokenizer_corpus(shards, limit=3)) == ["question: a context: t | T1", "a3", "question: a context: t | T3",
                                                        "a6", "own prompt", "a9"]
     assert list(tokenizer_corpus(shards, limit=10))[:4] == ["question: a context: t | T0", "a0",
-                                                            "question: a context: t", "a1"]
+                                                            "question: a context: t | T0", "a1"]
     drawn = example_cache.ExamplePrompts(products)  # random access, as training draws
     batch = {name: [rows[i][name] for i in (8, 2, 9, 1)] for name in rows[0]}
     assert drawn(batch) == ["question: a context: t | T4", "question: a context: t | T1", "own prompt",
-                            "question: a context: t"]
-
-
-def test_text_free_copies_follow_each_example_with_an_image():
-    from mxt_sdk import Product
-    from mxt_sdk.data.examples import example_rows
-
-    products = [Product(id="a", product_type="shirt", title="Red cotton tee", image="a.png",
-                        attributes={"color": "red", "pattern": "plain"}),
-                Product(id="b", product_type="shirt", title="Blue tee", attributes={"color": "blue"})]
-    plain = list(example_rows(products, "n/a"))
-    rows = list(example_rows(products, "n/a", text_free_copies=True))
-    assert len(plain) == 3 and len(rows) == 5  # the image-less product gets no copy
-    for original, copy in ((rows[0], rows[1]), (rows[2], rows[3])):
-        assert copy == {**original, "prompt": f"question: {original['attribute']} context: shirt"}
-        assert "Red cotton tee" in original["prompt"]
-    assert rows[4] == plain[2]
+                            "question: a context: t | T0"]
 
 
 def test_scrambled_values_change_the_train_examples_only_and_get_their_own_cache(catalog, tmp_path):

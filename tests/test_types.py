@@ -69,3 +69,24 @@ def test_a_config_field_is_checked_when_assigned_too():
         config.training.learning_rate = "fast"
     config.extraction.choose_among_known = 10
     assert config.extraction.choose_among_known == 10
+
+
+def test_a_retired_setting_in_a_saved_config_loads_with_a_warning_where_it_asked_for_something(caplog):
+    from mxt_sdk.config import load_config
+
+    saved = load_config("mxt-cpu").model_dump(mode="json")
+    saved["training"]["text_free_copies"] = False  # what every config saved before the removal carries
+    saved["training"]["image_prior"]["share"] = "pair"
+    with caplog.at_level("WARNING", logger="mxt_sdk.config"):
+        assert load_config(saved).model_dump(mode="json") == load_config("mxt-cpu").model_dump(mode="json")
+    assert not caplog.records  # the removed setting's value is what the SDK does now: nothing to say
+    saved["training"]["text_free_copies"] = True
+    saved["training"]["image_prior"]["share"] = "attribute"
+    with caplog.at_level("WARNING", logger="mxt_sdk.config"):
+        config = load_config(saved)
+    assert not hasattr(config.training, "text_free_copies") and not hasattr(config.training.image_prior, "share")
+    warned = " ".join(record.getMessage() for record in caplog.records)
+    assert "text_free_copies = True is no longer a setting" in warned and "share = 'attribute'" in warned
+    saved["training"]["text_free_copie"] = True  # a typo is still an error
+    with pytest.raises(Exception, match="text_free_copie"):
+        load_config(saved)

@@ -23,35 +23,28 @@ from mxt_sdk.images.batching import truncate
 from mxt_sdk.types import Product
 
 
-def product_examples(product: Product, none_answer: str, text_free_copies: bool = False,
-                     scrambler: ValueScrambler | None = None) -> Iterator[tuple[str, str, bool, str | None]]:
+def product_examples(product: Product, none_answer: str, scrambler: ValueScrambler | None = None
+                     ) -> Iterator[tuple[str, str, str | None]]:
     """The examples of one product without the prompts that the product itself gives, as
-    ``(attribute, answer, with_text, prompt)``, where ``prompt`` is None unless a scrambled value
-    changed the text (then it is that prompt); otherwise the prompt is
-    ``build_prompt(attribute, product, with_text)`` (:func:`example_rows` fills it in, training
-    builds it as each batch is drawn). With ``text_free_copies``, each example of a product with an
-    image is followed by a copy without the product's texts (``with_text`` False,
-    ``training.text_free_copies``, with the true answer); with ``scrambler``, some values written in
-    the text are scrambled in the prompt and answer alike (``training.scramble_copied_values``)."""
-    copies = text_free_copies and product.image is not None
+    ``(attribute, answer, prompt)``, where ``prompt`` is None unless a scrambled value changed the text
+    (then it is that prompt); otherwise the prompt is ``build_prompt(attribute, product)``
+    (:func:`example_rows` fills it in, training builds it as each batch is drawn). With ``scrambler``,
+    some values written in the text are scrambled in the prompt and answer alike
+    (``training.scramble_copied_values``)."""
     for attribute, value in product.attributes.items():
         answer = value if value is not None else none_answer
         source, shown = scrambler(product, attribute, value) if scrambler and value else (product, answer)
-        yield attribute, shown, True, None if source is product else build_prompt(attribute, source)
-        if copies:
-            yield attribute, answer, False, None
+        yield attribute, shown, None if source is product else build_prompt(attribute, source)
 
 
-def example_rows(products: Iterable[Product], none_answer: str, text_free_copies: bool = False,
-                 scrambler: ValueScrambler | None = None) -> Iterator[dict[str, Any]]:
+def example_rows(products: Iterable[Product], none_answer: str, scrambler: ValueScrambler | None = None
+                 ) -> Iterator[dict[str, Any]]:
     """:func:`product_examples` of each product with their prompts, as
     ``{product_id, product_type, attribute, prompt, answer, image}``."""
     for product in products:
-        for attribute, answer, with_text, prompt in product_examples(product, none_answer, text_free_copies,
-                                                                     scrambler):
+        for attribute, answer, prompt in product_examples(product, none_answer, scrambler):
             yield {"product_id": product.id, "product_type": product.product_type, "attribute": attribute,
-                   "prompt": prompt or build_prompt(attribute, product, with_text), "answer": answer,
-                   "image": product.image}
+                   "prompt": prompt or build_prompt(attribute, product), "answer": answer, "image": product.image}
 
 
 def collect_metadata(products: Iterable[Product]) -> CatalogMetadata:

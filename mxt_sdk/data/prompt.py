@@ -33,16 +33,16 @@ QUESTION_MARKER, CONTEXT_MARKER = "question:", "context:"
 _WORD = re.compile(r"\S+")
 
 
-def build_context(product: Product, with_text: bool = True) -> str:
-    """The product's part of the prompt: its type and (``with_text``) its texts, ``SEPARATOR``-joined."""
-    texts = [product.title, product.description or "", *product.bullets] if with_text else []
+def build_context(product: Product) -> str:
+    """The product's part of the prompt: its type and its texts, ``SEPARATOR``-joined."""
+    texts = [product.title, product.description or "", *product.bullets]
     return SEPARATOR.join(part for part in [product.product_type, *texts] if part)
 
 
-def build_prompt(attribute: str, product: Product, with_text: bool = True) -> str:
-    """The input text for asking ``attribute`` of ``product`` (without its texts: only the product type),
-    before any cut to the input budget (:func:`fit_prompts`)."""
-    return prompt_with_context(attribute, build_context(product, with_text))
+def build_prompt(attribute: str, product: Product) -> str:
+    """The input text for asking ``attribute`` of ``product``, before any cut to the input budget
+    (:func:`fit_prompts`)."""
+    return prompt_with_context(attribute, build_context(product))
 
 
 def prompt_with_context(attribute: str, context: str) -> str:

@@ -3,7 +3,7 @@
 From staged products (:mod:`mxt_sdk.training.staging`) and a cleaning plan
 (:func:`mxt_sdk.data.cleaning.plan_cleaning`), one row per (product, attribute) label, cleaned
 (``product_row``: the product's row in the split's staged products, ``product_type``, ``attribute``,
-``answer``, ``with_text``, ``prompt``, ``image``; :func:`mxt_sdk.data.examples.product_examples`), is written in
+``answer``, ``prompt``, ``image``; :func:`mxt_sdk.data.examples.product_examples`), is written in
 Arrow shards of :data:`SHARD_ROWS` rows under ``<run>/cache/data/examples-<key>/``; the catalog
 metadata of the training labels (``metadata.json``, :func:`catalog_metadata`) is counted in a pass of
 its own when the model is saved, and kept beside them. The key hashes
@@ -57,10 +57,10 @@ __all__ = ["SHARD_ROWS", "ExampleShards", "ExamplePrompts", "InOrderPrompts", "c
 SHARD_ROWS = 100_000
 DONE_FILE, METADATA_FILE = "done.json", "metadata.json"
 EXAMPLE_SCHEMA = pa.schema([("product_row", pa.int64()), ("product_type", pa.string()), ("attribute", pa.string()),
-                            ("answer", pa.string()), ("with_text", pa.bool_()), ("prompt", pa.string()),
+                            ("answer", pa.string()), ("prompt", pa.string()),
                             ("image", pa.string())])
 #: the columns a drawn batch is built from
-DRAWN_COLUMNS = ["product_row", "attribute", "with_text", "prompt", "answer", "image"]
+DRAWN_COLUMNS = ["product_row", "attribute", "prompt", "answer", "image"]
 _VERSION = 5  # bump when the rows change meaning
 
 
@@ -100,9 +100,9 @@ def _claim(root: Path, prefix: str, key: str) -> Path:
 
 class ExamplePrompts:
     """Fills in the prompts of a batch of example rows (``{column: values}`` with ``product_row``,
-    ``attribute``, ``with_text`` and ``prompt``) from their split's staged products, memory-mapped on
+    ``attribute`` and ``prompt``) from their split's staged products, memory-mapped on
     first use (so it pickles as a path, for data-loader workers): each missing one is
-    ``build_prompt(attribute, product, with_text)``, the prompt :func:`~mxt_sdk.data.examples.example_rows`
+    ``build_prompt(attribute, product)``, the prompt :func:`~mxt_sdk.data.examples.example_rows`
     would have stored."""
 
     def __init__(self, products: Path):
@@ -118,7 +118,7 @@ class ExamplePrompts:
             return prompts
         texts = self._texts([batch["product_row"][i] for i in missing])
         for i, text in zip(missing, texts):
-            prompts[i] = build_prompt(batch["attribute"][i], staged_product(from_json(text)), batch["with_text"][i])
+            prompts[i] = build_prompt(batch["attribute"][i], staged_product(from_json(text)))
         return prompts
 
     def _texts(self, rows: list[int]) -> list[str]:
@@ -195,12 +195,12 @@ def _finish(folder: Path, shards: dict[str, ExampleShards]) -> None:
 
 
 def build_examples(run_dir: Path, key: str, splits: dict[str, tuple[ProductTable, CleaningPlan]],
-                   none_answer: str, *, write: bool = True, text_free_copies: bool = False,
+                   none_answer: str, *, write: bool = True,
                    scrambler: ValueScrambler | None = None) -> dict[str, ExampleShards]:
     """The cleaned example shards of each split (``{split: (staged products, cleaning plan)}``),
     reused from ``examples-<key>`` when complete, written otherwise (only where ``write``: the main
-    process; the others read what it wrote). ``text_free_copies`` and ``scrambler`` apply to the
-    train split only (and must be part of ``key``)."""
+    process; the others read what it wrote). ``scrambler`` applies to the train split only (and
+    must be part of ``key``)."""
     root = Path(run_dir) / DATA_FOLDER
     folder = root / f"examples-{key}"
     if _fresh(folder) or not write:
@@ -209,10 +209,10 @@ def build_examples(run_dir: Path, key: str, splits: dict[str, tuple[ProductTable
     folder = _claim(root, "examples", key)
 
     def rows(table: ProductTable, plan: CleaningPlan, train: bool) -> Iterator[tuple]:
-        copies, scrambles = text_free_copies and train, scrambler if train else None
+        scrambles = scrambler if train else None
         for row, product in enumerate(table.products(plan.relabel)):
-            for attribute, answer, with_text, prompt in product_examples(product, none_answer, copies, scrambles):
-                yield row, product.product_type, attribute, answer, with_text, prompt, product.image  # EXAMPLE_SCHEMA
+            for attribute, answer, prompt in product_examples(product, none_answer, scrambles):
+                yield row, product.product_type, attribute, answer, prompt, product.image  # EXAMPLE_SCHEMA
 
     shards = {}
     for split, (table, plan) in splits.items():

@@ -62,8 +62,7 @@ def fit_image_prior(model: MXTModel, example_paths, images: FeatureCache | Image
                                                           batch["answer"], batch["image"]):
             if image is not None:
                 examples.append(ImagePriorExample(pair_key(product_type, attribute), answer,
-                                                  rows.setdefault(image, len(rows)),
-                                                  attribute if options.share == "attribute" else None))
+                                                  rows.setdefault(image, len(rows))))
     references = list(rows)
     if not references:
         log.warning("No training product has a photo: no image prior is fitted (training.image_prior is "

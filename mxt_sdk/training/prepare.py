@@ -75,13 +75,12 @@ def prepare_data(extractor, config: TrainingConfig, run_dir: Path, accelerator, 
                  if config.scramble_copied_values > 0 else None)
     key = cache_key([t.fingerprint for t in tables.values() if t is not None],
                     [s.model_dump(mode="json") for s in config.normalizers], model_config.none_answer,
-                    *(["text-free-copies"] if config.text_free_copies else []),
                     *([f"scrambled-{config.scramble_copied_values}-{config.seed}"
                        + ("-decoys" if config.scramble_decoys else "")] if scrambler else []))
     with accelerator.main_process_first():
         examples = build_examples(
             run_dir, key, {split: (tables[split], plan) for split, plan in plans.items()}, model_config.none_answer,
-            write=main, text_free_copies=config.text_free_copies, scrambler=scrambler)
+            write=main, scrambler=scrambler)
     generator = extractor.model.generator
     if generator.needs_tokenizer_training:
         generator.train_tokenizer(tokenizer_corpus(examples["train"]))
