@@ -140,6 +140,32 @@ def test_unigram_tokenizer_is_trained_from_text_and_saved(tmp_path, products):
     assert loaded.extract(products, ["color"]) == before
 
 
+def test_a_tokenizer_trained_with_split_digits_spells_every_number_with_one_digit_pieces(tmp_path):
+    config = tiny_config([])
+    config["model"]["generator"] = {"name": "t5", "options": {
+        "tokenizer": "unigram", "tokenizer_vocab_size": 400, "tokenizer_split_digits": True, "d_model": 32,
+        "d_ff": 64, "num_layers": 1, "num_heads": 4}}
+    titles = [f"HP Xeon E{5300 + i % 40} server {i * 37 % 1000} GB part 43{i % 90:02d}52-B21" for i in range(300)]
+    plain = Extractor.from_config({**config, "model": {**config["model"], "generator": {
+        "name": "t5", "options": {**config["model"]["generator"]["options"], "tokenizer_split_digits": False}}}})
+    plain.model.generator.train_tokenizer(iter(titles))
+    assert any(sum(c.isdigit() for c in piece) > 1 for piece in plain.model.generator.tokenizer.get_vocab())
+    extractor = Extractor.from_config(config)
+    extractor.model.generator.train_tokenizer(iter(titles))
+    tokenizer = extractor.model.generator.tokenizer
+    assert not any(sum(c.isdigit() for c in piece) > 1 for piece in tokenizer.get_vocab())
+    code = tokenizer("997755-b21", add_special_tokens=False)["input_ids"]  # a code no title holds
+    in_title = tokenizer("hp part 997755-b21 for dl360", add_special_tokens=False)["input_ids"]
+    assert tokenizer.decode(code) == "997755-b21"
+    assert any(in_title[i:i + len(code)] == code for i in range(len(in_title)))  # the answer is copyable
+    extractor.save_pretrained(tmp_path / "model")
+    loaded = Extractor.from_pretrained(tmp_path / "model").model.generator.tokenizer
+    assert loaded("997755-b21", add_special_tokens=False)["input_ids"] == code
+    config["model"]["generator"]["options"]["tokenizer"] = "byte"  # nothing trained: the option cannot apply
+    with pytest.raises(Exception, match="tokenizer_split_digits applies to a tokenizer trained on the data"):
+        Extractor.from_config(config)
+
+
 def test_unigram_vocabulary_must_hold_the_byte_stand_in():
     from mxt_sdk.errors import ConfigError
 

@@ -44,6 +44,9 @@ class T5Options(ComponentOptions):
     from_pretrained: str | None = None
     tokenizer: str = "auto"
     tokenizer_vocab_size: int = Field(default=8000, ge=16)
+    tokenizer_split_digits: bool = Field(default=False, description="with tokenizer unigram: no piece holds two "
+                                         "digits, so a number or code never seen in training is written with "
+                                         "pieces every number trains (mxt_t5.tokenizers)")
     d_model: int = Field(default=512, ge=8)
     d_kv: int | None = Field(default=None, ge=4)
     d_ff: int = Field(default=2048, ge=8)
@@ -53,8 +56,8 @@ class T5Options(ComponentOptions):
     dropout_rate: float = Field(default=0.1, ge=0.0, lt=1.0)
     copy_mechanism: bool = Field(default=False, description="pointer-generator: the answer may copy the "
                                                             "prompt's tokens (mxt_t5.copy)")
-    # Both help copy values of several pieces never seen in training (the demo's unseen brands), and both
-    # cost accuracy where values are not in the text (ImplicitAVE): off unless asked for (docs/architecture.md).
+    # Both help copy values of several pieces never seen in training (the demo's unseen brands); off unless asked
+    # for. mxt-cpu turns copy_continuation on with tokenizer_split_digits (docs/training.md#the-trained-tokenizer).
     copy_switch_loss: float = Field(default=0.0, ge=0.0, description="with copy_mechanism: weight of the "
                                     "supervised switch loss (copy every answer token the prompt holds)")
     copy_continuation: bool = Field(default=False, description="with copy_mechanism: favour copying the prompt "
@@ -81,6 +84,9 @@ class T5Backbone(Generator):
     def __init__(self, options: T5Options, *, saved: Mapping[str, Any] | None = None):
         super().__init__(options, saved=saved)
         self._tokenizer_kind = self._resolve_tokenizer_kind(options)
+        if options.tokenizer_split_digits and self._tokenizer_kind != "unigram":
+            raise ConfigError(f"{self.name}: tokenizer_split_digits applies to a tokenizer trained on the data "
+                              f"(tokenizer 'unigram'), not to the {self._tokenizer_kind} one; leave it false.")
         # A saved model brings its tokenizer files (load_tokenizer); nothing is fetched here then.
         self._tokenizer = None if saved is not None else self._initial_tokenizer(options)
         if saved is not None:
@@ -157,7 +163,8 @@ class T5Backbone(Generator):
             raise ConfigError(f"{self.name}: tokenizer {self.options.tokenizer!r} is not trained from data, or was "
                               "trained already (the weights depend on it).")
         limit = self.model.config.vocab_size
-        self._tokenizer = tokenizers.train_unigram_tokenizer(texts, min(limit, self.options.tokenizer_vocab_size))
+        self._tokenizer = tokenizers.train_unigram_tokenizer(texts, min(limit, self.options.tokenizer_vocab_size),
+                                                             split_digits=self.options.tokenizer_split_digits)
 
     def save_tokenizer(self, directory: Path) -> None:
         self._tokenizer.save_pretrained(str(directory))

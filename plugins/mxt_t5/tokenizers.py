@@ -45,10 +45,11 @@ def text_normalizer() -> normalizers.Normalizer:
                                  normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()])
 
 
-def _train_sentencepiece(texts: list[str], vocab_size: int, coverage: float) -> bytes:
+def _train_sentencepiece(texts: list[str], vocab_size: int, coverage: float, split_digits: bool) -> bytes:
     model = io.BytesIO()
     sentencepiece.SentencePieceTrainer.train(
         sentence_iterator=iter(texts), model_writer=model, model_type="unigram", vocab_size=vocab_size,
+        split_digits=split_digits,
         hard_vocab_limit=False, normalization_rule_name="identity", character_coverage=coverage,
         num_threads=1, max_sentence_length=4 * MAX_TEXT_CHARACTERS, input_sentence_size=MAX_SENTENCES,
         shuffle_input_sentence=True, pad_id=0, eos_id=1, unk_id=2, bos_id=-1, pad_piece=SPECIAL_TOKENS[0],
@@ -56,7 +57,8 @@ def _train_sentencepiece(texts: list[str], vocab_size: int, coverage: float) -> 
     return model.getvalue()
 
 
-def train_unigram_tokenizer(texts: Iterable[str], vocab_size: int, seed: int = 0) -> PreTrainedTokenizerFast:
+def train_unigram_tokenizer(texts: Iterable[str], vocab_size: int, seed: int = 0,
+                            split_digits: bool = False) -> PreTrainedTokenizerFast:
     """Train a Unigram tokenizer on ``texts`` with T5's special tokens and EOS post-processing.
 
     The pieces and their scores come from SentencePiece (the trainer of T5's own vocabulary), run on
@@ -64,7 +66,9 @@ def train_unigram_tokenizer(texts: Iterable[str], vocab_size: int, seed: int = 0
     ``tokenizers`` trainers iterate hash maps and do not; huggingface/tokenizers#1794). They are
     loaded into a ``tokenizers`` Unigram model behind :func:`text_normalizer` (applied to the texts
     before training too), so encoding matches SentencePiece's. The result may be smaller than
-    ``vocab_size`` when the text is small; ids never exceed it.
+    ``vocab_size`` when the text is small; ids never exceed it. With ``split_digits`` no piece holds two
+    digits (SentencePiece's option of that name, as LLaMA's tokenizer does), so every number is spelt with
+    the same few pieces, each trained by every number of the catalog.
     """
     normalizer = text_normalizer()
     corpus = [text for text in (normalizer.normalize_str(t[:MAX_TEXT_CHARACTERS]) for t in texts) if text]
@@ -72,12 +76,12 @@ def train_unigram_tokenizer(texts: Iterable[str], vocab_size: int, seed: int = 0
         raise ValueError("Cannot train a tokenizer: the training text is empty.")
     sentencepiece.set_random_generator_seed(seed)  # only used to sample beyond MAX_SENTENCES sentences
     try:
-        proto = _train_sentencepiece(corpus, vocab_size, 1.0)
+        proto = _train_sentencepiece(corpus, vocab_size, 1.0, split_digits)
     except RuntimeError as error:
         if "required_chars" not in str(error):
             raise
         try:  # more distinct characters than pieces: leave the rarest ones unknown, as T5 did
-            proto = _train_sentencepiece(corpus, vocab_size, 0.9995)
+            proto = _train_sentencepiece(corpus, vocab_size, 0.9995, split_digits)
         except RuntimeError:
             raise ValueError(f"Cannot train a tokenizer of {vocab_size} pieces: the text has more distinct "
                              "characters than that; raise the vocabulary size.") from error
