@@ -53,5 +53,8 @@ def test_the_demo_trains_the_shipped_mxt_demo_config_that_mxt_train_also_takes()
     shipped = load_config("mxt-demo").model_dump()
     demo = _demo_config("mxt", device=shipped["training"]["device"]).model_dump()
     assert demo == shipped  # the demo patches nothing in code
-    options = shipped["model"]["generator"]["options"]
-    assert options["copy_continuation"] and shipped["training"]["scramble_copied_values"] == 0.3
+    cpu = load_config("mxt-cpu").model_dump()
+    for slot in ("global_encoder", "regional_encoder"):  # the differences its comments give, and no other
+        assert shipped["model"][slot]["options"].pop("image_size") == 128
+    assert (shipped["extraction"].pop("choose_among_known"), cpu["extraction"].pop("choose_among_known")) == (0, 50)
+    assert shipped == cpu

@@ -14,7 +14,7 @@ from mxt_sdk.experiments.demo import DemoSettings, run_demo
 @click.option("--products", type=int, help="Training products (default 2000; 300 with --quick).")
 @click.option("--steps", type=click.IntRange(min=1), help="Training steps of each model (default 600; 60 with --quick).")
 @click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
-              help="Safety stop: end a model's training after this many minutes (default 5; 1.5 with --quick).")
+              help="Safety stop: end a model's training after this many minutes (default 10; 1.5 with --quick).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of the catalog and of both models.")
 @device_option("auto")
 @command_options

@@ -10,7 +10,10 @@ title and description built from templates with brands, materials and filler. By
 * the test split holds colours and materials never used as training labels of their (product
   type, attribute) pair (zero-shot values): values training uses for other product types only
   ("silk" t-shirts), new combinations of known words ("dark blue" when training saw "dark red" and
-  "blue"), and one new word ("teal"); they are always written in the text;
+  "blue"), and one new word ("teal"); new materials and "teal" are always written in the text, and
+  a new colour made of known words is left out of the text on about a third of its products
+  (:data:`PHOTO_ONLY_NEW_SHARE`): a value new to training that only the photo shows, which the
+  evaluation report counts apart (its ``unseen_absent`` slice);
 * ``brand`` is always the first word of the title; training draws from a pool of about a thousand
   made-up brand names (syllable strings, like a real catalog's long tail), and half of the test products carry a brand from a disjoint pool, never seen in training: a model
   can only get those right by copying them from the title.
@@ -97,6 +100,9 @@ FILLERS = ["Machine washable.", "Imported.", "Ships in 2 days.", "Gift ready pac
            "Easy returns.", "Designed in Portugal.", "Everyday essential.", "Limited edition."]
 NOUNS = {"t-shirt": "T-Shirt", "dress": "Dress", "shoe": "Pump", "mug": "Coffee Mug", "backpack": "Backpack"}
 IMAGE_ONLY = {"pattern", "sleeve_length", "heel_height"}
+# Of the test products whose colour is new to their pair and made of words training uses (not "teal", which
+# no model could spell from a photo), the share whose text leaves the colour out: only the photo shows it.
+PHOTO_ONLY_NEW_SHARE = 0.35
 
 
 @dataclass
@@ -120,6 +126,11 @@ def _attributes(kind: str, rng: random.Random, held_out: bool) -> dict[str, str]
     if kind == "shoe":
         values["heel_height"] = rng.choice(HEELS)
     return values
+
+
+def _new_colour_of_known_words(kind: str, color: str) -> bool:
+    """Whether ``color`` is new to ``kind``'s colour pair yet made only of words training uses."""
+    return color != "teal" and (color in HELD_OUT_COLORS or color == TYPE_HELD_OUT_COLORS[kind])
 
 
 def _text(kind: str, values: dict[str, str], rng: random.Random, color_in_text: bool,
@@ -199,6 +210,7 @@ def generate(count: int, seed: int = 0, held_out: bool = False, layout: str = "d
                                    else (WORD_BRANDS, HELD_OUT_WORD_BRANDS))
     rng = random.Random(seed)
     brand_rng = random.Random(f"brands:{seed}")  # its own stream: the other values do not depend on it
+    photo_rng = random.Random(f"photo-only:{seed}")  # its own stream too: adding it moved no other value
     items = []
     kinds = sorted(NOUNS)
     for index in range(count):
@@ -209,6 +221,8 @@ def generate(count: int, seed: int = 0, held_out: bool = False, layout: str = "d
         is_held_out = values["color"] in (*HELD_OUT_COLORS, TYPE_HELD_OUT_COLORS[kind]) \
             or values["material"] in HELD_OUT_MATERIALS[kind]
         color_in_text = is_held_out or rng.random() < 0.5
+        if _new_colour_of_known_words(kind, values["color"]) and photo_rng.random() < PHOTO_ONLY_NEW_SHARE:
+            color_in_text = False
         title, description = _text(kind, values, rng, color_in_text, layout)
         rgb = {**_ALL_COLORS, **HELD_OUT_COLORS}[values["color"]]
         product = {"id": f"{'test' if held_out else 'train'}-{index:05d}", "product_type": kind,
