@@ -57,4 +57,5 @@ def test_the_demo_trains_the_shipped_mxt_demo_config_that_mxt_train_also_takes()
     for slot in ("global_encoder", "regional_encoder"):  # the differences its comments give, and no other
         assert shipped["model"][slot]["options"].pop("image_size") == 128
     assert (shipped["extraction"].pop("choose_among_known"), cpu["extraction"].pop("choose_among_known")) == (0, 50)
+    assert (shipped["training"].pop("batch_size"), cpu["training"].pop("batch_size")) == (96, 192)
     assert shipped == cpu
