@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _evaluate(extractor: Extractor, test: Path, report_path: Path, options: dict, brands: list[str]) -> dict:
-    """Evaluate on the catalog's test split; the figures of the unseen ``brands``, image-only and zero-shot."""
+    """Evaluate on ``test`` (the catalog's test split or validation catalog); the figures of the unseen
+    ``brands``, image-only, zero-shot and photo-only new values."""
     report = extractor.evaluate(test, output=report_path)
     rows = [json.loads(line) for line in report_path.with_suffix(".predictions.jsonl").read_text().splitlines()]
     right, asked = demo._unseen_brands(rows, brands)

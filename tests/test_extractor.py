@@ -142,13 +142,13 @@ def test_unigram_tokenizer_is_trained_from_text_and_saved(tmp_path, products):
 
 def test_a_tokenizer_trained_with_split_digits_spells_every_number_with_one_digit_pieces(tmp_path):
     config = tiny_config([])
-    config["model"]["generator"] = {"name": "t5", "options": {
-        "tokenizer": "unigram", "tokenizer_vocab_size": 400, "tokenizer_split_digits": True, "d_model": 32,
-        "d_ff": 64, "num_layers": 1, "num_heads": 4}}
+    options = {"tokenizer": "unigram", "tokenizer_vocab_size": 400, "tokenizer_split_digits": False, "d_model": 32,
+               "d_ff": 64, "num_layers": 1, "num_heads": 4}
+    config["model"]["generator"] = {"name": "t5", "options": options}
     titles = [f"HP Xeon E{5300 + i % 40} server {i * 37 % 1000} GB part 43{i % 90:02d}52-B21" for i in range(300)]
-    plain = Extractor.from_config({**config, "model": {**config["model"], "generator": {
-        "name": "t5", "options": {**config["model"]["generator"]["options"], "tokenizer_split_digits": False}}}})
+    plain = Extractor.from_config(config)
     plain.model.generator.train_tokenizer(iter(titles))
+    options["tokenizer_split_digits"] = True
     assert any(sum(c.isdigit() for c in piece) > 1 for piece in plain.model.generator.tokenizer.get_vocab())
     extractor = Extractor.from_config(config)
     extractor.model.generator.train_tokenizer(iter(titles))

@@ -128,11 +128,6 @@ def _attributes(kind: str, rng: random.Random, held_out: bool) -> dict[str, str]
     return values
 
 
-def _new_colour_of_known_words(kind: str, color: str) -> bool:
-    """Whether ``color`` is new to ``kind``'s colour pair yet made only of words training uses."""
-    return color != "teal" and (color in HELD_OUT_COLORS or color == TYPE_HELD_OUT_COLORS[kind])
-
-
 def _text(kind: str, values: dict[str, str], rng: random.Random, color_in_text: bool,
           layout: str = "demo") -> tuple[str, str]:
     brand = values["brand"]
@@ -218,10 +213,9 @@ def generate(count: int, seed: int = 0, held_out: bool = False, layout: str = "d
         values = _attributes(kind, rng, held_out)
         unseen_brand = held_out and brand_rng.random() < 0.5
         values["brand"] = brand_rng.choice(unseen_brands if unseen_brand else train_brands)
-        is_held_out = values["color"] in (*HELD_OUT_COLORS, TYPE_HELD_OUT_COLORS[kind]) \
-            or values["material"] in HELD_OUT_MATERIALS[kind]
-        color_in_text = is_held_out or rng.random() < 0.5
-        if _new_colour_of_known_words(kind, values["color"]) and photo_rng.random() < PHOTO_ONLY_NEW_SHARE:
+        new_colour = values["color"] in (*HELD_OUT_COLORS, TYPE_HELD_OUT_COLORS[kind])
+        color_in_text = new_colour or values["material"] in HELD_OUT_MATERIALS[kind] or rng.random() < 0.5
+        if new_colour and values["color"] != "teal" and photo_rng.random() < PHOTO_ONLY_NEW_SHARE:
             color_in_text = False
         title, description = _text(kind, values, rng, color_in_text, layout)
         rgb = {**_ALL_COLORS, **HELD_OUT_COLORS}[values["color"]]

@@ -61,7 +61,7 @@ EXAMPLE_SCHEMA = pa.schema([("product_row", pa.int64()), ("product_type", pa.str
                             ("image", pa.string())])
 #: the columns a drawn batch is built from
 DRAWN_COLUMNS = ["product_row", "attribute", "prompt", "answer", "image"]
-_VERSION = 5  # bump when the rows change meaning
+_VERSION = 6  # bump when the rows change meaning or columns
 
 
 def cache_key(*parts: Any) -> str:
