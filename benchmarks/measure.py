@@ -96,6 +96,24 @@ def apply_decode_options(extractor, items: list[str]) -> None:
             raise SystemExit(f"--decode {item}: neither an extraction setting nor a generator option")
 
 
+def refit_text_prior(extractor, run: Path, l2: float) -> None:
+    """Fit a text prior (``training.text_prior`` at L2 weight ``l2``) on the training examples cached in the
+    run folder ``run`` and give it to ``extractor`` (in memory). This is the prior a training run with
+    ``training.text_prior`` would have fitted on the same examples: it is fitted after the last step, by the
+    same function, and changes nothing before it."""
+    from mxt_sdk.config import TextPriorConfig
+    from mxt_sdk.training.example_cache import ExampleShards
+    from mxt_sdk.training.text_prior_fit import fit_text_prior
+
+    paths = tuple(sorted((run / "cache" / "data").glob("examples-*/train-*.arrow")))
+    if not paths:
+        raise SystemExit(f"--refit-text-prior: no training examples cached under {run}/cache/data")
+    options = TextPriorConfig(l2=l2)
+    extractor.text_prior = fit_text_prior(ExampleShards(paths, 0, run / "cache" / "data" / "products-train.arrow"),
+                                          options, extractor.config.extraction.choose_among_known or 50)
+    extractor.config.training.text_prior = options
+
+
 def report(result: dict[str, Any], output: Path | None) -> None:
     """Print ``result`` as JSON and, given ``output``, write it there too (folders made)."""
     print(json.dumps(result, indent=2))

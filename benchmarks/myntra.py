@@ -25,6 +25,9 @@ asks the answer to pass its threshold). The result adds micro F1, macro recall@9
 ``decided_by`` path from the report. ``--reuse`` evaluates the model saved in ``--output`` instead of
 training; ``--decode OPTION=VALUE`` changes an extraction setting or generator option first (so
 ``--reuse --decode image_prior_weight=0`` reads a trained MXT model without its image prior).
+``--reuse --refit-text-prior L2`` first fits a text prior (``training.text_prior``) on the training examples
+cached in ``<output>.run`` (what a run trained with it would have fitted after the same steps), so its
+weight (``--decode text_prior_weight=W``) and L2 can be chosen on one trained model.
 ``--cache-from RUN`` copies (hard links) ``RUN/cache/image-features`` into this run's folder before
 training, so a second image variant on the same subset does not encode the photos again (the cache
 is keyed by the encoders' weights and the image files; a key that does not match is rebuilt).
@@ -44,6 +47,8 @@ value of the (product type, attribute) pair in the subset.
     python benchmarks/myntra.py --variant mxt --output /tmp/myntra/mxt
     python benchmarks/myntra.py --variant mxt --reuse --decode image_prior_weight=0 --output /tmp/myntra/mxt \\
         --result /tmp/myntra/mxt-prior0.json
+    python benchmarks/myntra.py --variant mxt --reuse --evaluate-on val --refit-text-prior 1e-4 \
+        --decode text_prior_weight=1 --output /tmp/myntra/mxt --result /tmp/myntra/mxt-text-prior-val.json
     python benchmarks/myntra.py --variant text-only --output /tmp/myntra/text-only
     python benchmarks/myntra.py --variant mxt-no-prior --cache-from /tmp/myntra/mxt.run --output /tmp/myntra/mxt-no-prior
 """
@@ -70,7 +75,7 @@ from mxt_sdk.evaluation.metrics import values_match, written_in
 from mxt_sdk.experiments.ablation import variant_config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from measure import apply_decode_options  # noqa: E402
+from measure import apply_decode_options, refit_text_prior  # noqa: E402
 
 VISUAL = ("Colour", "Pattern", "Sleeve Length", "Neck")
 L2_GRID = (1e-6, 1e-5, 1e-4)
@@ -137,6 +142,8 @@ def run_variant(args, splits) -> dict:
     timings = {}
     if args.reuse:
         extractor = Extractor.from_pretrained(args.output)
+        if args.refit_text_prior is not None:
+            refit_text_prior(extractor, Path(f"{args.output}.run"), args.refit_text_prior)
     else:
         extractor = Extractor.from_config(apply_overrides(variant_config(args.variant, args.config), args.overrides))
     apply_decode_options(extractor, args.decode)
@@ -434,6 +441,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the split a trained variant is evaluated on (val: to choose between models or settings)")
     parser.add_argument("--reuse", action="store_true", help="evaluate the model saved in --output, do not train")
     parser.add_argument("--cache-from", type=Path, help="run folder whose image-feature cache to reuse")
+    parser.add_argument("--refit-text-prior", type=float, metavar="L2",
+                        help="with --reuse: fit a text prior at this L2 on <output>.run's training examples first")
     parser.add_argument("--image-cache", type=Path,
                         help="linear: a mxt-cpu training run folder (<output>.run) whose cached pooled vectors to use")
     parser.add_argument("--val-products", type=int, default=None, help="val products (chosen by hash; default all)")
@@ -459,7 +468,8 @@ def main(argv: list[str] | None = None) -> int:
     head = {"evaluated_on": args.evaluate_on, "benchmark": "myntra", "variant": "linear" if args.linear else args.variant, "config": args.config,
             "products": len(splits["train"]), "steps": args.steps if args.variant and not args.reuse else None,
             "test_products": len(splits["test"]), "test_values": sum(len(p.attributes) for p in splits["test"]),
-            "overrides": args.overrides, "decode": args.decode, "reuse": args.reuse}
+            "overrides": args.overrides, "decode": args.decode, "reuse": args.reuse,
+            "refit_text_prior": args.refit_text_prior}
     body = run_linear(args, splits) if args.linear else run_variant(args, splits)
     result = {**head, **body, "wall_s": round(time.perf_counter() - started, 1)}
     path = args.result or args.output / "result.json"

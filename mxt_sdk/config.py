@@ -102,6 +102,15 @@ class ImagePriorConfig(_Section):
     max_iter: int = Field(default=100, ge=1, description="L-BFGS iterations per regression")
 
 
+class TextPriorConfig(_Section):
+    """The text prior fitted after training (mxt_sdk.inference.text_prior): per-pair softmax regressions
+    over the TF-IDF vector of the product's words, used by ``extraction.choose_among_known``."""
+
+    l2: float = Field(default=1e-4, ge=0, description="L2 penalty of each regression")
+    max_words: int = Field(default=50_000, ge=1, description="largest vocabulary (the most frequent words)")
+    max_iter: int = Field(default=100, ge=1, description="L-BFGS iterations per regression")
+
+
 class TrainingConfig(_Section):
     """Fine-tuning settings. Defaults follow the paper: AdamW, lr 5e-5, warmup ratio 0.1, linear decay,
     20 epochs, best checkpoint by validation loss."""
@@ -152,6 +161,9 @@ class TrainingConfig(_Section):
     image_prior: ImagePriorConfig | None = Field(
         default=None, description="after training, fit a per-pair image prior over the known values on the "
                                   "frozen global image vectors (needs frozen encoders); null: none")
+    text_prior: TextPriorConfig | None = Field(
+        default=None, description="after training, fit a per-pair text prior over the known values on the "
+                                  "training products' words (TF-IDF); null: none")
     length_pool_batches: int = Field(
         default=0, ge=0, description="draw batches of prompts of about the same length: the shuffled examples "
                                       "in pools of this many batches, each pool sorted by tokens and cut into "
@@ -203,6 +215,10 @@ class ExtractionConfig(_Section):
     image_prior_weight: float = Field(
         default=1.0, ge=0, description="weight of the image prior's log-probability (a model trained with "
                                        "training.image_prior) added to each known value's score by "
+                                       "choose_among_known; 0: the prior is not used")
+    text_prior_weight: float = Field(
+        default=1.0, ge=0, description="weight of the text prior's log-probability (a model trained with "
+                                       "training.text_prior) added to each known value's score by "
                                        "choose_among_known; 0: the prior is not used")
     dtype: Literal["auto", "fp32", "bf16", "int8"] = Field(
         default="auto", description="numeric mode of extraction (see mxt_sdk.model.numerics); auto: bf16 on "

@@ -25,6 +25,7 @@ from mxt_sdk.evaluation.thresholds import (DEFAULT_MIN_SUPPORT, CallThresholds, 
                                            calibrate, calibration_summary)
 from mxt_sdk.inference.engine import Engine, EngineSettings, make_requests
 from mxt_sdk.inference.image_prior import ImageValuePrior, prior_applies
+from mxt_sdk.inference.text_prior import TextValuePrior
 from mxt_sdk.model.card import (MeasuredFacts, ModelCard, TrainingFacts, calibration_figures, data_ref,
                                 evaluation_figures, write_card)
 from mxt_sdk.model.folder import SavedModel, load_folder, save_folder
@@ -54,7 +55,7 @@ class Extractor:
     def __init__(self, config: MXTConfig, model: MXTModel, metadata: CatalogMetadata | None = None,
                  normalizers: list[Normalizer] | None = None, thresholds: Thresholds | None = None,
                  canonicalizer: Canonicalizer | None = None, image_prior: ImageValuePrior | None = None,
-                 card: ModelCard | None = None):
+                 card: ModelCard | None = None, text_prior: TextValuePrior | None = None):
         self.config = config
         self.card = card or ModelCard()
         self.source: ModelSource | None = None
@@ -64,6 +65,7 @@ class Extractor:
         self.thresholds = thresholds or Thresholds()
         self.canonicalizer = canonicalizer
         self.image_prior = image_prior
+        self.text_prior = text_prior
         self.last_run_stats: dict[str, int] = {}
         self._inference_models: dict[str, MXTModel] = {}  # per dtype; cleared when weights change
 
@@ -96,7 +98,7 @@ class Extractor:
         saved = load_folder(source.folder)
         extractor = cls(saved.config, saved.model.to(resolve_device(device or saved.config.extraction.device)),
                         saved.metadata, saved.normalizers, saved.thresholds, saved.canonicalizer, saved.image_prior,
-                        saved.card)
+                        saved.card, saved.text_prior)
         extractor.source = source
         return extractor
 
@@ -104,7 +106,8 @@ class Extractor:
         """Write config, weights (safetensors), tokenizer, metadata, ``checksums.json`` and the model card
         (``README.md``, ``card.json``) to ``directory`` atomically."""
         save_folder(Path(directory), SavedModel(self.config, self.model, self.metadata, self.normalizers,
-                                                self.thresholds, self.canonicalizer, self.image_prior, self.card))
+                                                self.thresholds, self.canonicalizer, self.image_prior, self.card,
+                                                self.text_prior))
 
     def save_model_card(self, directory: str | Path) -> None:
         """Rewrite only the model card (``README.md``, ``card.json``) of the model folder ``directory``,
@@ -242,7 +245,7 @@ class Extractor:
         if own_tokenizer:
             tokenizer = copy.deepcopy(tokenizer)
         return Engine(self._inference_model(settings.dtype), tokenizer, self.metadata, settings,
-                      self.canonicalizer, self.image_prior)
+                      self.canonicalizer, self.image_prior, self.text_prior)
 
     def evaluate(self, data: str | Path | Iterable[Product | dict[str, Any]], *, precision: float = 0.9,
                  output: str | Path | None = None, image_root: str | Path | None = None,
@@ -276,13 +279,16 @@ class Extractor:
         accept nothing; they are listed with ``None`` in the result. Saved with :meth:`save_pretrained`.
 
         When the model's image prior is in use, the prior's weight is chosen first among
-        ``prior_weights`` (:meth:`choose_image_prior_weight`) and the thresholds are those of the chosen
-        weight's answers; ``prior_weights=None`` keeps the configured weight. Each weight is one pass
-        of extraction over ``data``."""
+        ``prior_weights`` (:meth:`choose_image_prior_weight`), then, when its text prior is in use, that
+        prior's weight the same way, and the thresholds are those of the chosen weights' answers;
+        ``prior_weights=None`` keeps the configured weights. Each weight is one pass of extraction over
+        ``data``."""
         products, root = self._labelled_products(data, image_root, reader)
-        if prior_weights and self.image_prior_in_use:
-            _, rows = self._weigh_image_prior(products, root, batch_size, prior_weights)
-        else:
+        rows = None
+        if prior_weights:
+            for setting in self._prior_weight_settings():
+                _, rows = self._weigh_prior(setting, products, root, batch_size, prior_weights)
+        if rows is None:
             rows = self._score_products(products, root, batch_size)
         by_pair = group_by_pair((r["product_type"], r["attribute"], scored(r)) for r in rows)
         by_path = group_by_path(rows)
@@ -294,10 +300,10 @@ class Extractor:
 
     def calibration_summary(self) -> dict[str, Any]:
         """What the thresholds reach (:func:`~mxt_sdk.evaluation.thresholds.calibration_summary`) and, when
-        the image prior is in use, its weight."""
+        the image or text prior is in use, its weight."""
         summary = calibration_summary(self.thresholds)
-        if self.image_prior_in_use:
-            summary["image_prior_weight"] = self.config.extraction.image_prior_weight
+        for setting in self._prior_weight_settings():
+            summary[setting] = getattr(self.config.extraction, setting)
         return summary
 
     @property
@@ -306,6 +312,19 @@ class Extractor:
         ``extraction.image_prior_weight`` (which may be 0): the model has a fitted prior and an image path,
         ``choose_among_known`` is on and the generator scores given answers."""
         return self.config.extraction.choose_among_known > 0 and prior_applies(self.model, self.image_prior)
+
+    @property
+    def text_prior_in_use(self) -> bool:
+        """Whether extraction joins a text prior to ``choose_among_known``'s scores, at the weight
+        ``extraction.text_prior_weight`` (which may be 0): the model has a fitted text prior,
+        ``choose_among_known`` is on and the generator scores given answers."""
+        return (self.config.extraction.choose_among_known > 0 and self.text_prior is not None
+                and self.model.generator.scores_answers)
+
+    def _prior_weight_settings(self) -> list[str]:
+        """The ``extraction`` weight settings of the priors in use, image first."""
+        return [setting for setting, used in (("image_prior_weight", self.image_prior_in_use),
+                                              ("text_prior_weight", self.text_prior_in_use)) if used]
 
     def choose_image_prior_weight(self, data: str | Path | Iterable[Product | dict[str, Any]],
                                   weights: Sequence[float] = PRIOR_WEIGHTS, *, image_root: str | Path | None = None,
@@ -320,32 +339,33 @@ class Extractor:
             raise ValueError("this model's extraction uses no image prior (it needs a fitted prior, an image "
                              "encoder, extraction.choose_among_known > 0 and a generator that scores answers)")
         products, root = self._labelled_products(data, image_root, reader)
-        accuracy_by_weight, _ = self._weigh_image_prior(products, root, batch_size, weights)
+        accuracy_by_weight, _ = self._weigh_prior("image_prior_weight", products, root, batch_size, weights)
         return accuracy_by_weight
 
-    def _weigh_image_prior(self, products: list[Product], root, batch_size: int | None,
-                           weights: Sequence[float]) -> tuple[dict[float, float], list[dict[str, Any]]]:
-        """Accuracy on ``products`` at each weight of ``weights`` and the configured one; the chosen weight
+    def _weigh_prior(self, setting: str, products: list[Product], root, batch_size: int | None,
+                     weights: Sequence[float]) -> tuple[dict[float, float], list[dict[str, Any]]]:
+        """Accuracy on ``products`` at each weight of ``weights`` and the configured one of the extraction
+        setting ``setting`` (``image_prior_weight`` or ``text_prior_weight``); the chosen weight
         (:func:`~mxt_sdk.evaluation.prior_weight.best_weight`) is left set, and its scored rows returned."""
         extraction = self.config.extraction
-        configured = extraction.image_prior_weight
+        configured = getattr(extraction, setting)
         tried = list(dict.fromkeys([*(float(w) for w in weights), configured]))
         if min(tried) < 0:  # refused before any pass over the data
-            raise ValueError(f"image prior weights must be at least 0, got {min(tried)}")
+            raise ValueError(f"prior weights must be at least 0, got {min(tried)}")
         runs: dict[float, list[dict[str, Any]]] = {}
         try:
             for weight in tried:
-                extraction.image_prior_weight = weight
+                setattr(extraction, setting, weight)
                 runs[weight] = self._score_products(products, root, batch_size)
         finally:
-            extraction.image_prior_weight = configured  # an error leaves the configured weight
+            setattr(extraction, setting, configured)  # an error leaves the configured weight
         flags = {weight: prior_weight.correct_flags(rows) for weight, rows in runs.items()}
         accuracy_by_weight = {weight: prior_weight.accuracy(f) for weight, f in flags.items()}
-        extraction.image_prior_weight = prior_weight.best_weight(flags, configured)
-        log.info("image prior weight %g (configured %g) after accuracy by weight on %d labelled products: %s",
-                 extraction.image_prior_weight, configured, len(products),
+        setattr(extraction, setting, prior_weight.best_weight(flags, configured))
+        log.info("%s %g (configured %g) after accuracy by weight on %d labelled products: %s",
+                 setting, getattr(extraction, setting), configured, len(products),
                  ", ".join(f"{w:g}: {a:.4f}" for w, a in sorted(accuracy_by_weight.items())))
-        return accuracy_by_weight, runs[extraction.image_prior_weight]
+        return accuracy_by_weight, runs[getattr(extraction, setting)]
 
     def _labelled_products(self, data, image_root, reader) -> tuple[list[Product], Any]:
         """The products of ``data`` that have attribute values, and the image root to read them under."""
@@ -393,4 +413,5 @@ class Extractor:
             choose_among_known=extraction.choose_among_known, choose_text_span=extraction.choose_text_span,
             open_pair_new_share=extraction.open_pair_new_share,
             image_prior_weight=extraction.image_prior_weight,
+            text_prior_weight=extraction.text_prior_weight,
         )

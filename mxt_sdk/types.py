@@ -12,9 +12,11 @@ __all__ = ["Product", "Prediction", "DecidedBy", "product_from_record", "generat
 
 #: how an answer was decided: ``generated`` (greedy decoding, free text), ``known_value`` (the likeliest of
 #: the pair's training values and the none answer, scored by the generator: ``extraction.choose_among_known``),
-#: ``known_value+image_prior`` (the same, where the image prior changed which value won), ``span`` (greedy
+#: ``known_value+image_prior``, ``known_value+text_prior``, ``known_value+image_prior+text_prior`` (the same, where
+#: the priors named, those that applied, changed which value won), ``span`` (greedy
 #: decoding bound to a run of the product's text's words: ``extraction.choose_text_span``)
-DecidedBy = Literal["generated", "known_value", "known_value+image_prior", "span"]
+DecidedBy = Literal["generated", "known_value", "known_value+image_prior", "known_value+text_prior",
+                    "known_value+image_prior+text_prior", "span"]
 
 
 def _strip_required(value: str, field: str) -> str:

@@ -172,11 +172,11 @@ def test_ablation_writes_each_variant_and_the_table(ablation):
     section = table.split("## What each variant has")[1].split("\n## ")[0]
     rows = {line.split(" | ")[0][2:]: line for line in section.splitlines() if line.startswith("| ")}
     assert rows["variant"] == ("| variant | generator | fusions | known-value chooser | span binding | image prior "
-                               "| description |")
+                               "| text prior | description |")
     assert rows["text-only"].startswith("| text-only | t5 | none | ")
-    assert rows["text-only"].endswith(f" | off | {VARIANTS['text-only'].description} |")
+    assert rows["text-only"].endswith(f" | off | off | {VARIANTS['text-only'].description} |")
     assert rows["mxt"].startswith("| mxt | t5 | mag, xattn | ")
-    assert rows["broken"].startswith("| broken | t5 | no-such-fusion | off | off | off | ")  # its config, as asked
+    assert rows["broken"].startswith("| broken | t5 | no-such-fusion | off | off | off | off | ")  # its config, as asked
 
 
 def test_table_numbers_equal_the_reports(ablation):

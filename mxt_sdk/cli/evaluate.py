@@ -64,15 +64,15 @@ def evaluate(model, revision, data, output, precision, image_root, reader, batch
               help="Labelled rows a pair needs for its own threshold; fewer: pooled over its attribute or all rows.")
 @click.option("--prior-weights", default=",".join(f"{w:g}" for w in PRIOR_WEIGHTS), show_default=True,
               callback=lambda ctx, param, value: _weights(value),
-              help="Image prior weights to try (comma-separated; 'none': keep the model's). Used only by a model "
-                   "with an image prior; each weight is one pass over DATA.")
+              help="Prior weights to try (comma-separated; 'none': keep the model's), for its image prior and then "
+                   "its text prior. Used only by a model with a prior; each weight is one pass over DATA.")
 @click.option("--output", "output_dir", type=click.Path(file_okay=False),
               help="Folder to save the calibrated model in (default: MODEL itself; required when MODEL is a Hub ID).")
 @command_options
 def calibrate(model, revision, data, precision, image_root, reader, batch_size, min_support, prior_weights, device,
               output_dir) -> None:
-    """Set per-pair confidence thresholds of MODEL reaching PRECISION on DATA and, for a model with an image
-    prior, the prior's weight (kept unless another is clearly more accurate on DATA); saved in MODEL (or
+    """Set per-pair confidence thresholds of MODEL reaching PRECISION on DATA and, for a model with an image or
+    text prior, each prior's weight (kept unless another is clearly more accurate on DATA); saved in MODEL (or
     --output), with the figures in its model card. DATA must be held out from training."""
     extractor = Extractor.from_pretrained(model, revision=revision, device=device)
     if output_dir is None and extractor.source.is_hub:

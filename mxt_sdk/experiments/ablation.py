@@ -166,8 +166,8 @@ def variant_config(name: str, base: str | Path | dict[str, Any] | MXTConfig) -> 
 
 def components(config: MXTConfig) -> dict[str, str]:
     """What decides a variant's answers, for the ablation table: the generator, the fusions that read the
-    photo, the known-value chooser, the span binding and the image prior (as configured: a prior is only
-    fitted where the training products have photos)."""
+    photo, the known-value chooser, the span binding and the image and text priors (as configured: an image
+    prior is only fitted where the training products have photos)."""
     extraction, model = config.extraction, config.model
     has_prior = config.training.image_prior is not None and (model.global_encoder or model.regional_encoder)
     return {
@@ -177,6 +177,7 @@ def components(config: MXTConfig) -> dict[str, str]:
         "span binding": f"pairs stating >= {extraction.choose_text_span:.0%}"
                         if extraction.choose_text_span is not None else "off",
         "image prior": "on" if has_prior and extraction.choose_among_known else "off",
+        "text prior": "on" if config.training.text_prior is not None and extraction.choose_among_known else "off",
     }
 
 

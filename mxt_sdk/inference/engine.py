@@ -26,6 +26,7 @@ from mxt_sdk.evaluation.thresholds import CallThresholds, Thresholds, accepts_an
 from mxt_sdk.images.batching import ImageLoader, pad_batch, truncate
 from mxt_sdk.images.fetch import UrlPolicy
 from mxt_sdk.inference.image_prior import ImageValuePrior, prior_applies
+from mxt_sdk.inference.text_prior import TextValuePrior
 from mxt_sdk.inference.known_values import KnownValueChooser
 from mxt_sdk.model.mxt import ImageFeatures, ImagePixels, MXTModel
 from mxt_sdk.model.numerics import autocast, channels_last_pixels
@@ -79,6 +80,8 @@ class EngineSettings:
     choose_text_span: float | None = None
     #: weight of the image prior in choose_among_known's scores (0: unused)
     image_prior_weight: float = 1.0
+    #: weight of the text prior in choose_among_known's scores (0: unused)
+    text_prior_weight: float = 1.0
     #: prompts encoded together within a generation batch (length-sorted groups, each cut to its own
     #: longest prompt); the decoder still runs ``batch_size`` at a time (see ``MXTModel.generate``)
     encode_rows: int = 32
@@ -139,7 +142,7 @@ class Engine:
 
     def __init__(self, model: MXTModel, tokenizer: Any, metadata: CatalogMetadata | None,
                  settings: EngineSettings, canonicalizer: Canonicalizer | None = None,
-                 image_prior: ImageValuePrior | None = None):
+                 image_prior: ImageValuePrior | None = None, text_prior: TextValuePrior | None = None):
         self.model, self.tokenizer, self.metadata, self.settings = model, tokenizer, metadata, settings
         self.canonicalizer = canonicalizer
         device = next(model.parameters()).device
@@ -151,7 +154,9 @@ class Engine:
                 use_prior = settings.image_prior_weight > 0 and prior_applies(model, image_prior)
                 self.known = KnownValueChooser(model, tokenizer, metadata, settings.none_answer,
                                                settings.choose_among_known, settings.open_pair_new_share,
-                                               image_prior if use_prior else None, settings.image_prior_weight)
+                                               image_prior if use_prior else None, settings.image_prior_weight,
+                                               text_prior if settings.text_prior_weight > 0 else None,
+                                               settings.text_prior_weight)
             else:
                 logger.warning("extraction.choose_among_known is ignored: generator %r cannot score given "
                                "answers (its free answers are kept)", model.generator.name)

@@ -24,7 +24,6 @@ of the training covariance, so the same training data gives the same file.
 from __future__ import annotations
 
 import json
-import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mxt_sdk import progress
+from mxt_sdk.inference.value_regression import SMOOTHING, smoothed_log_probs, softmax_regression
 from mxt_sdk.storage import write_json
 
 if TYPE_CHECKING:
@@ -44,8 +44,6 @@ __all__ = ["ImageValuePrior", "ImagePriorExample", "prior_applies", "SMOOTHING",
 WEIGHTS_FILE = "image_prior.safetensors"
 INDEX_FILE = "image_prior.json"
 VERSION = 2  #: version 1 files (one regression per pair, no groups) still load
-#: share of each candidate's prior probability that is uniform over the candidates
-SMOOTHING = 0.1
 
 
 class ImagePriorExample(NamedTuple):
@@ -111,25 +109,20 @@ class ImageValuePrior:
             values = sorted({example.value for example in members})
             rows = torch.tensor([example.row for example in members])
             targets = torch.tensor([values.index(example.value) for example in members])
-            groups[name] = _Regression(values, *_softmax_regression(projected[rows], targets, len(values), l2, max_iter))
+            groups[name] = _Regression(values, *softmax_regression(projected[rows], targets, len(values), l2, max_iter))
             pair_groups.update((example.pair, name) for example in members)
         return cls(mean.float(), projection, groups, pair_groups, l2)
 
     # ------------------------------------------------------------------ use
     def log_probs(self, pair: str, vector: torch.Tensor, candidates: Sequence[str]) -> list[float] | None:
-        """Smoothed log-probability of each candidate for an image with pooled ``vector``: the group's
-        probabilities renormalised over the candidates it knows, mixed with a uniform share; None when
-        the pair has no prior. A candidate the group never had gets only its uniform share."""
+        """Smoothed log-probability of each candidate for an image with pooled ``vector`` (the group's
+        probabilities, :func:`~mxt_sdk.inference.value_regression.smoothed_log_probs`); None when the pair
+        has no prior."""
         fitted = self.groups.get(self.pair_groups.get(pair, ""))
         if fitted is None:
             return None
         logits = ((vector.float() - self.mean) @ self.projection) @ fitted.weight + fitted.bias
-        probabilities = dict(zip(fitted.values, torch.softmax(logits, -1).tolist()))
-        known = [probabilities.get(c, 0.0) for c in candidates]
-        total = sum(known)
-        uniform = 1 / max(len(candidates), 1)
-        return [math.log((1 - SMOOTHING) * (p / total if total > 0 else uniform) + SMOOTHING * uniform)
-                for p in known]
+        return smoothed_log_probs(dict(zip(fitted.values, torch.softmax(logits, -1).tolist())), candidates)
 
     # ------------------------------------------------------------------ files
     def save(self, directory: str | Path) -> None:
@@ -200,21 +193,3 @@ def _grouped(examples: Iterable[ImagePriorExample], key: Callable[[ImagePriorExa
     for example in examples:
         by_key[key(example)].append(example)
     return by_key.items()
-
-
-def _softmax_regression(x: torch.Tensor, targets: torch.Tensor, classes: int, l2: float,
-                        max_iter: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights [dims, classes] and bias [classes] minimising mean cross-entropy + ``l2`` * |W|^2."""
-    weight = torch.zeros(x.size(1), classes, requires_grad=True)
-    bias = torch.zeros(classes, requires_grad=True)
-    if classes > 1:
-        optimizer = torch.optim.LBFGS([weight, bias], max_iter=max_iter, line_search_fn="strong_wolfe")
-
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad()
-            loss = torch.nn.functional.cross_entropy(x @ weight + bias, targets) + l2 * weight.pow(2).sum()
-            loss.backward()
-            return loss
-
-        optimizer.step(closure)
-    return weight.detach(), bias.detach()

@@ -11,8 +11,10 @@ for those; ``Engine._may_be_new``), so values new to training stay possible wher
 decoder pass.
 
 With an ``image_prior`` (:mod:`mxt_sdk.inference.image_prior`), a product with an image has each known
-value's score raised by ``prior_weight`` times the prior's log-probability of it, and its confidence is
-the chosen value's softmax share of those combined scores.
+value's score raised by ``prior_weight`` times the prior's log-probability of it; with a ``text_prior``
+(:mod:`mxt_sdk.inference.text_prior`), every product has it raised by ``text_prior_weight`` times that
+prior's log-probability. Where a prior applies, the confidence is the chosen value's softmax share of the
+combined scores, and the path names the priors that applied when they changed which value won.
 
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ import torch
 
 from mxt_sdk.data.metadata import CatalogMetadata, pair_key
 from mxt_sdk.inference.image_prior import ImageValuePrior
+from mxt_sdk.inference.text_prior import TextValuePrior, product_document
 from mxt_sdk.model.mxt import ImageFeatures, MXTModel
 from mxt_sdk.types import Product
 
@@ -35,11 +38,13 @@ class KnownValueChooser:
 
     def __init__(self, model: MXTModel, tokenizer: Any, metadata: CatalogMetadata, none_answer: str,
                  max_values: int, open_share: float | None = None,
-                 image_prior: ImageValuePrior | None = None, prior_weight: float = 1.0):
+                 image_prior: ImageValuePrior | None = None, prior_weight: float = 1.0,
+                 text_prior: TextValuePrior | None = None, text_prior_weight: float = 1.0):
         self.model, self.tokenizer, self.metadata = model, tokenizer, metadata
         self.none_answer, self.max_values = none_answer, max_values
         self.open_share = open_share
         self.image_prior, self.prior_weight = image_prior, prior_weight
+        self.text_prior, self.text_prior_weight = text_prior, text_prior_weight
         self._candidates: dict[str, tuple[list[str], list[list[int]]] | None] = {}
 
     def candidates(self, product_type: str, attribute: str) -> tuple[list[str], list[list[int]]] | None:
@@ -67,7 +72,8 @@ class KnownValueChooser:
         """For each example (row of ``input_ids``) asking ``questions[i]`` (product, attribute): (value,
         probability, path) of its most likely candidate, or None where it keeps the free answer (and where
         ``questions[i]`` is None). The path (:data:`mxt_sdk.types.DecidedBy`) is ``known_value``, or
-        ``known_value+image_prior`` where the image prior changed which value won."""
+        ``known_value+`` the priors that applied (``image_prior``, ``text_prior`` or both, in that order)
+        where they changed which value won."""
         lists = [None if question is None else self.candidates(question[0].product_type, question[1])
                  for question in questions]
         example, labels, owners = [], [], []
@@ -94,17 +100,33 @@ class KnownValueChooser:
                 chosen.append(None)
                 continue
             question = questions[row]
-            path = "known_value"
-            prior = self._prior(question, found[0], features, image_index, row)
             unaided = max(range(len(by_row[row])), key=by_row[row].__getitem__)
-            if prior is None:
-                chosen.append((found[0][unaided], min(math.exp(by_row[row][unaided]), 1.0), path))
+            priors = self._priors(question, found[0], features, image_index, row)
+            if not priors:
+                chosen.append((found[0][unaided], min(math.exp(by_row[row][unaided]), 1.0), "known_value"))
                 continue
-            combined = torch.tensor(by_row[row]) + self.prior_weight * torch.tensor(prior)
+            combined = torch.tensor(by_row[row])
+            for _, weight, log_probs in priors:
+                combined = combined + weight * torch.tensor(log_probs)
             position = int(combined.argmax())
-            moved = path + "+image_prior" if position != unaided else path
-            chosen.append((found[0][position], float(torch.softmax(combined, 0)[position]), moved))
+            path = "+".join(["known_value", *(name for name, _, _ in priors)]) if position != unaided else "known_value"
+            chosen.append((found[0][position], float(torch.softmax(combined, 0)[position]), path))
         return chosen
+
+    def _priors(self, question: tuple[Product, str], candidates: list[str], features: ImageFeatures | None,
+                image_index: torch.Tensor | None, row: int) -> list[tuple[str, float, list[float]]]:
+        """(name, weight, log-probabilities of ``candidates``) of each prior that applies to the question."""
+        found = []
+        image = self._prior(question, candidates, features, image_index, row)
+        if image is not None:
+            found.append(("image_prior", self.prior_weight, image))
+        if self.text_prior is not None:
+            product, attribute = question
+            text = self.text_prior.log_probs(pair_key(product.product_type, attribute), product_document(product),
+                                             candidates)
+            if text is not None:
+                found.append(("text_prior", self.text_prior_weight, text))
+        return found
 
     def _prior(self, question: tuple[Product, str], candidates: list[str], features: ImageFeatures | None,
                image_index: torch.Tensor | None, row: int) -> list[float] | None:

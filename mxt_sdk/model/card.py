@@ -106,7 +106,7 @@ def calibration_figures(summary: dict[str, Any]) -> dict[str, float | int | None
     """The headline figures of a calibration (:func:`~mxt_sdk.evaluation.thresholds.calibration_summary`)."""
     return {"pairs": summary["pairs"], "reached": summary["reached"], "own_threshold": summary["own_threshold"],
             "unreachable": len(summary["unreachable_accept_nothing"]),
-            **({"image_prior_weight": summary["image_prior_weight"]} if "image_prior_weight" in summary else {})}
+            **{setting: summary[setting] for setting in ("image_prior_weight", "text_prior_weight") if setting in summary}}
 
 
 def _metadata_block(card: ModelCard) -> dict[str, Any]:

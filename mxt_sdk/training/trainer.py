@@ -32,6 +32,7 @@ from mxt_sdk.images.probe import check_images_load
 from mxt_sdk.training.periodic import CheckpointSchedule
 from mxt_sdk.training.feature_cache import FeatureCache, build_feature_cache, encoders_frozen
 from mxt_sdk.training.image_prior_fit import check_image_prior, fit_image_prior
+from mxt_sdk.training.text_prior_fit import fit_text_prior
 from mxt_sdk.training.layout import METRICS_FILE, SUMMARY_FILE, run_log
 from mxt_sdk.training.length_pools import product_groups
 from mxt_sdk.training.loaders import example_loader
@@ -304,6 +305,12 @@ class Trainer:
                     unwrapped, data["images"]["train"].paths, images, config.image_prior,
                     self.extractor.config.extraction.choose_among_known or DEFAULT_PRIOR_VALUES, config.batch_size,
                     accelerator.device)
+        self.extractor.text_prior = None
+        if config.text_prior is not None and accelerator.is_main_process:
+            with self.profile.part("text_prior"):
+                self.extractor.text_prior = fit_text_prior(
+                    data["images"]["train"], config.text_prior,
+                    self.extractor.config.extraction.choose_among_known or DEFAULT_PRIOR_VALUES)
         result = self._finish(unwrapped, data, state, resumed_from, examples_seen / max(elapsed, 1e-9), truncated)
         self.profile.summarize(result, self.run_dir / SUMMARY_FILE if accelerator.is_main_process else None)
         return result
