@@ -21,7 +21,9 @@ tables. Data sets (from ``--data``, default ``../shared/data``; never copied int
 
 ``--reuse`` evaluates the model already saved in ``--output`` instead of training one; ``--decode
 OPTION=VALUE`` (repeatable) changes a generator option (``whole_words``) or an extraction setting
-(``choose_among_known``) before evaluation, so decoding rules are compared on one trained model.
+(``choose_among_known``) before evaluation, so decoding rules are compared on one trained model;
+``--refit-text-prior L2`` first fits a text prior at that L2 on the training examples cached in
+``<output>.run`` (what a run with ``training.text_prior`` would have fitted after the same steps).
 """
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ from mxt_sdk.evaluation.metrics import values_match
 from mxt_sdk.experiments.ablation import variant_config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from measure import apply_decode_options  # noqa: E402
+from measure import apply_decode_options, refit_text_prior  # noqa: E402
 
 
 #: ImplicitAVE's labels are annotated: no long-tail drop (see the module docstring)
@@ -108,6 +110,8 @@ def _extractor(args) -> Extractor:
     the ``--decode`` generator options applied."""
     if args.reuse:
         extractor = Extractor.from_pretrained(args.output)
+        if args.refit_text_prior is not None:
+            refit_text_prior(extractor, Path(f"{args.output}.run"), args.refit_text_prior)
     else:
         extractor = Extractor.from_config(apply_overrides(variant_config(args.variant, args.config), args.overrides))
     apply_decode_options(extractor, args.decode)
@@ -205,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--reuse", action="store_true", help="evaluate the model saved in --output, do not train")
+    parser.add_argument("--refit-text-prior", type=float, metavar="L2",
+                        help="with --reuse: fit a text prior at this L2 on <output>.run's training examples first")
     parser.add_argument("--evaluate-on", choices=("test", "val"), default="test",
                         help="oa-mine / ae-110k: the test file, or 20%% of the training file held out from training")
     parser.add_argument("--decode", action="append", default=[], metavar="OPTION=VALUE",
@@ -220,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     run = run_implicitave if args.dataset == "implicitave" else run_extractgpt
     result = {"dataset": args.dataset, "config": str(args.config), "variant": args.variant,
               "overrides": args.overrides, "reuse": args.reuse, "decode": args.decode,
+              "refit_text_prior": args.refit_text_prior,
  **({"train_text": True, "photo_repeat": args.photo_repeat}
                                               if args.train_text else {}),
               **({"blank_titles": True} if args.blank_titles else {}),

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import copy
-import logging
 import tempfile
 from itertools import islice
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -38,8 +37,6 @@ from mxt_sdk.training.layout import default_run_dir
 from mxt_sdk.training.run_guard import DATA_SCHEME, check_resume, config_fingerprint
 from mxt_sdk.training.trainer import Trainer, TrainingResult
 from mxt_sdk.types import Prediction, Product
-
-log = logging.getLogger(__name__)
 
 
 class Extractor:
@@ -287,7 +284,7 @@ class Extractor:
         rows = None
         if prior_weights:
             for setting in self._prior_weight_settings():
-                _, rows = self._weigh_prior(setting, products, root, batch_size, prior_weights)
+                _, rows = prior_weight.weigh(self, setting, products, root, batch_size, prior_weights)
         if rows is None:
             rows = self._score_products(products, root, batch_size)
         by_pair = group_by_pair((r["product_type"], r["attribute"], scored(r)) for r in rows)
@@ -339,33 +336,9 @@ class Extractor:
             raise ValueError("this model's extraction uses no image prior (it needs a fitted prior, an image "
                              "encoder, extraction.choose_among_known > 0 and a generator that scores answers)")
         products, root = self._labelled_products(data, image_root, reader)
-        accuracy_by_weight, _ = self._weigh_prior("image_prior_weight", products, root, batch_size, weights)
+        accuracy_by_weight, _ = prior_weight.weigh(self, "image_prior_weight", products, root, batch_size, weights)
         return accuracy_by_weight
 
-    def _weigh_prior(self, setting: str, products: list[Product], root, batch_size: int | None,
-                     weights: Sequence[float]) -> tuple[dict[float, float], list[dict[str, Any]]]:
-        """Accuracy on ``products`` at each weight of ``weights`` and the configured one of the extraction
-        setting ``setting`` (``image_prior_weight`` or ``text_prior_weight``); the chosen weight
-        (:func:`~mxt_sdk.evaluation.prior_weight.best_weight`) is left set, and its scored rows returned."""
-        extraction = self.config.extraction
-        configured = getattr(extraction, setting)
-        tried = list(dict.fromkeys([*(float(w) for w in weights), configured]))
-        if min(tried) < 0:  # refused before any pass over the data
-            raise ValueError(f"prior weights must be at least 0, got {min(tried)}")
-        runs: dict[float, list[dict[str, Any]]] = {}
-        try:
-            for weight in tried:
-                setattr(extraction, setting, weight)
-                runs[weight] = self._score_products(products, root, batch_size)
-        finally:
-            setattr(extraction, setting, configured)  # an error leaves the configured weight
-        flags = {weight: prior_weight.correct_flags(rows) for weight, rows in runs.items()}
-        accuracy_by_weight = {weight: prior_weight.accuracy(f) for weight, f in flags.items()}
-        setattr(extraction, setting, prior_weight.best_weight(flags, configured))
-        log.info("%s %g (configured %g) after accuracy by weight on %d labelled products: %s",
-                 setting, getattr(extraction, setting), configured, len(products),
-                 ", ".join(f"{w:g}: {a:.4f}" for w, a in sorted(accuracy_by_weight.items())))
-        return accuracy_by_weight, runs[getattr(extraction, setting)]
 
     def _labelled_products(self, data, image_root, reader) -> tuple[list[Product], Any]:
         """The products of ``data`` that have attribute values, and the image root to read them under."""

@@ -9,9 +9,12 @@ point or two apart, so the configured weight is only replaced by one that is cle
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 #: the weights tried by default: off, half, the config default, and two stronger ones
 PRIOR_WEIGHTS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0)
@@ -52,3 +55,30 @@ def best_weight(flags_by_weight: Mapping[float, Sequence[bool]], current: float)
     top = max(accuracy(flags) for flags in flags_by_weight.values())
     best = min(weight for weight, flags in flags_by_weight.items() if accuracy(flags) == top)
     return best if clearly_better(flags_by_weight[best], flags_by_weight[current]) else current
+
+
+def weigh(extractor: Any, setting: str, products: Sequence[Any], root: Any, batch_size: int | None,
+          weights: Sequence[float]) -> tuple[dict[float, float], list[dict[str, Any]]]:
+    """Score ``products`` (labelled, held out) with ``extractor`` at each weight of ``weights`` and at the
+    configured one of the extraction setting ``setting`` (``image_prior_weight`` or ``text_prior_weight``),
+    one pass each; leave :func:`best_weight` set and return the accuracy of each weight and the chosen
+    weight's scored rows. An error leaves the configured weight."""
+    extraction = extractor.config.extraction
+    configured = getattr(extraction, setting)
+    tried = list(dict.fromkeys([*(float(w) for w in weights), configured]))
+    if min(tried) < 0:  # refused before any pass over the data
+        raise ValueError(f"prior weights must be at least 0, got {min(tried)}")
+    runs: dict[float, list[dict[str, Any]]] = {}
+    try:
+        for weight in tried:
+            setattr(extraction, setting, weight)
+            runs[weight] = extractor._score_products(products, root, batch_size)
+    finally:
+        setattr(extraction, setting, configured)
+    flags = {weight: correct_flags(rows) for weight, rows in runs.items()}
+    accuracy_by_weight = {weight: accuracy(f) for weight, f in flags.items()}
+    setattr(extraction, setting, best_weight(flags, configured))
+    log.info("%s %g (configured %g) after accuracy by weight on %d labelled products: %s",
+             setting, getattr(extraction, setting), configured, len(products),
+             ", ".join(f"{w:g}: {a:.4f}" for w, a in sorted(accuracy_by_weight.items())))
+    return accuracy_by_weight, runs[getattr(extraction, setting)]
