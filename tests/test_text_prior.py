@@ -33,7 +33,7 @@ def _catalog(count: int, offset: int = 0) -> tuple[list[str], list[TextPriorExam
 
 def test_the_prior_learns_the_value_the_words_imply_and_leaves_unfitted_pairs_alone():
     documents, examples = _catalog(30)
-    prior = TextValuePrior.fit(documents, examples, max_values=5)
+    prior = TextValuePrior.fit(lambda: iter(documents), examples, max_values=5)
     held_out, _ = _catalog(9, offset=1)
     for row, document in enumerate(held_out):
         probabilities = [math.exp(x) for x in prior.log_probs("shirt\tfit", document, FITS)]
@@ -51,7 +51,7 @@ def test_the_prior_learns_the_value_the_words_imply_and_leaves_unfitted_pairs_al
 
 def test_the_same_data_gives_the_same_files_and_a_saved_prior_answers_the_same(tmp_path):
     documents, examples = _catalog(18)
-    first, second = (TextValuePrior.fit(documents, examples, max_values=5) for _ in range(2))
+    first, second = (TextValuePrior.fit(lambda: iter(documents), examples, max_values=5) for _ in range(2))
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     first.save(tmp_path / "a")
@@ -67,7 +67,7 @@ def test_the_same_data_gives_the_same_files_and_a_saved_prior_answers_the_same(t
 
 def test_a_text_prior_file_of_another_version_is_refused(tmp_path):
     documents, examples = _catalog(6)
-    TextValuePrior.fit(documents, examples).save(tmp_path)
+    TextValuePrior.fit(lambda: iter(documents), examples).save(tmp_path)
     index = json.loads((tmp_path / INDEX_FILE).read_text())
     (tmp_path / INDEX_FILE).write_text(json.dumps({**index, "version": 99}))
     with pytest.raises(ValueError, match="text prior version 99"):

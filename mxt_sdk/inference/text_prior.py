@@ -29,8 +29,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from array import array
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -78,6 +79,21 @@ def _words(document: str) -> list[str]:
     return _WORD.findall(document.casefold())
 
 
+class _PackedVectors:
+    """Sparse vectors ({column: weight}) stored end to end in two typed arrays, read back by position."""
+
+    def __init__(self, vectors: Iterable[dict[int, float]]):
+        self.columns, self.weights, self.starts = array("i"), array("f"), array("q", [0])
+        for vector in vectors:
+            self.columns.extend(vector)
+            self.weights.extend(vector.values())
+            self.starts.append(len(self.columns))
+
+    def __getitem__(self, row: int) -> tuple[array, array]:
+        start, end = self.starts[row], self.starts[row + 1]
+        return self.columns[start:end], self.weights[start:end]
+
+
 class TextValuePrior:
     """TF-IDF softmax regressions, one per pair; see the module docstring."""
 
@@ -96,35 +112,44 @@ class TextValuePrior:
 
     # ------------------------------------------------------------------ fitting
     @classmethod
-    def fit(cls, documents: Sequence[str], examples: Iterable[TextPriorExample], *, max_values: int = 50,
-            max_words: int = 50_000, l2: float = 1e-4, max_iter: int = 100) -> "TextValuePrior":
+    def fit(cls, documents: Callable[[], Iterable[str]], examples: Iterable[TextPriorExample], *,
+            max_values: int = 50, max_words: int = 50_000, l2: float = 1e-4, max_iter: int = 100) -> "TextValuePrior":
         """Fit one regression per pair of ``examples`` with at most ``max_values`` distinct values (one value:
-        it with certainty) on the TF-IDF vectors of ``documents`` (``TextPriorExample.row`` indexes them)."""
-        if not documents:
+        it with certainty) on the TF-IDF vectors of the training products' documents.
+
+        ``documents()`` yields every training product's document in row order (``TextPriorExample.row``
+        indexes them); it is called twice, once to count words and once to build the vectors, which are kept
+        packed (a column and a weight per distinct known word: about 8 bytes each), not the texts."""
+        document_counts: Counter[str] = Counter()
+        n = 0
+        for document in documents():
+            document_counts.update(set(_words(document)))
+            n += 1
+        if n == 0:
             raise ValueError("the text prior needs at least one training product")
-        document_counts = Counter(word for document in documents for word in set(_words(document)))
         frequent = sorted((w for w, df in document_counts.items() if df >= MIN_DOCUMENT_COUNT),
                           key=lambda w: (-document_counts[w], w))[:max_words]
         vocabulary = sorted(frequent)
-        n = len(documents)
         idf = torch.tensor([math.log((1 + n) / (1 + document_counts[w])) + 1 for w in vocabulary],
                            dtype=torch.float64)
+        del document_counts
         prior = cls(vocabulary, idf, {}, l2)
-        vectors = [prior.vector(document) for document in documents]
+        vectors = _PackedVectors(prior.vector(document) for document in documents())
 
         by_pair: dict[str, list[TextPriorExample]] = defaultdict(list)
         for example in examples:
             by_pair[example.pair].append(example)
         for pair in progress.bar(iterable=sorted(by_pair), desc="Fitting the text prior", unit="pair"):
-            members = by_pair[pair]
+            members = by_pair.pop(pair)
             values = sorted({example.value for example in members})
             if len(values) > max_values:
                 continue
-            columns = sorted({column for example in members for column in vectors[example.row]})
+            rows = [vectors[example.row] for example in members]
+            columns = sorted({column for row_columns, _ in rows for column in row_columns})
             local = {column: i for i, column in enumerate(columns)}
             x = torch.zeros(len(members), len(columns))
-            for i, example in enumerate(members):
-                for column, weight in vectors[example.row].items():
+            for i, (row_columns, row_weights) in enumerate(rows):
+                for column, weight in zip(row_columns, row_weights):
                     x[i, local[column]] = weight
             targets = torch.tensor([values.index(example.value) for example in members])
             weight, bias = softmax_regression(x, targets, len(values), l2, max_iter)

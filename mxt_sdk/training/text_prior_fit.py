@@ -7,6 +7,8 @@ fitted on their product's own text, like every other.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from mxt_sdk.config import TextPriorConfig
 from mxt_sdk.data.metadata import pair_key
 from mxt_sdk.inference.text_prior import TextPriorExample, TextValuePrior, product_document
@@ -19,9 +21,12 @@ __all__ = ["fit_text_prior"]
 
 def fit_text_prior(shards: ExampleShards, options: TextPriorConfig, max_values: int) -> TextValuePrior:
     """The prior over the pairs of the training examples in ``shards`` with at most ``max_values`` values.
-    Holds every training product's document and one small record per example in memory."""
-    documents = [product_document(staged_product(from_json(text)))
-                 for batch in read_arrow(shards.products, ["product"]) for text in batch["product"]]
+    Reads the staged products twice; holds each product's packed TF-IDF vector and one small record per
+    example in memory."""
+    def documents() -> Iterator[str]:
+        for batch in read_arrow(shards.products, ["product"]):
+            yield from (product_document(staged_product(from_json(text))) for text in batch["product"])
+
     examples = [TextPriorExample(pair_key(product_type, attribute), answer, row)
                 for batch in read_arrow(shards.paths, ["product_row", "product_type", "attribute", "answer"])
                 for row, product_type, attribute, answer in zip(batch["product_row"], batch["product_type"],
