@@ -143,6 +143,10 @@ class TrainingConfig(_Section):
     cache_image_features: bool = Field(
         default=True, description="with frozen image encoders, encode each distinct image once and reuse its "
                                   "features for every example and epoch (cache in <run>/cache/image-features)")
+    image_cache_ray_actors: int = Field(
+        default=0, ge=0, description="encode the feature cache's missing chunks with this many Ray Data actors "
+                                     "(mxt_sdk.training.feature_cache_ray; every worker reads the images and "
+                                     "writes the run folder); 0: in the training process")
     num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
         default="auto", description="data-loading worker processes; auto: 0 on CPU (workers would compete with "
                                     "the model for the cores), on CUDA up to 4 when batches decode images")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -180,3 +181,33 @@ def test_grid_needs_a_map():
         "name": "timm", "options": {**LITE0, "pool": True, "grid": 3}}})
     with pytest.raises(ConfigError, match="grid reduces the regional map: it needs pool: false"):
         MXTModel(config)
+
+
+@pytest.mark.slow
+def test_ray_data_actors_build_the_same_cache_training_reads(tmp_path):
+    """training.image_cache_ray_actors: the chunks are encoded by Ray Data actors (a local Ray here) into the
+    run's cache, under the same key and with the in-process build's features."""
+    ray = pytest.importorskip("ray", reason="the optional 'ray' extra is not installed")
+    catalog = write_catalog(tmp_path / "catalog", train_size=12, test_size=2, image_size=32)
+    config = {"model": {"generator": TINY_T5, "max_answer_tokens": 6,
+                        "global_encoder": {"name": "timm", "options": {**LITE0, "pool": True}},
+                        "regional_encoder": {"name": "timm", "options": {**LITE0, "pool": False}},
+                        "fusions": [{"name": "mag"}, {"name": "xattn", "options": {"heads": 4}}]},
+              "training": {"batch_size": 4, "seed": 0}}  # packaged weights: every worker builds the same encoders
+    here = Extractor.from_config(config)
+    here.fit(catalog["train"], output_dir=tmp_path / "here", max_steps=1)
+    config["training"]["image_cache_ray_actors"] = 2
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    try:
+        Extractor.from_config(config).fit(catalog["train"], output_dir=tmp_path / "ray", max_steps=1)
+    finally:
+        ray.shutdown()
+    built = [sorted((tmp_path / f"{name}.run" / "cache" / "image-features").glob("*/index.json"))
+             for name in ("here", "ray")]
+    assert len(built[0]) == len(built[1]) == 1 and built[0][0].parent.name == built[1][0].parent.name
+    assert built[0][0].read_text() == built[1][0].read_text()  # the same references, kinds and errors
+    for array in sorted(built[0][0].parent.glob("*.npy")):
+        mine, theirs = np.load(array), np.load(built[1][0].parent / array.name)
+        assert mine.dtype == theirs.dtype and mine.shape == theirs.shape, array.name
+        # an actor's torch runs one thread, this process two: sums differ in the last bit of float16 at most
+        np.testing.assert_allclose(theirs.astype(np.float32), mine.astype(np.float32), rtol=2e-3, atol=2e-3)

@@ -31,7 +31,7 @@ import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -44,7 +44,8 @@ from mxt_sdk.model.mxt import ImageFeatures, MXTModel
 from mxt_sdk.model.numerics import channels_last, channels_last_pixels
 from mxt_sdk.storage import read_json, write_json
 
-__all__ = ["FeatureCache", "encoders_frozen", "build_feature_cache"]
+__all__ = ["FeatureCache", "ChunkEncoder", "encoders_frozen", "build_feature_cache", "encode_chunk",
+           "encode_chunks_here", "encoder_digest"]
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +73,7 @@ def _file_stamp(reference: str, root: Path | None) -> str:
 
 def _cache_key(model: MXTModel, references: Sequence[str], root: Path | None) -> str:
     digest = hashlib.sha256(f"mxt-feature-cache-v{CACHE_VERSION}".encode())
-    digest.update(json.dumps(model.preprocessing(), sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.encoders.state_dict().items()):
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(encoder_digest(model).encode())
     for reference in references:
         digest.update(_file_stamp(reference, root).encode())
     return digest.hexdigest()
@@ -208,8 +206,45 @@ def _claim_staging(root: Path, key: str, plan: dict[str, Any]) -> Path:
     return staging
 
 
-def _encode_chunks(model: MXTModel, loader: ImageLoader, references: list[str], staging: Path,
-                   chunk_images: int, batch_size: int, device: torch.device) -> list[Path]:
+class ChunkEncoder(Protocol):
+    """Writes the chunks numbered ``todo`` of ``references`` (chunk ``n``: ``references[n * chunk_images:
+    (n + 1) * chunk_images]``, saved with :meth:`_Chunk.save` to ``folders[n]``); the in-process one is
+    :func:`encode_chunks_here`, :mod:`mxt_sdk.training.feature_cache_ray` spreads them over Ray Data actors."""
+
+    def __call__(self, references: list[str], folders: list[Path], todo: list[int], chunk_images: int) -> None: ...
+
+
+def encode_chunk(model: MXTModel, loader: ImageLoader, references: list[str], number: int, folder: Path,
+                 chunk_images: int, batch_size: int, device: torch.device) -> None:
+    """Encode chunk ``number`` of ``references`` and save it to ``folder`` (the model in eval mode, channels-last:
+    the engine's fp32 layout, same maths, much faster depthwise convolutions)."""
+    was_training = model.training
+    channels_last(model.eval())
+    try:
+        chunk = references[number * chunk_images:(number + 1) * chunk_images]
+        _encode_chunk(model, loader, chunk, batch_size, device).save(folder)
+    finally:
+        model.train(was_training)
+
+
+def encode_chunks_here(model: MXTModel, loader: ImageLoader, batch_size: int, device: torch.device) -> ChunkEncoder:
+    """The :class:`ChunkEncoder` that encodes every chunk in this process, with a progress bar."""
+    def encode(references: list[str], folders: list[Path], todo: list[int], chunk_images: int) -> None:
+        for number in progress.bar(iterable=todo, desc="Encoding images once", unit="chunk"):
+            encode_chunk(model, loader, references, number, folders[number], chunk_images, batch_size, device)
+    return encode
+
+
+def encoder_digest(model: MXTModel) -> str:
+    """SHA-256 of the image encoders' preprocessing and weights: what a worker checks its own copy against."""
+    digest = hashlib.sha256(json.dumps(model.preprocessing(), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.encoders.state_dict().items()):
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _encode_chunks(encoder: ChunkEncoder, references: list[str], staging: Path, chunk_images: int) -> list[Path]:
     """Make sure every chunk of ``references`` is written under ``staging``; returns their folders in
     order. Chunks already on disk (a killed build's) are kept."""
     folders = [staging / CHUNKS / f"{number:06d}" for number in range(math.ceil(len(references) / chunk_images))]
@@ -217,14 +252,11 @@ def _encode_chunks(model: MXTModel, loader: ImageLoader, references: list[str], 
     if len(todo) < len(folders):
         log.info("Resuming the image feature cache: %d of %d chunks already encoded", len(folders) - len(todo),
                  len(folders))
-    was_training = model.training
-    channels_last(model.eval())  # the engine's fp32 layout: same maths, much faster depthwise convolutions
-    try:
-        for number in progress.bar(iterable=todo, desc="Encoding images once", unit="chunk"):
-            chunk = references[number * chunk_images:(number + 1) * chunk_images]
-            _encode_chunk(model, loader, chunk, batch_size, device).save(folders[number])
-    finally:
-        model.train(was_training)
+    if todo:
+        encoder(references, folders, todo, chunk_images)
+    missing = [folder.name for folder in folders if not folder.is_dir()]
+    if missing:
+        raise RuntimeError(f"the image feature cache's chunks {', '.join(missing[:5])} were not written")
     return folders
 
 
@@ -255,10 +287,11 @@ def _join_chunks(chunks: list[Path], staging: Path, rows: int) -> tuple[list[str
 
 def build_feature_cache(model: MXTModel, references: Iterable[str | None], loader: ImageLoader,
                         root: Path, *, batch_size: int = 32, device: torch.device | str = "cpu",
-                        chunk_images: int = CHUNK_IMAGES) -> FeatureCache:
+                        chunk_images: int = CHUNK_IMAGES, encoder: ChunkEncoder | None = None) -> FeatureCache:
     """The cache of ``model``'s image features for ``references`` under ``root``: reused when one with
     the same key exists, built (or a killed build resumed) otherwise; stale caches under ``root`` are
-    removed. ``chunk_images`` images are encoded and written at a time."""
+    removed. ``chunk_images`` images are encoded and written at a time, by ``encoder`` (default: in this
+    process, :func:`encode_chunks_here`)."""
     if not encoders_frozen(model):
         raise ValueError("a feature cache needs frozen image encoders (their features must not change)")
     distinct = sorted({ref for ref in references if ref is not None})
@@ -274,7 +307,8 @@ def build_feature_cache(model: MXTModel, references: Iterable[str | None], loade
             "batch_size": batch_size}
     staging = _claim_staging(root, key, plan)
     if not (staging / INDEX_FILE).is_file():  # else a killed build had joined its chunks already
-        chunks = _encode_chunks(model, loader, distinct, staging, chunk_images, batch_size, torch.device(device))
+        encoder = encoder or encode_chunks_here(model, loader, batch_size, torch.device(device))
+        chunks = _encode_chunks(encoder, distinct, staging, chunk_images)
         kinds, errors = _join_chunks(chunks, staging, len(distinct))
         write_json(staging / INDEX_FILE, {"version": CACHE_VERSION, "kinds": kinds,
                                           "references": distinct, "errors": errors})

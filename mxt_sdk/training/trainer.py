@@ -30,7 +30,7 @@ from mxt_sdk.training.budget_bar import BudgetBar
 from mxt_sdk.images.fetch import UrlPolicy
 from mxt_sdk.images.probe import check_images_load
 from mxt_sdk.training.periodic import CheckpointSchedule
-from mxt_sdk.training.feature_cache import FeatureCache, build_feature_cache, encoders_frozen
+from mxt_sdk.training.feature_cache import FeatureCache, build_feature_cache, encoder_digest, encoders_frozen
 from mxt_sdk.training.image_prior_fit import check_image_prior, fit_image_prior
 from mxt_sdk.training.text_prior_fit import fit_text_prior
 from mxt_sdk.training.layout import METRICS_FILE, SUMMARY_FILE, run_log
@@ -124,9 +124,16 @@ class Trainer:
         if not (self.config.cache_image_features and encoders_frozen(model) and any(references())):
             return loader
         model.to(self.accelerator.device)
+        encoder = None
+        if self.config.image_cache_ray_actors:
+            from mxt_sdk.training.feature_cache_ray import ray_chunk_encoder  # Ray is an optional extra
+
+            encoder = ray_chunk_encoder(self.extractor.config, encoder_digest(model), self.image_root,
+                                        self.config.image_cache_ray_actors, self.config.batch_size)
         with self.accelerator.main_process_first():
             return build_feature_cache(model, references(), loader, self.run_dir / "cache" / "image-features",
-                                       batch_size=self.config.batch_size, device=self.accelerator.device)
+                                       batch_size=self.config.batch_size, device=self.accelerator.device,
+                                       encoder=encoder)
 
     def _loader(self, data: dict[str, Any], split: str, shuffle: bool,
                 images: ImageLoader | FeatureCache | None) -> torch.utils.data.DataLoader:
