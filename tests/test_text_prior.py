@@ -36,13 +36,13 @@ def test_the_prior_learns_the_value_the_words_imply_and_leaves_unfitted_pairs_al
     prior = TextValuePrior.fit(lambda: iter(documents), examples, max_values=5)
     held_out, _ = _catalog(9, offset=1)
     for row, document in enumerate(held_out):
-        probabilities = [math.exp(x) for x in prior.log_probs("shirt\tfit", document, FITS)]
+        probabilities = [math.exp(x) for x in prior.log_probs("shirt\tfit", prior.vector(document), FITS)]
         assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
         assert FITS[max(range(3), key=probabilities.__getitem__)] == FITS[(row + 1) % 3]
-    assert prior.log_probs("shirt\tbrand", held_out[0], ["acme", "n/a"]) == pytest.approx(
+    assert prior.log_probs("shirt\tbrand", prior.vector(held_out[0]), ["acme", "n/a"]) == pytest.approx(
         [math.log(1 - SMOOTHING + SMOOTHING / 2), math.log(SMOOTHING / 2)])
-    assert prior.log_probs("shirt\tcode", held_out[0], ["c1"]) is None  # 30 values > max_values
-    assert prior.log_probs("dress\tfit", held_out[0], FITS) is None
+    assert prior.log_probs("shirt\tcode", prior.vector(held_out[0]), ["c1"]) is None  # 30 values > max_values
+    assert prior.log_probs("dress\tfit", prior.vector(held_out[0]), FITS) is None
     # words in fewer than two training products stay out of the vocabulary; a vector has unit length
     assert "tapered" in prior.vocabulary and "every" in prior.vocabulary
     assert math.sqrt(sum(v * v for v in prior.vector(documents[0]).values())) == pytest.approx(1.0)
@@ -61,7 +61,7 @@ def test_the_same_data_gives_the_same_files_and_a_saved_prior_answers_the_same(t
     loaded = TextValuePrior.load(tmp_path / "a")
     assert set(loaded.pairs) == {"shirt\tfit", "shirt\tbrand"}
     for document in documents[:4]:
-        assert loaded.log_probs("shirt\tfit", document, FITS) == pytest.approx(first.log_probs("shirt\tfit", document, FITS))
+        assert loaded.log_probs("shirt\tfit", loaded.vector(document), FITS) == pytest.approx(first.log_probs("shirt\tfit", first.vector(document), FITS))
     assert TextValuePrior.load(tmp_path / "nothing") is None
 
 

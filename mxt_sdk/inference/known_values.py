@@ -94,6 +94,7 @@ class KnownValueChooser:
         by_row: dict[int, list[float]] = {}
         for (row, _), score in zip(owners, scores):
             by_row.setdefault(row, []).append(score)
+        text_vectors: dict[int, dict[int, float]] = {}  # per product (by id): its questions share one vector
         chosen: list[tuple[str, float] | None] = []
         for row, found in enumerate(lists):
             if row not in by_row:
@@ -101,7 +102,7 @@ class KnownValueChooser:
                 continue
             question = questions[row]
             unaided = max(range(len(by_row[row])), key=by_row[row].__getitem__)
-            priors = self._priors(question, found[0], features, image_index, row)
+            priors = self._priors(question, found[0], features, image_index, row, text_vectors)
             if not priors:
                 chosen.append((found[0][unaided], min(math.exp(by_row[row][unaided]), 1.0), "known_value"))
                 continue
@@ -114,21 +115,25 @@ class KnownValueChooser:
         return chosen
 
     def _priors(self, question: tuple[Product, str], candidates: list[str], features: ImageFeatures | None,
-                image_index: torch.Tensor | None, row: int) -> list[tuple[str, float, list[float]]]:
-        """(name, weight, log-probabilities of ``candidates``) of each prior that applies to the question."""
+                image_index: torch.Tensor | None, row: int,
+                text_vectors: dict[int, dict[int, float]]) -> list[tuple[str, float, list[float]]]:
+        """(name, weight, log-probabilities of ``candidates``) of each prior that applies to the question;
+        ``text_vectors`` keeps each product's text-prior vector for its other questions."""
         found = []
-        image = self._prior(question, candidates, features, image_index, row)
+        image = self._image_prior(question, candidates, features, image_index, row)
         if image is not None:
             found.append(("image_prior", self.prior_weight, image))
         if self.text_prior is not None:
             product, attribute = question
-            text = self.text_prior.log_probs(pair_key(product.product_type, attribute), product_document(product),
+            if id(product) not in text_vectors:
+                text_vectors[id(product)] = self.text_prior.vector(product_document(product))
+            text = self.text_prior.log_probs(pair_key(product.product_type, attribute), text_vectors[id(product)],
                                              candidates)
             if text is not None:
                 found.append(("text_prior", self.text_prior_weight, text))
         return found
 
-    def _prior(self, question: tuple[Product, str], candidates: list[str], features: ImageFeatures | None,
+    def _image_prior(self, question: tuple[Product, str], candidates: list[str], features: ImageFeatures | None,
                image_index: torch.Tensor | None, row: int) -> list[float] | None:
         """The image prior's log-probabilities of a known-value candidate list, when there is a prior for the
         pair and an image for the example; else None."""

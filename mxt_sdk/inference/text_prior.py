@@ -100,13 +100,14 @@ class TextValuePrior:
     def __init__(self, vocabulary: list[str], idf: torch.Tensor, pairs: dict[str, _Regression], l2: float):
         self.vocabulary, self.idf, self.pairs, self.l2 = vocabulary, idf.float(), pairs, l2
         self._column = {word: i for i, word in enumerate(vocabulary)}
+        self._idf = self.idf.tolist()  # read per word: plain floats, not tensor indexing
 
     # ------------------------------------------------------------------ features
     def vector(self, document: str) -> dict[int, float]:
         """The unit-length TF-IDF vector of ``document`` as {vocabulary column: weight} (empty when no word
         of it is in the vocabulary)."""
         counts = Counter(self._column[w] for w in _words(document) if w in self._column)
-        weights = {column: (1.0 + math.log(tf)) * float(self.idf[column]) for column, tf in counts.items()}
+        weights = {column: (1.0 + math.log(tf)) * self._idf[column] for column, tf in counts.items()}
         norm = math.sqrt(sum(v * v for v in weights.values()))
         return {column: v / norm for column, v in weights.items()} if norm > 0 else {}
 
@@ -157,14 +158,18 @@ class TextValuePrior:
         return prior
 
     # ------------------------------------------------------------------ use
-    def log_probs(self, pair: str, document: str, candidates: Sequence[str]) -> list[float] | None:
-        """Smoothed log-probability of each candidate for a product whose text is ``document`` (see
+    def log_probs(self, pair: str, vector: dict[int, float], candidates: Sequence[str]) -> list[float] | None:
+        """Smoothed log-probability of each candidate for a product whose :meth:`vector` is ``vector`` (see
         :func:`~mxt_sdk.inference.value_regression.smoothed_log_probs`); None when the pair has no prior."""
         fitted = self.pairs.get(pair)
         if fitted is None:
             return None
-        vector = self.vector(document)
-        x = torch.tensor([vector.get(int(column), 0.0) for column in fitted.columns])
+        x = torch.zeros(len(fitted.columns))
+        if vector and len(fitted.columns):
+            columns = torch.tensor(list(vector), dtype=torch.int64)
+            positions = torch.searchsorted(fitted.columns, columns).clamp_max(len(fitted.columns) - 1)
+            covered = fitted.columns[positions] == columns  # words this pair's products never used weigh 0
+            x[positions[covered]] = torch.tensor(list(vector.values()))[covered]
         logits = x @ fitted.weight + fitted.bias
         return smoothed_log_probs(dict(zip(fitted.values, torch.softmax(logits, -1).tolist())), candidates)
 

@@ -27,13 +27,14 @@ from mxt_sdk.training.feature_cache import ChunkEncoder, encode_chunk, encoder_d
 
 __all__ = ["ChunkEncoderActor", "ray_chunk_encoder"]
 
-REFERENCES_FILE = "references.json"
+#: the references and chunk folders of a build, written for the actors beside the chunks
+PLAN_FILE = "ray-chunks.json"
 
 
 class ChunkEncoderActor:
     """A Ray Data callable class: builds the image encoders once, then encodes the chunks it is given."""
 
-    def __init__(self, config: dict[str, Any], digest: str, image_root: str | None, staging: str,
+    def __init__(self, config: dict[str, Any], digest: str, image_root: str | None, plan: str,
                  chunk_images: int, batch_size: int):
         import torch
 
@@ -49,15 +50,16 @@ class ChunkEncoderActor:
         extraction = parsed.extraction
         self.loader = ImageLoader(self.model.preprocessing(), Path(image_root) if image_root else None,
                                   extraction.max_image_pixels, UrlPolicy.from_extraction(extraction))
-        self.staging, self.chunk_images, self.batch_size = Path(staging), chunk_images, batch_size
-        self.references = read_json(self.staging / REFERENCES_FILE)
+        self.chunk_images, self.batch_size = chunk_images, batch_size
+        written = read_json(Path(plan))
+        self.references, self.folders = written["references"], [Path(folder) for folder in written["folders"]]
         self.device = torch.device("cpu")
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[int]]:
         numbers = [int(number) for number in batch["chunk"]]
         for number in numbers:
-            encode_chunk(self.model, self.loader, self.references, number, self.staging / "chunks" / f"{number:06d}",
-                         self.chunk_images, self.batch_size, self.device)
+            encode_chunk(self.model, self.loader, self.references, number, self.folders[number], self.chunk_images,
+                         self.batch_size, self.device)
         return {"chunk": numbers}
 
 
@@ -68,14 +70,14 @@ def ray_chunk_encoder(config: MXTConfig, model_digest: str, image_root: Path | N
     import ray
 
     def encode(references: list[str], folders: list[Path], todo: list[int], chunk_images: int) -> None:
-        staging = folders[0].parent.parent
-        write_json(staging / REFERENCES_FILE, references)
+        plan = folders[0].parent / PLAN_FILE
+        write_json(plan, {"references": references, "folders": [str(folder) for folder in folders]})
         if not ray.is_initialized():
             ray.init()
         done = ray.data.from_items([{"chunk": number} for number in todo]).map_batches(
             ChunkEncoderActor, batch_size=1, concurrency=actors, num_cpus=num_cpus,
             fn_constructor_kwargs={"config": config.model_dump(mode="json"), "digest": model_digest,
-                                   "image_root": str(image_root) if image_root else None, "staging": str(staging),
+                                   "image_root": str(image_root) if image_root else None, "plan": str(plan),
                                    "chunk_images": chunk_images, "batch_size": batch_size},
         ).take_all()
         if sorted(row["chunk"] for row in done) != sorted(todo):
