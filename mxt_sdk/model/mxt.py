@@ -14,7 +14,6 @@ question's states followed by its context's (:meth:`MXTModel.encode_text`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -23,6 +22,7 @@ from mxt_sdk.config import ComponentSpec, ModelConfig
 from mxt_sdk.data.padding import pad_batch
 from mxt_sdk.data.prompt import context_marker_positions
 from mxt_sdk.errors import ConfigError
+from mxt_sdk.model.image_features import ImageFeatures, ImagePixels, scattered
 from mxt_sdk.plugins import manager
 from mxt_sdk.plugins.components import Fusion, GreedyOutput, ImageEncoder, SharedStates
 
@@ -30,30 +30,8 @@ __all__ = ["ImageFeatures", "ImagePixels", "MXTModel", "ENCODER_SLOTS"]
 
 #: config field -> the ``output`` an encoder in that slot must produce
 ENCODER_SLOTS = {"global_encoder": "global", "regional_encoder": "regional"}
-
-
-@dataclass
-class ImagePixels:
-    """Preprocessed pixels of P products, one tensor per encoder slot, and which products have one."""
-
-    pixels: dict[str, torch.Tensor]
-    has_image: torch.Tensor
-
-    def to(self, device: torch.device | str, **kwargs) -> "ImagePixels":
-        return ImagePixels({k: v.to(device, **kwargs) for k, v in self.pixels.items()},
-                           self.has_image.to(device, **kwargs))
-
-
-@dataclass
-class ImageFeatures:
-    """Encoded images of P products: ``global`` ``[P, D]``, ``regional`` ``[P, R, D]``, ``has_image [P]``."""
-
-    features: dict[str, torch.Tensor]
-    has_image: torch.Tensor
-
-    def select(self, index: torch.Tensor) -> "ImageFeatures":
-        """Features for examples ``index[B]`` (each an index into the P products)."""
-        return ImageFeatures({k: v[index] for k, v in self.features.items()}, self.has_image[index])
+#: suffix of the feature kind that holds an encoder's trunk map (:meth:`MXTModel.fixed_features`)
+TRUNK = "_trunk"
 
 
 class MXTModel(torch.nn.Module):
@@ -145,21 +123,62 @@ class MXTModel(torch.nn.Module):
         When no product of the batch has an image, regional features are a single zero region: a
         fusion masks image-less rows out, so the region count cannot change any result.
         """
+        return self.finish_features(self.fixed_features(images))
+
+    @property
+    def image_features_fixed(self) -> bool:
+        """Whether training leaves :meth:`fixed_features` unchanged (every fixed weight frozen), so that
+        a feature cache can hold them."""
+        return self.uses_images and not any(t.requires_grad for encoder in self.encoders.values()
+                                            for t in encoder.fixed_state_dict().values())
+
+    def fixed_features(self, images: ImagePixels) -> ImageFeatures:
+        """The part of :meth:`encode_images` that training does not change: each encoder's output, or, for
+        an encoder that trains its tail, its trunk's map (kind ``<kind>_trunk``; :meth:`finish_features`
+        runs the tails)."""
         has_image = images.has_image
         features = {}
         for kind, encoder in self.encoders.items():
             pixels = images.pixels[kind]
-            names = ("global", "regional") if self.shared_backbone else (kind,)
+            names = (f"{kind}{TRUNK}",) if encoder.trains_tail else self._output_kinds(kind)
             if not bool(has_image.any()):
-                features.update({name: pixels.new_zeros((pixels.size(0), *_empty_shape(name, self.feature_dim(name))))
+                features.update({name: pixels.new_zeros((pixels.size(0), *self._empty_shape(name)))
                                  for name in names})
                 continue
-            outputs = encoder.encode_both(pixels[has_image]) if self.shared_backbone else (encoder(pixels[has_image]),)
-            for name, values in zip(names, outputs):
-                out = values.new_zeros((pixels.size(0), *values.shape[1:]))
-                out[has_image] = values
-                features[name] = out
+            if encoder.trains_tail:
+                outputs = (encoder.encode_trunk(pixels[has_image]),)
+            else:
+                outputs = encoder.encode_both(pixels[has_image]) if self.shared_backbone else (encoder(pixels[has_image]),)
+            features.update(scattered(names, outputs, has_image))
         return ImageFeatures(features, has_image)
+
+    def finish_features(self, fixed: ImageFeatures) -> ImageFeatures:
+        """:meth:`fixed_features` made whole: each trunk map through its encoder's trained tail (with
+        gradients when enabled); other kinds pass as they are (whole features are returned unchanged)."""
+        has_image = fixed.has_image
+        features = {kind: values for kind, values in fixed.features.items() if not kind.endswith(TRUNK)}
+        for kind, encoder in self.encoders.items():
+            if f"{kind}{TRUNK}" not in fixed.features:
+                continue
+            trunk, names = fixed.features[f"{kind}{TRUNK}"], self._output_kinds(kind)
+            if not bool(has_image.any()):
+                features.update({name: trunk.new_zeros((trunk.size(0), *self._empty_shape(name))) for name in names})
+                continue
+            rows = trunk[has_image]
+            outputs = encoder.finish_both(rows) if self.shared_backbone else (encoder.finish(rows),)
+            features.update(scattered(names, outputs, has_image))
+        return ImageFeatures(features, has_image)
+
+    def _output_kinds(self, kind: str) -> tuple[str, ...]:
+        """The feature kinds encoder ``kind`` gives (both when the backbone is shared)."""
+        return ("global", "regional") if self.shared_backbone else (kind,)
+
+    def _empty_shape(self, name: str) -> tuple[int, ...]:
+        """Feature shape of one image-less product: a zero vector, a single zero region, or a 1x1 trunk map."""
+        if name.endswith(TRUNK):
+            return (1, 1, 1)
+        dim = self.feature_dim(name)
+        return (dim,) if name == "global" else (1, dim)
 
     @property
     def per_product(self) -> bool:
@@ -243,7 +262,7 @@ class MXTModel(torch.nn.Module):
         of P products, then pick row ``image_index[b]`` for example ``b`` (default: one row each)."""
         if images is None or not self.uses_images:
             return None
-        features = self.encode_images(images) if isinstance(images, ImagePixels) else images
+        features = self.encode_images(images) if isinstance(images, ImagePixels) else self.finish_features(images)
         return features if image_index is None else features.select(image_index)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor,
@@ -353,11 +372,6 @@ def _join_states(question_hidden: torch.Tensor, context_hidden: torch.Tensor, co
     in_context = (text >= splits[:, None]) & (text < lengths[:, None])
     source = torch.where(in_context, context_base + front + (text - splits[:, None]), source)
     return SharedStates(stacked, source), masks[source]
-
-
-def _empty_shape(kind: str, dim: int) -> tuple[int, ...]:
-    """Feature shape of one image-less product: a zero vector, or a single zero region."""
-    return (dim,) if kind == "global" else (1, dim)
 
 
 #: encoder options that shape what is made of a network's output, not the network itself

@@ -95,6 +95,31 @@ class ImageEncoder(Component, torch.nn.Module, abc.ABC):
         """``(pooled [B, pooled_dim], regions [B, R, out_dim])`` from one pass (when :attr:`shares_pass`)."""
         raise TypeError(f"image encoder {self.name!r} cannot give pooled and regional features in one pass")
 
+    # An encoder that trains only its last layers over fixed pretrained ones splits its pass in two:
+    # ``encode_trunk`` (fixed: what a training feature cache can hold) then ``finish`` / ``finish_both``
+    # (trained), so that ``forward(pixels) == finish(encode_trunk(pixels))``.
+    @property
+    def trains_tail(self) -> bool:
+        """Whether the pass splits into a fixed trunk and a trained tail (the methods below)."""
+        return False
+
+    def encode_trunk(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The fixed trunk's output for ``pixels`` (no gradient), when :attr:`trains_tail`."""
+        raise TypeError(f"image encoder {self.name!r} has no trained tail")
+
+    def finish(self, trunk: torch.Tensor) -> torch.Tensor:
+        """What :meth:`forward` gives, from :meth:`encode_trunk`'s output."""
+        raise TypeError(f"image encoder {self.name!r} has no trained tail")
+
+    def finish_both(self, trunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """What :meth:`encode_both` gives, from :meth:`encode_trunk`'s output."""
+        raise TypeError(f"image encoder {self.name!r} has no trained tail")
+
+    def fixed_state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights the fixed part of the pass depends on (all of them unless :attr:`trains_tail`), as
+        parameters where they are (``requires_grad`` says whether training changes them)."""
+        return self.state_dict(keep_vars=True)
+
     def __init__(self, options: ComponentOptions, *, saved: Mapping[str, Any] | None = None):
         torch.nn.Module.__init__(self)
         self.options = options

@@ -10,7 +10,9 @@ stale ones are removed. It can be deleted at any time (it is rebuilt).
 
 Size: float16 halves the float32 features; a regional encoder with ``grid: 3`` (as in ``mxt-cpu``)
 gives 9 regions instead of the 7x7 map, so an EfficientNet-Lite0 image takes 9x1280 + 1280 halves +
-1 byte = 25,601 bytes (the 7x7 float32 layout took 256,001). Readers get float32 back.
+1 byte = 25,601 bytes (the 7x7 float32 layout took 256,001). Readers get float32 back. An encoder
+that trains its last blocks (``train_last_blocks``) has its trunk's map cached instead, which its tail
+reads at every step: 7x7x192 halves + 1 byte = 18,817 bytes for EfficientNet-Lite0 at 224 px.
 
 Build: the sorted distinct references are encoded in chunks of ``chunk_images`` (memory bounded by
 one chunk, never the whole catalog), each written under ``.tmp-<key>/chunks/`` and renamed into
@@ -57,8 +59,10 @@ CHUNK_IMAGES = 1024
 
 
 def encoders_frozen(model: MXTModel) -> bool:
-    """Whether the model has image encoders and none of their weights is trained."""
-    return model.uses_images and not any(p.requires_grad for p in model.encoders.parameters())
+    """Whether the model has image encoders and training changes none of the features the cache holds
+    (:meth:`MXTModel.fixed_features`: the whole output of a frozen encoder, the trunk's map of one
+    that trains its last blocks)."""
+    return model.image_features_fixed
 
 
 def _file_stamp(reference: str, root: Path | None) -> str:
@@ -160,7 +164,7 @@ def _encode_chunk(model: MXTModel, loader: ImageLoader, references: Sequence[str
     for start in range(0, len(references), batch_size):
         batch = references[start:start + batch_size]
         pixels, batch_errors = loader.load(batch)
-        encoded = model.encode_images(channels_last_pixels(pixels.to(device)))
+        encoded = model.fixed_features(channels_last_pixels(pixels.to(device)))
         for kind, values in encoded.features.items():
             parts.setdefault(kind, []).append(values.to(torch.float16).cpu().numpy())
         has_image.append(encoded.has_image.cpu().numpy())
@@ -236,9 +240,12 @@ def encode_chunks_here(model: MXTModel, loader: ImageLoader, batch_size: int, de
 
 
 def encoder_digest(model: MXTModel) -> str:
-    """SHA-256 of the image encoders' preprocessing and weights: what a worker checks its own copy against."""
+    """SHA-256 of the image encoders' preprocessing and of the weights their cached features depend on (a
+    trained tail's are left out: they change as training goes); what a worker checks its own copy against."""
     digest = hashlib.sha256(json.dumps(model.preprocessing(), sort_keys=True, default=str).encode())
-    for name, tensor in sorted(model.encoders.state_dict().items()):
+    fixed = {f"{kind}.{name}": tensor for kind, encoder in model.encoders.items()
+             for name, tensor in encoder.fixed_state_dict().items()}
+    for name, tensor in sorted(fixed.items()):
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
         digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()

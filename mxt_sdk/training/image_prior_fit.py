@@ -25,11 +25,12 @@ log = logging.getLogger(__name__)
 
 
 def check_image_prior(model: MXTModel) -> None:
-    """Raise ValueError unless ``model`` can have an image prior: a global image encoder, frozen."""
+    """Raise ValueError unless ``model`` can have an image prior: a global image encoder, frozen (but for a
+    tail trained by ``train_last_blocks``: the prior is fitted after the last step, on the trained tail)."""
     if model.config.global_encoder is None:
         raise ValueError("training.image_prior needs a global image encoder (model.global_encoder): the prior "
                          "reads its pooled vector")
-    if any(p.requires_grad for p in model.encoders.parameters()):
+    if not model.image_features_fixed:
         raise ValueError("training.image_prior needs frozen image encoders (training.freeze_image_encoders: "
                          "true, or an encoder frozen by its options): a prior fitted on features that "
                          "training changes would not match them")
@@ -38,11 +39,12 @@ def check_image_prior(model: MXTModel) -> None:
 def _global_vectors(model: MXTModel, images: FeatureCache | ImageLoader, references: list[str],
                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """The global vectors [N, D] of ``references`` (zeros where unreadable) and which were read [N]."""
-    if isinstance(images, FeatureCache):
-        features, _ = images.load(references)
-    else:
-        pixels, _ = images.load(references)
-        with torch.no_grad():
+    with torch.no_grad():
+        if isinstance(images, FeatureCache):
+            fixed, _ = images.load(references)
+            features = model.finish_features(fixed.to(device))  # a trained tail runs on the cached trunk
+        else:
+            pixels, _ = images.load(references)
             features = model.encode_images(pixels.to(device))
     return features.features["global"].float().cpu(), features.has_image.cpu()
 

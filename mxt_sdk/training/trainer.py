@@ -26,8 +26,8 @@ from accelerate.utils import DistributedDataParallelKwargs, gather_object, set_s
 from mxt_sdk.config import TrainingConfig
 from mxt_sdk.devices import mixed_precision_for, training_device
 from mxt_sdk.images.batching import ImageLoader
-from mxt_sdk.training.budget_bar import BudgetBar
 from mxt_sdk.images.fetch import UrlPolicy
+from mxt_sdk.training.budget_bar import BudgetBar
 from mxt_sdk.images.probe import check_images_load
 from mxt_sdk.training.periodic import CheckpointSchedule
 from mxt_sdk.training.feature_cache import FeatureCache, build_feature_cache, encoder_digest, encoders_frozen
@@ -36,6 +36,7 @@ from mxt_sdk.training.text_prior_fit import fit_text_prior
 from mxt_sdk.training.layout import METRICS_FILE, SUMMARY_FILE, run_log
 from mxt_sdk.training.length_pools import product_groups
 from mxt_sdk.training.loaders import example_loader
+from mxt_sdk.training.optimizer import training_optimizer
 from mxt_sdk.training.summary import RunProfile, TrainingResult, synchronizer, timed
 from mxt_sdk.plugins import manager
 from mxt_sdk.storage import write_json
@@ -214,8 +215,8 @@ class Trainer:
                  "tokens as batches are drawn (counted at the end)", len(data["train"]), len(train),
                  len(data["val"] or []), self.extractor.config.model.max_input_tokens)
         model = self.extractor.model.train()
-        parameters = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+        optimizer = training_optimizer(model, config)
+        parameters = [p for group in optimizer.param_groups for p in group["params"]]
         images = self._image_source(data)
         train_loader = self._loader(data, "train", shuffle=True, images=images)
         val_loader = self._loader(data, "val", shuffle=False, images=images) if data["val"] is not None else None
@@ -229,8 +230,7 @@ class Trainer:
             optimizer, lambda step: linear_warmup_decay(min(step / total_steps, 1.0), config.warmup_ratio))
 
         state = {"step": 0, "epoch": 0, "batches_in_epoch": 0, "train_seconds": 0.0, "best_val_loss": None,
-                 "best_step": None,
-                 "first_val_loss": None, "last_val_loss": None, "evals_without_improvement": 0}
+                 "best_step": None, "first_val_loss": None, "last_val_loss": None, "evals_without_improvement": 0}
         resumed_from = None
         if latest is not None:
             state = checkpoints.load_checkpoint(latest, accelerator.unwrap_model(model), optimizer, scheduler,

@@ -15,6 +15,7 @@ from mxt_sdk.errors import ConfigError
 
 from mxt_timm.folding import folded_copy
 from mxt_timm.packaged import load_packaged_weights
+from mxt_timm.tail import check_cut, tail_forward, tail_modules, trunk_forward
 from mxt_timm.weights import load_backbone_weights
 
 
@@ -30,12 +31,22 @@ class _EncoderOptions(ComponentOptions):
     image_size: int | None = Field(default=None, ge=16, description="square input side; default: the model's")
     freeze: bool | None = Field(default=None, description="keep the weights fixed (batch norm in eval mode); "
                                                           "default: frozen when pretrained weights are loaded")
+    train_last_blocks: int = Field(default=0, ge=0, description="train the last N blocks and the head convolution "
+                                                                "of a frozen EfficientNet-family network; the rest "
+                                                                "stays fixed (and cacheable), see mxt_timm.tail")
 
     @model_validator(mode="after")
     def _one_weight_source(self) -> "_EncoderOptions":
         sources = [name for name in ("pretrained", "checkpoint_path", "packaged_weights") if getattr(self, name)]
         if len(sources) > 1:
             raise ValueError(f"choose one source of weights, not {' and '.join(sources)}")
+        return self
+
+    @model_validator(mode="after")
+    def _tail_of_a_frozen_network(self) -> "_EncoderOptions":
+        if self.train_last_blocks and not self.frozen:
+            raise ValueError("train_last_blocks trains the tail of a frozen network: it needs pretrained weights "
+                             "(or freeze: true); an unfrozen network trains whole")
         return self
 
     @property
@@ -103,6 +114,10 @@ class TimmEncoder(ImageEncoder):
         if options.frozen:
             self.net.requires_grad_(False)
             self.net.eval()
+        if options.train_last_blocks:
+            check_cut(self.net, options.train_last_blocks, options.model_name)
+            for module in tail_modules(self.net, options.train_last_blocks):
+                module.requires_grad_(True)
         self._folded: tuple[tuple, torch.nn.Module | None] | None = None  # (key of the weights it copies, copy)
         self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_folded", None))
 
@@ -145,7 +160,20 @@ class TimmEncoder(ImageEncoder):
         options, so one pass can serve both (random-init encoders stay separate networks)."""
         return self.output == "regional" and self.options.has_pretrained_weights
 
+    @property
+    def trains_tail(self) -> bool:
+        return bool(self.options.train_last_blocks)
+
+    def fixed_state_dict(self) -> dict[str, torch.Tensor]:
+        if not self.trains_tail:
+            return super().fixed_state_dict()
+        trained = {id(t) for module in tail_modules(self.net, self.options.train_last_blocks)
+                   for t in (*module.parameters(), *module.buffers())}
+        return {name: t for name, t in self.state_dict(keep_vars=True).items() if id(t) not in trained}
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.trains_tail:
+            return self.finish(self.encode_trunk(pixels))
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.options.frozen):
             net = self._running_net(pixels)
             if self.output == "global":
@@ -153,10 +181,25 @@ class TimmEncoder(ImageEncoder):
             return self._regions(net.forward_features(pixels))
 
     def encode_both(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.trains_tail:
+            return self.finish_both(self.encode_trunk(pixels))
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.options.frozen):
             net = self._running_net(pixels)
             features = net.forward_features(pixels)
             return net.forward_head(features, pre_logits=True), self._regions(features)
+
+    def encode_trunk(self, pixels: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return trunk_forward(self._running_net(pixels), pixels, self.options.train_last_blocks)
+
+    def finish(self, trunk: torch.Tensor) -> torch.Tensor:
+        pooled, regions = self.finish_both(trunk)
+        return pooled if self.output == "global" else regions
+
+    def finish_both(self, trunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = tail_forward(self.net, trunk.to(next(self.net.conv_head.parameters()).dtype),
+                                self.options.train_last_blocks)
+        return self.net.forward_head(features, pre_logits=True), self._regions(features)
 
     def _running_net(self, pixels: torch.Tensor) -> torch.nn.Module:
         """The network a pass runs: the folded copy for a frozen encoder (built here when missing or
