@@ -119,10 +119,10 @@ class TrainingConfig(_Section):
                                            "benchmarks/HISTORY.md, fifth session")}
 
     learning_rate: float = Field(default=5e-5, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
     image_learning_rate: float | None = Field(
         default=None, gt=0, description="learning rate of trained image-encoder weights (e.g. the blocks an "
                                         "encoder's train_last_blocks trains); default: learning_rate")
-    weight_decay: float = Field(default=0.0, ge=0)
     warmup_ratio: float = Field(default=0.1, ge=0, le=1)
     epochs: float = Field(default=20, gt=0)
     max_steps: int | None = Field(default=None, ge=1, description="overrides epochs when set")

@@ -1,5 +1,5 @@
-"""The mxt-cpu configuration end to end: packaged EfficientNet-Lite0 in both slots (one pass, frozen,
-cached for training), the copy head, every extraction dtype, and a save/load round trip."""
+"""The mxt-cpu configuration end to end: packaged EfficientNet-Lite0 in both slots (one pass, frozen but for
+its last block, the frozen part cached for training), the copy head, every extraction dtype, and a save/load round trip."""
 from __future__ import annotations
 
 import copy
@@ -56,6 +56,9 @@ def test_the_demo_trains_the_shipped_mxt_demo_config_that_mxt_train_also_takes()
     cpu = load_config("mxt-cpu").model_dump()
     for slot in ("global_encoder", "regional_encoder"):  # the differences its comments give, and no other
         assert shipped["model"][slot]["options"].pop("image_size") == 128
+        assert (shipped["model"][slot]["options"].pop("train_last_blocks", 0),
+                cpu["model"][slot]["options"].pop("train_last_blocks")) == (0, 1)
+    assert (shipped["training"].pop("image_learning_rate"), cpu["training"].pop("image_learning_rate")) == (None, 1e-4)
     assert (shipped["extraction"].pop("choose_among_known"), cpu["extraction"].pop("choose_among_known")) == (0, 50)
     assert (shipped["training"].pop("batch_size"), cpu["training"].pop("batch_size")) == (96, 192)
     assert shipped == cpu
