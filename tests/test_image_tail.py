@@ -129,3 +129,28 @@ def test_training_moves_the_tail_keeps_the_trunk_and_the_saved_model_answers_the
     assert all(p.error is None for p in first)
     assert [(p.value, p.confidence) for p in first] == \
         [(p.value, p.confidence) for p in loaded.extract(products, image_root=root)]
+
+
+@pytest.mark.slow
+def test_a_tail_trained_in_two_fresh_processes_writes_the_same_files(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from test_reproducibility import ENV, model_files
+
+    catalog = write_catalog(tmp_path / "catalog", train_size=16, test_size=4, image_size=48)
+    config = {"model": _model_config(train_last_blocks=1, image_size=48),
+              "training": {"learning_rate": 3e-3, "image_learning_rate": 1e-3, "batch_size": 8, "seed": 5,
+                           "normalizers": ["text"], "image_prior": {"dims": 8}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    hashes = []
+    for run in ("a", "b"):
+        done = subprocess.run([sys.executable, "-m", "mxt_sdk.cli", "train", "--config", str(tmp_path / "config.yaml"),
+                               "--train", str(catalog["train"]), "--output", str(tmp_path / run), "--max-steps", "4"],
+                              capture_output=True, text=True, timeout=300, env=ENV)
+        assert done.returncode == 0, done.stderr[-3000:]
+        hashes.append({**model_files(tmp_path / run),
+                       "image_prior": (tmp_path / run / "image_prior.safetensors").read_bytes()})
+    assert hashes[0] == hashes[1]
