@@ -2,11 +2,15 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import pytest
 import torch
+import yaml
 
 from conftest import TINY_T5
+from test_reproducibility import ENV, model_files
 from mxt_sdk import Extractor, Product
 from mxt_sdk.config import ModelConfig, TrainingConfig
 from mxt_sdk.errors import ConfigError
@@ -133,13 +137,6 @@ def test_training_moves_the_tail_keeps_the_trunk_and_the_saved_model_answers_the
 
 @pytest.mark.slow
 def test_a_tail_trained_in_two_fresh_processes_writes_the_same_files(tmp_path):
-    import subprocess
-    import sys
-
-    import yaml
-
-    from test_reproducibility import ENV, model_files
-
     catalog = write_catalog(tmp_path / "catalog", train_size=16, test_size=4, image_size=48)
     config = {"model": _model_config(train_last_blocks=1, image_size=48),
               "training": {"learning_rate": 3e-3, "image_learning_rate": 1e-3, "batch_size": 8, "seed": 5,

@@ -193,13 +193,17 @@ class TimmEncoder(ImageEncoder):
             return trunk_forward(self._running_net(pixels), pixels, self.options.train_last_blocks)
 
     def finish(self, trunk: torch.Tensor) -> torch.Tensor:
-        pooled, regions = self.finish_both(trunk)
-        return pooled if self.output == "global" else regions
+        features = self._tail(trunk)
+        return self.net.forward_head(features, pre_logits=True) if self.output == "global" else self._regions(features)
 
     def finish_both(self, trunk: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        features = tail_forward(self.net, trunk.to(next(self.net.conv_head.parameters()).dtype),
-                                self.options.train_last_blocks)
+        features = self._tail(trunk)
         return self.net.forward_head(features, pre_logits=True), self._regions(features)
+
+    def _tail(self, trunk: torch.Tensor) -> torch.Tensor:
+        """The final feature map from the trunk's (the network's own tail modules, with gradients when enabled)."""
+        return tail_forward(self.net, trunk.to(next(self.net.conv_head.parameters()).dtype),
+                            self.options.train_last_blocks)
 
     def _running_net(self, pixels: torch.Tensor) -> torch.nn.Module:
         """The network a pass runs: the folded copy for a frozen encoder (built here when missing or
