@@ -114,6 +114,21 @@ def refit_text_prior(extractor, run: Path, l2: float) -> None:
     extractor.config.training.text_prior = options
 
 
+def refit_span_prior(extractor, run: Path) -> None:
+    """Fit a span prior (``training.span_prior`` at its defaults) on the training products staged in the run
+    folder ``run`` and give it to ``extractor`` (in memory): the prior a training run with ``training.span_prior``
+    would have fitted after its last step, by the same function."""
+    from mxt_sdk.config import SpanPriorConfig
+    from mxt_sdk.training.priors import fit_span_prior
+
+    products = run / "cache" / "data" / "products-train.arrow"
+    if not products.is_file():
+        raise SystemExit(f"--refit-span-prior: no staged training products at {products}")
+    options = SpanPriorConfig()
+    extractor.span_prior = fit_span_prior(products, options, extractor.config.training.seed)
+    extractor.config.training.span_prior = options
+
+
 def report(result: dict[str, Any], output: Path | None) -> None:
     """Print ``result`` as JSON and, given ``output``, write it there too (folders made)."""
     print(json.dumps(result, indent=2))

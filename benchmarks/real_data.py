@@ -44,7 +44,7 @@ from mxt_sdk.evaluation.metrics import values_match
 from mxt_sdk.experiments.ablation import variant_config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from measure import apply_decode_options, refit_text_prior  # noqa: E402
+from measure import apply_decode_options, refit_span_prior, refit_text_prior  # noqa: E402
 
 
 #: ImplicitAVE's labels are annotated: no long-tail drop (see the module docstring)
@@ -112,6 +112,8 @@ def _extractor(args) -> Extractor:
         extractor = Extractor.from_pretrained(args.output)
         if args.refit_text_prior is not None:
             refit_text_prior(extractor, Path(f"{args.output}.run"), args.refit_text_prior)
+        if args.refit_span_prior:
+            refit_span_prior(extractor, Path(f"{args.output}.run"))
     else:
         extractor = Extractor.from_config(apply_overrides(variant_config(args.variant, args.config), args.overrides))
     apply_decode_options(extractor, args.decode)
@@ -211,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true", help="evaluate the model saved in --output, do not train")
     parser.add_argument("--refit-text-prior", type=float, metavar="L2",
                         help="with --reuse: fit a text prior at this L2 on <output>.run's training examples first")
+    parser.add_argument("--refit-span-prior", action="store_true",
+                        help="with --reuse: fit a span prior (training.span_prior's defaults) on <output>.run's "
+                             "staged training products first")
     parser.add_argument("--evaluate-on", choices=("test", "val"), default="test",
                         help="oa-mine / ae-110k: the test file, or 20%% of the training file held out from training")
     parser.add_argument("--decode", action="append", default=[], metavar="OPTION=VALUE",
@@ -226,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     run = run_implicitave if args.dataset == "implicitave" else run_extractgpt
     result = {"dataset": args.dataset, "config": str(args.config), "variant": args.variant,
               "overrides": args.overrides, "reuse": args.reuse, "decode": args.decode,
-              "refit_text_prior": args.refit_text_prior,
+              "refit_text_prior": args.refit_text_prior, "refit_span_prior": args.refit_span_prior,
  **({"train_text": True, "photo_repeat": args.photo_repeat}
                                               if args.train_text else {}),
               **({"blank_titles": True} if args.blank_titles else {}),

@@ -111,6 +111,22 @@ class TextPriorConfig(_Section):
     max_iter: int = Field(default=100, ge=1, description="L-BFGS iterations per regression")
 
 
+class SpanPriorConfig(_Section):
+    """The span prior fitted after training (mxt_sdk.inference.span_prior): a hashed linear model over the
+    candidate spans of the product's text, used by ``extraction.span_prior_share``."""
+
+    min_written_share: float = Field(default=0.3, ge=0, le=1,
+                                     description="fit the pairs whose training values are written in their text at "
+                                                 "least this share of the time")
+    max_tokens: int = Field(default=48, ge=1, description="tokens of the product's text (title first) read")
+    max_span_tokens: int = Field(default=10, ge=1, description="longest candidate, in tokens")
+    hash_bits: int = Field(default=20, ge=8, le=26, description="2**hash_bits weights")
+    epochs: int = Field(default=6, ge=1)
+    learning_rate: float = Field(default=0.05, gt=0)
+    batch_size: int = Field(default=64, ge=1, description="questions per Adam step")
+    max_questions: int = Field(default=50_000, ge=1, description="questions fitted at most (a seeded sample)")
+
+
 class TrainingConfig(_Section):
     """Fine-tuning settings. Defaults follow the paper: AdamW, lr 5e-5, warmup ratio 0.1, linear decay,
     20 epochs, best checkpoint by validation loss."""
@@ -171,6 +187,9 @@ class TrainingConfig(_Section):
     text_prior: TextPriorConfig | None = Field(
         default=None, description="after training, fit a per-pair text prior over the known values on the "
                                   "training products' words (TF-IDF); null: none")
+    span_prior: SpanPriorConfig | None = Field(
+        default=None, description="after training, fit a span prior over the candidate spans of the training "
+                                  "products' texts (every labelled value, values seen once included); null: none")
     length_pool_batches: int = Field(
         default=0, ge=0, description="draw batches of prompts of about the same length: the shuffled examples "
                                       "in pools of this many batches, each pool sorted by tokens and cut into "
@@ -227,6 +246,11 @@ class ExtractionConfig(_Section):
         default=1.0, ge=0, description="weight of the text prior's log-probability (a model trained with "
                                        "training.text_prior) added to each known value's score by "
                                        "choose_among_known; 0: the prior is not used")
+    span_prior_share: float | None = Field(
+        default=None, ge=0, le=1, description="pairs whose training values were written in their text at least "
+                                              "this share of the time answer the span prior's likeliest span "
+                                              "(a model trained with training.span_prior) where it is one, "
+                                              "replacing the answer so far; null: off")
     dtype: Literal["auto", "fp32", "bf16", "int8"] = Field(
         default="auto", description="numeric mode of extraction (see mxt_sdk.model.numerics); auto: bf16 on "
                                     "CUDA, fp32 on CPU")

@@ -24,6 +24,7 @@ from mxt_sdk.evaluation.thresholds import (DEFAULT_MIN_SUPPORT, CallThresholds, 
                                            calibrate, calibration_summary)
 from mxt_sdk.inference.engine import Engine, EngineSettings, make_requests
 from mxt_sdk.inference.image_prior import ImageValuePrior, prior_applies
+from mxt_sdk.inference.span_prior import SpanPrior
 from mxt_sdk.inference.text_prior import TextValuePrior
 from mxt_sdk.model.card import (MeasuredFacts, ModelCard, TrainingFacts, calibration_figures, data_ref,
                                 evaluation_figures, write_card)
@@ -52,7 +53,8 @@ class Extractor:
     def __init__(self, config: MXTConfig, model: MXTModel, metadata: CatalogMetadata | None = None,
                  normalizers: list[Normalizer] | None = None, thresholds: Thresholds | None = None,
                  canonicalizer: Canonicalizer | None = None, image_prior: ImageValuePrior | None = None,
-                 card: ModelCard | None = None, text_prior: TextValuePrior | None = None):
+                 card: ModelCard | None = None, text_prior: TextValuePrior | None = None,
+                 span_prior: SpanPrior | None = None):
         self.config = config
         self.card = card or ModelCard()
         self.source: ModelSource | None = None
@@ -62,7 +64,7 @@ class Extractor:
         self.thresholds = thresholds or Thresholds()
         self.canonicalizer = canonicalizer
         self.image_prior = image_prior
-        self.text_prior = text_prior
+        self.text_prior, self.span_prior = text_prior, span_prior
         self.last_run_stats: dict[str, int] = {}
         self._inference_models: dict[str, MXTModel] = {}  # per dtype; cleared when weights change
 
@@ -95,7 +97,7 @@ class Extractor:
         saved = load_folder(source.folder)
         extractor = cls(saved.config, saved.model.to(resolve_device(device or saved.config.extraction.device)),
                         saved.metadata, saved.normalizers, saved.thresholds, saved.canonicalizer, saved.image_prior,
-                        saved.card, saved.text_prior)
+                        saved.card, saved.text_prior, saved.span_prior)
         extractor.source = source
         return extractor
 
@@ -104,7 +106,7 @@ class Extractor:
         (``README.md``, ``card.json``) to ``directory`` atomically."""
         save_folder(Path(directory), SavedModel(self.config, self.model, self.metadata, self.normalizers,
                                                 self.thresholds, self.canonicalizer, self.image_prior, self.card,
-                                                self.text_prior))
+                                                self.text_prior, self.span_prior))
 
     def save_model_card(self, directory: str | Path) -> None:
         """Rewrite only the model card (``README.md``, ``card.json``) of the model folder ``directory``,
@@ -242,7 +244,7 @@ class Extractor:
         if own_tokenizer:
             tokenizer = copy.deepcopy(tokenizer)
         return Engine(self._inference_model(settings.dtype), tokenizer, self.metadata, settings,
-                      self.canonicalizer, self.image_prior, self.text_prior)
+                      self.canonicalizer, self.image_prior, self.text_prior, self.span_prior)
 
     def evaluate(self, data: str | Path | Iterable[Product | dict[str, Any]], *, precision: float = 0.9,
                  output: str | Path | None = None, image_root: str | Path | None = None,
@@ -386,5 +388,5 @@ class Extractor:
             choose_among_known=extraction.choose_among_known, choose_text_span=extraction.choose_text_span,
             open_pair_new_share=extraction.open_pair_new_share,
             image_prior_weight=extraction.image_prior_weight,
-            text_prior_weight=extraction.text_prior_weight,
+            text_prior_weight=extraction.text_prior_weight, span_prior_share=extraction.span_prior_share,
         )

@@ -14,9 +14,10 @@ __all__ = ["Product", "Prediction", "DecidedBy", "product_from_record", "generat
 #: the pair's training values and the none answer, scored by the generator: ``extraction.choose_among_known``),
 #: ``known_value+image_prior``, ``known_value+text_prior``, ``known_value+image_prior+text_prior`` (the same, where
 #: the priors named, those that applied, changed which value won), ``span`` (greedy
-#: decoding bound to a run of the product's text's words: ``extraction.choose_text_span``)
+#: decoding bound to a run of the product's text's words: ``extraction.choose_text_span``), ``span_prior`` (the
+#: span prior's likeliest run of the text, its probability the confidence: ``extraction.span_prior_share``)
 DecidedBy = Literal["generated", "known_value", "known_value+image_prior", "known_value+text_prior",
-                    "known_value+image_prior+text_prior", "span"]
+                    "known_value+image_prior+text_prior", "span", "span_prior"]
 
 
 def _strip_required(value: str, field: str) -> str:

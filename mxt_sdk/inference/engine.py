@@ -26,6 +26,7 @@ from mxt_sdk.evaluation.thresholds import CallThresholds, Thresholds, accepts_an
 from mxt_sdk.images.batching import ImageLoader, pad_batch, truncate
 from mxt_sdk.images.fetch import UrlPolicy
 from mxt_sdk.inference.image_prior import ImageValuePrior, prior_applies
+from mxt_sdk.inference.span_prior import SpanPrior
 from mxt_sdk.inference.text_prior import TextValuePrior
 from mxt_sdk.inference.known_values import KnownValueChooser
 from mxt_sdk.model.mxt import ImageFeatures, ImagePixels, MXTModel
@@ -82,6 +83,9 @@ class EngineSettings:
     image_prior_weight: float = 1.0
     #: weight of the text prior in choose_among_known's scores (0: unused)
     text_prior_weight: float = 1.0
+    #: pairs whose training values were written in the text at least this often answer the span prior's
+    #: likeliest span where it is one (None: off)
+    span_prior_share: float | None = None
     #: prompts encoded together within a generation batch (length-sorted groups, each cut to its own
     #: longest prompt); the decoder still runs ``batch_size`` at a time (see ``MXTModel.generate``)
     encode_rows: int = 32
@@ -142,8 +146,10 @@ class Engine:
 
     def __init__(self, model: MXTModel, tokenizer: Any, metadata: CatalogMetadata | None,
                  settings: EngineSettings, canonicalizer: Canonicalizer | None = None,
-                 image_prior: ImageValuePrior | None = None, text_prior: TextValuePrior | None = None):
+                 image_prior: ImageValuePrior | None = None, text_prior: TextValuePrior | None = None,
+                 span_prior: SpanPrior | None = None):
         self.model, self.tokenizer, self.metadata, self.settings = model, tokenizer, metadata, settings
+        self.span_prior = span_prior if settings.span_prior_share is not None and metadata is not None else None
         self.canonicalizer = canonicalizer
         device = next(model.parameters()).device
         self.images = ImageLoader(model.preprocessing(), settings.image_root, settings.max_image_pixels,
@@ -256,6 +262,7 @@ class Engine:
             if self.known is not None:
                 self._choose_known(chunk, [examples[i] for i in batch], answers, input_ids, attention_mask, features,
                                    rows)
+            self._choose_span(chunk, [examples[i] for i in batch], answers)
             self._bind_to_text(chunk, [examples[i] for i in batch], answers, input_ids, attention_mask, features, rows)
         return answers
 
@@ -283,6 +290,23 @@ class Engine:
         eos = getattr(self.tokenizer, "eos_token_id", None)
         ended = (output.token_ids == eos).any(dim=1).tolist() if eos is not None else [True] * len(texts)
         return [(" ".join(text.split()), confidence, not done) for text, confidence, done in zip(texts, confidences, ended)]
+
+    def _choose_span(self, chunk: list[Request], batch: list[tuple[int, str]], answers: dict) -> None:
+        """Answer the span prior's likeliest run of the text (path ``span_prior``, its probability the confidence)
+        for the examples of ``batch`` whose pair the prior answers and writes its training values in the text at
+        least ``span_prior_share`` of the time, where that run is a span and not "not written"; the rest keep
+        their answer. Runs after the known-value choice and before binding to the text, so a span it gives
+        is stated and is not bound again."""
+        if self.span_prior is None:
+            return
+        for row, attribute in batch:
+            product = chunk[row].product
+            share = self.metadata.written_share(product.product_type, attribute)
+            if share is None or share < self.settings.span_prior_share:
+                continue
+            best = self.span_prior.best(product, attribute)
+            if best is not None and best[0] is not None:
+                answers[(row, attribute)] = (best[0], best[1], False, "span_prior")
 
     def _bind_to_text(self, chunk: list[Request], batch: list[tuple[int, str]], answers: dict, input_ids: torch.Tensor,
                       attention_mask: torch.Tensor, features: ImageFeatures | None, rows: torch.Tensor) -> None:

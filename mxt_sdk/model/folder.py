@@ -21,8 +21,10 @@ from mxt_sdk.data.metadata import CatalogMetadata
 from mxt_sdk.errors import ConfigError, MXTError, PluginNotInstalledError, describe_validation_errors
 from mxt_sdk.evaluation.thresholds import Thresholds
 from mxt_sdk.inference import image_prior as prior_files
+from mxt_sdk.inference import span_prior as span_prior_files
 from mxt_sdk.inference import text_prior as text_prior_files
 from mxt_sdk.inference.image_prior import ImageValuePrior
+from mxt_sdk.inference.span_prior import SpanPrior
 from mxt_sdk.inference.text_prior import TextValuePrior
 from mxt_sdk.model.card import CARD_FILE, FACTS_FILE, ModelCard, write_card
 from mxt_sdk.model.checksums import CHECKSUMS_FILE, write_checksums
@@ -39,7 +41,8 @@ CANONICALIZER_DIR = "canonicalizer"  # canonicalizers save into <model>/canonica
 #: every entry a save may write; a re-save removes the ones it does not write this time
 MODEL_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, METADATA_FILE, NORMALIZERS_FILE, THRESHOLDS_FILE,
                          TOKENIZER_DIR, CANONICALIZER_DIR, prior_files.WEIGHTS_FILE, prior_files.INDEX_FILE,
-                         text_prior_files.WEIGHTS_FILE, text_prior_files.INDEX_FILE, CHECKSUMS_FILE, CARD_FILE, FACTS_FILE})
+                         text_prior_files.WEIGHTS_FILE, text_prior_files.INDEX_FILE, span_prior_files.WEIGHTS_FILE,
+                         span_prior_files.INDEX_FILE, CHECKSUMS_FILE, CARD_FILE, FACTS_FILE})
 
 
 @dataclass
@@ -55,6 +58,7 @@ class SavedModel:
     image_prior: ImageValuePrior | None = None
     card: ModelCard | None = None
     text_prior: TextValuePrior | None = None
+    span_prior: SpanPrior | None = None
 
 
 def _component_record(kind: str, name: str) -> dict[str, Any]:
@@ -104,8 +108,9 @@ def save_folder(directory: Path, saved: SavedModel) -> None:
             saved.canonicalizer.save(staging)
         if saved.image_prior is not None:
             saved.image_prior.save(staging)
-        if saved.text_prior is not None:
-            saved.text_prior.save(staging)
+        for prior in (saved.text_prior, saved.span_prior):
+            if prior is not None:
+                prior.save(staging)
         if normalizers:
             write_json(staging / NORMALIZERS_FILE, [
                 {"name": n.name, "options": n.options.model_dump(mode="json"), "state": n.get_state(),
@@ -215,6 +220,9 @@ def load_folder(directory: Path) -> SavedModel:
         image_prior = ImageValuePrior.load(directory)
     with _damaged(directory / text_prior_files.WEIGHTS_FILE):
         text_prior = TextValuePrior.load(directory)
+    with _damaged(directory / span_prior_files.WEIGHTS_FILE):
+        span_prior = SpanPrior.load(directory)
     with _damaged(directory / FACTS_FILE):
         card = ModelCard.load(directory)
-    return SavedModel(config, model, metadata, normalizers, thresholds, canonicalizer, image_prior, card, text_prior)
+    return SavedModel(config, model, metadata, normalizers, thresholds, canonicalizer, image_prior, card, text_prior,
+                      span_prior)

@@ -22,10 +22,11 @@ log = logging.getLogger("mxt_sdk.training")
 
 #: the parts, in the order of a run: staging the data, the example cache and tokenizer, the image
 #: feature cache, then per batch drawing it (prompts, tokens, collation, images read), the forward
-#: pass, the backward pass and optimizer step, then evaluations, checkpoints, the image and text prior fits
+#: pass, the backward pass and optimizer step, then evaluations, checkpoints, the image, text and span prior fits
 #: and the end (best weights, metadata, saving)
 PARTS = ("staging", "prepare", "image_features", "data", "forward", "backward_optimizer", "evaluation",
-         "checkpoints", "image_prior", "text_prior", "finish")
+         "checkpoints", "image_prior", "text_prior", "span_prior",
+         "finish")
 
 
 @dataclass

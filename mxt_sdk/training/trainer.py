@@ -31,8 +31,8 @@ from mxt_sdk.training.budget_bar import BudgetBar
 from mxt_sdk.images.probe import check_images_load
 from mxt_sdk.training.periodic import CheckpointSchedule
 from mxt_sdk.training.feature_cache import FeatureCache, build_feature_cache, encoder_digest, encoders_frozen
-from mxt_sdk.training.image_prior_fit import check_image_prior, fit_image_prior
-from mxt_sdk.training.text_prior_fit import fit_text_prior
+from mxt_sdk.training.image_prior_fit import check_image_prior
+from mxt_sdk.training.priors import fit_priors
 from mxt_sdk.training.layout import METRICS_FILE, SUMMARY_FILE, run_log
 from mxt_sdk.training.length_pools import product_groups
 from mxt_sdk.training.loaders import example_loader
@@ -49,8 +49,6 @@ if TYPE_CHECKING:
     import datasets
 
 log = logging.getLogger("mxt_sdk.training")
-#: pairs with at most this many values get an image prior when extraction.choose_among_known is 0 (off)
-DEFAULT_PRIOR_VALUES = 50
 
 
 
@@ -305,19 +303,8 @@ class Trainer:
         truncated = int(accelerator.reduce(torch.tensor(truncated, device=accelerator.device), reduction="sum"))
         log.info("%d of the %d examples drawn in this run had their input cut to %d tokens", truncated, examples_seen,
                  self.extractor.config.model.max_input_tokens)
-        self.extractor.image_prior = None  # a prior fitted for earlier weights never outlives them
-        if config.image_prior is not None and accelerator.is_main_process:
-            with self.profile.part("image_prior"):
-                self.extractor.image_prior = fit_image_prior(
-                    unwrapped, data["images"]["train"].paths, images, config.image_prior,
-                    self.extractor.config.extraction.choose_among_known or DEFAULT_PRIOR_VALUES, config.batch_size,
-                    accelerator.device)
-        self.extractor.text_prior = None
-        if config.text_prior is not None and accelerator.is_main_process:
-            with self.profile.part("text_prior"):
-                self.extractor.text_prior = fit_text_prior(
-                    data["images"]["train"], config.text_prior,
-                    self.extractor.config.extraction.choose_among_known or DEFAULT_PRIOR_VALUES)
+        if accelerator.is_main_process:
+            fit_priors(self.extractor, unwrapped, data, images, self.profile, accelerator.device)
         result = self._finish(unwrapped, data, state, resumed_from, examples_seen / max(elapsed, 1e-9), truncated)
         self.profile.summarize(result, self.run_dir / SUMMARY_FILE if accelerator.is_main_process else None)
         return result
