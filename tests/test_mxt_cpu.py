@@ -61,6 +61,6 @@ def test_the_demo_trains_the_shipped_mxt_demo_config_that_mxt_train_also_takes()
     assert (shipped["training"].pop("image_learning_rate"), cpu["training"].pop("image_learning_rate")) == (None, 1e-4)
     assert (shipped["extraction"].pop("choose_among_known"), cpu["extraction"].pop("choose_among_known")) == (0, 50)
     assert (shipped["training"].pop("batch_size"), cpu["training"].pop("batch_size")) == (96, 192)
-    assert (shipped["extraction"].pop("span_prior_share"), cpu["extraction"].pop("span_prior_share")) == (None, 0.3)
+    assert (shipped["extraction"].pop("span_prior_share"), cpu["extraction"].pop("span_prior_share")) == (None, 0.5)
     assert shipped["training"].pop("span_prior") is None and cpu["training"].pop("span_prior") is not None
     assert shipped == cpu

@@ -48,7 +48,7 @@ def test_candidates_are_runs_of_the_texts_own_characters():
 
 def test_the_prior_finds_brands_training_never_saw_by_where_they_sit():
     prior = SpanPrior.fit(lambda: iter(_shoes(0, 240)), hash_bits=16, epochs=4)
-    assert prior.pairs == {"Shoes\tBrand", "Shoes\tColour", "Shoes\tSize", "Shoes\tModel"}
+    assert prior.pairs == {"Shoes\tBrand": 1.0, "Shoes\tColour": 1.0, "Shoes\tSize": 1.0, "Shoes\tModel": 1.0}
     held_out = _shoes(1000, 60)  # brands 1000..1059: none of them in training
     assert not {p.attributes["Brand"] for p in held_out} & {p.attributes["Brand"] for p in _shoes(0, 240)}
     found = [prior.best(p, "Brand") for p in held_out]
@@ -64,6 +64,7 @@ def test_a_pair_whose_values_are_not_written_is_not_fitted_and_none_is_a_candida
     products = [p.model_copy(update={"attributes": {**p.attributes, "Season": "Summer"}}) for p in _shoes(0, 40)]
     prior = SpanPrior.fit(lambda: iter(products), hash_bits=12, epochs=2)
     assert "Shoes\tSeason" not in prior.pairs and not prior.applies("Shoes", "Season")
+    assert prior.written_share("Shoes", "Season") is None and prior.written_share("Shoes", "Brand") == 1.0
     untitled = Product(id="x", product_type="Shoes", title="!!!", attributes={})
     assert prior.best(untitled, "Brand") == (None, pytest.approx(1.0))  # nothing to point at: "not written"
 

@@ -149,7 +149,7 @@ class Engine:
                  image_prior: ImageValuePrior | None = None, text_prior: TextValuePrior | None = None,
                  span_prior: SpanPrior | None = None):
         self.model, self.tokenizer, self.metadata, self.settings = model, tokenizer, metadata, settings
-        self.span_prior = span_prior if settings.span_prior_share is not None and metadata is not None else None
+        self.span_prior = span_prior if settings.span_prior_share is not None else None
         self.canonicalizer = canonicalizer
         device = next(model.parameters()).device
         self.images = ImageLoader(model.preprocessing(), settings.image_root, settings.max_image_pixels,
@@ -293,15 +293,16 @@ class Engine:
 
     def _choose_span(self, chunk: list[Request], batch: list[tuple[int, str]], answers: dict) -> None:
         """Answer the span prior's likeliest run of the text (path ``span_prior``, its probability the confidence)
-        for the examples of ``batch`` whose pair the prior answers and writes its training values in the text at
-        least ``span_prior_share`` of the time, where that run is a span and not "not written"; the rest keep
+        for the examples of ``batch`` whose pair the prior answers and wrote its training values in the text at
+        least ``span_prior_share`` of the time (:meth:`SpanPrior.written_share`: every label, before cleaning
+        rules drop or rewrite values), where that run is a span and not "not written"; the rest keep
         their answer. Runs after the known-value choice and before binding to the text, so a span it gives
         is stated and is not bound again."""
         if self.span_prior is None:
             return
         for row, attribute in batch:
             product = chunk[row].product
-            share = self.metadata.written_share(product.product_type, attribute)
+            share = self.span_prior.written_share(product.product_type, attribute)
             if share is None or share < self.settings.span_prior_share:
                 continue
             best = self.span_prior.best(product, attribute)

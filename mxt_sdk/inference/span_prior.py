@@ -62,10 +62,10 @@ class _Question:
 class SpanPrior:
     """Hashed linear scores over candidate spans, one softmax per question; see the module docstring."""
 
-    def __init__(self, weight: torch.Tensor, pairs: Iterable[str], values: dict[str, dict[str, int]],
+    def __init__(self, weight: torch.Tensor, pairs: dict[str, float], values: dict[str, dict[str, int]],
                  max_tokens: int, max_span_tokens: int):
         self.weight = weight.float().reshape(-1)
-        self.pairs = frozenset(pairs)
+        self.pairs = dict(pairs)  # fitted pair -> share of its training labels written in their text
         self.values = values  # pair -> {word_key(value): count} over every training label
         self.max_tokens, self.max_span_tokens = max_tokens, max_span_tokens
         self._words = {pair: _word_counts(counts) for pair, counts in values.items()}
@@ -78,6 +78,11 @@ class SpanPrior:
     def applies(self, product_type: str | None, attribute: str) -> bool:
         """Whether the prior answers this pair (it was fitted on it)."""
         return pair_key(product_type or "", attribute) in self.pairs
+
+    def written_share(self, product_type: str | None, attribute: str) -> float | None:
+        """The share of the pair's training labels (all of them, before any cleaning) whose value is written in
+        their product's text; None for a pair the prior was not fitted on."""
+        return self.pairs.get(pair_key(product_type or "", attribute))
 
     # ------------------------------------------------------------------ features
     def _question(self, text: str, product_type: str, attribute: str, leave_out: str | None = None
@@ -128,7 +133,8 @@ class SpanPrior:
             learning_rate: float = 0.05, batch_size: int = 64, max_questions: int = 50_000,
             seed: int = 0) -> "SpanPrior":
         """Fit on the labelled attributes of ``products()`` (called twice: counting, then features); at most
-        ``max_questions`` questions, a seeded sample when there are more."""
+        ``max_questions`` questions, a seeded sample when there are more. A null or blank label counts as a
+        value not written."""
         values: dict[str, Counter] = defaultdict(Counter)
         written, labels = Counter(), Counter()
         for product in products():
@@ -141,7 +147,8 @@ class SpanPrior:
                     written[pair] += written_in(value, text)
         if not values:
             raise ValueError("the span prior needs labelled training products")
-        fitted = sorted(pair for pair in values if written[pair] / labels[pair] >= min_written_share)
+        fitted = {pair: written[pair] / labels[pair] for pair in sorted(values)
+                  if written[pair] / labels[pair] >= min_written_share}
         prior = cls(torch.zeros(1 << hash_bits), fitted, {p: dict(sorted(c.items())) for p, c in values.items()},
                     max_tokens, max_span_tokens)
         chosen = set(fitted)
@@ -175,7 +182,7 @@ class SpanPrior:
         directory = Path(directory)
         save_file({"weight": self.weight.contiguous()}, str(directory / WEIGHTS_FILE))
         write_json(directory / INDEX_FILE, {"version": VERSION, "max_tokens": self.max_tokens,
-                                            "max_span_tokens": self.max_span_tokens, "pairs": sorted(self.pairs),
+                                            "max_span_tokens": self.max_span_tokens, "pairs": self.pairs,
                                             "values": self.values})
 
     @classmethod
