@@ -136,7 +136,7 @@ class FeatureHasher:
     """Buckets of (key, feature) names: CRC-32 of ``key|feature`` modulo ``buckets``, remembered (a text's
     spans share most of their names, and a pair's questions share their keys)."""
 
-    def __init__(self, buckets: int, remember: int = 1 << 20):
+    def __init__(self, buckets: int, remember: int = 1 << 18):
         self.buckets, self.remember = buckets, remember
         self._known: dict[tuple[str, str], int] = {}
 
