@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +116,25 @@ def test_a_trained_span_prior_is_saved_loaded_and_names_the_answers_it_gives(tmp
     without = loaded.extract(products)
     assert [(p.product_id, p.attribute) for p in with_prior] == [(p.product_id, p.attribute) for p in without]
     assert not any(p.decided_by == "span_prior" for p in without)
+
+
+FIT_IN_A_FRESH_PROCESS = """
+import sys
+from pathlib import Path
+from test_span_prior import _shoes
+from mxt_sdk.inference.span_prior import SpanPrior
+SpanPrior.fit(lambda: iter(_shoes(0, 80)), hash_bits=12, epochs=2, seed=3).save(Path(sys.argv[1]))
+"""
+
+
+@pytest.mark.slow
+def test_two_fresh_processes_with_different_hash_seeds_write_the_same_files(tmp_path):
+    tests = str(Path(__file__).parent)
+    for name, hash_seed in (("a", "1"), ("b", "2")):
+        (tmp_path / name).mkdir()
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed,
+               "PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}
+        subprocess.run([sys.executable, "-c", FIT_IN_A_FRESH_PROCESS, str(tmp_path / name)], check=True, env=env,
+                       cwd=tests)
+    for name in (WEIGHTS_FILE, INDEX_FILE):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
