@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import zlib
 from collections.abc import Callable
+from itertools import islice
 from typing import NamedTuple
 
 __all__ = ["Span", "candidate_spans", "span_features", "match_key", "word_key", "tokens", "FeatureHasher", "NONE_FEATURE"]
@@ -50,12 +51,7 @@ def word_key(value: str) -> str:
 
 def tokens(text: str, max_tokens: int) -> list[re.Match]:
     """The first ``max_tokens`` tokens of ``text`` (see the module docstring)."""
-    found = []
-    for match in _TOKEN.finditer(text):
-        if len(found) == max_tokens:
-            break
-        found.append(match)
-    return found
+    return list(islice(_TOKEN.finditer(text), max_tokens))
 
 
 def candidate_spans(text: str, found: list[re.Match], max_span_tokens: int) -> list[Span]:

@@ -66,7 +66,7 @@ class SpanPrior:
                  max_tokens: int, max_span_tokens: int):
         self.weight = weight.float().reshape(-1)
         self.pairs = dict(pairs)  # fitted pair -> share of its training labels written in their text
-        self.values = values  # pair -> {word_key(value): count} over every training label
+        self.values = values  # fitted pair -> {word_key(value): count} over every training label
         self.max_tokens, self.max_span_tokens = max_tokens, max_span_tokens
         self._words = {pair: _word_counts(counts) for pair, counts in values.items()}
         self._hasher = FeatureHasher(self.weight.numel())
@@ -109,12 +109,6 @@ class SpanPrior:
             sizes.append(len(bucket_ids))
         return [span.text for span in spans] + [None], _Question(ids, sizes, [])
 
-    def _scores(self, question: _Question) -> torch.Tensor:
-        ids = torch.frombuffer(question.ids, dtype=torch.int32).long()
-        counts = torch.frombuffer(question.counts, dtype=torch.int32).long()
-        offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)[:-1]])
-        return torch.nn.functional.embedding_bag(ids, self.weight.unsqueeze(1), offsets, mode="sum").squeeze(1)
-
     # ------------------------------------------------------------------ use
     def best(self, product: Product, attribute: str) -> tuple[str | None, float] | None:
         """The likeliest candidate of the question (the product's own characters; None: "not written") and
@@ -122,7 +116,7 @@ class SpanPrior:
         if not self.applies(product.product_type, attribute):
             return None
         texts, question = self._question(product.text, product.product_type or "", attribute)
-        probabilities = torch.softmax(self._scores(question), 0)
+        probabilities = torch.softmax(_candidate_scores(self.weight.unsqueeze(1), [question]), 0)
         position = int(probabilities.argmax())
         return texts[position], float(probabilities[position])
 
@@ -137,10 +131,12 @@ class SpanPrior:
         value not written."""
         values: dict[str, Counter] = defaultdict(Counter)
         written, labels = Counter(), Counter()
-        for product in products():
+        asked = []  # (product row, attribute, pair) of every label, in order
+        for row, product in enumerate(products()):
             text = product.text
             for attribute, value in product.attributes.items():
                 pair = pair_key(product.product_type or "", attribute)
+                asked.append((row, attribute, pair))
                 labels[pair] += 1
                 if _stated(value):
                     values[pair][word_key(value)] += 1
@@ -149,11 +145,9 @@ class SpanPrior:
             raise ValueError("the span prior needs labelled training products")
         fitted = {pair: written[pair] / labels[pair] for pair in sorted(values)
                   if written[pair] / labels[pair] >= min_written_share}
-        prior = cls(torch.zeros(1 << hash_bits), fitted, {p: dict(sorted(c.items())) for p, c in values.items()},
+        prior = cls(torch.zeros(1 << hash_bits), fitted, {pair: dict(sorted(values[pair].items())) for pair in fitted},
                     max_tokens, max_span_tokens)
-        chosen = set(fitted)
-        asked = [(row, attribute) for row, product in enumerate(products())
-                 for attribute in product.attributes if pair_key(product.product_type or "", attribute) in chosen]
+        asked = [(row, attribute) for row, attribute, pair in asked if pair in fitted]
         keep = set(random.Random(seed).sample(range(len(asked)), max_questions)) if len(asked) > max_questions \
             else None
         questions = []
@@ -178,7 +172,7 @@ class SpanPrior:
     # ------------------------------------------------------------------ files
     def save(self, directory: str | Path) -> None:
         """Write ``span_prior.safetensors`` (the hashed weights) and ``span_prior.json`` (options, fitted pairs,
-        every pair's training value keys and counts) into ``directory``."""
+        each fitted pair's training value keys and counts) into ``directory``."""
         directory = Path(directory)
         save_file({"weight": self.weight.contiguous()}, str(directory / WEIGHTS_FILE))
         write_json(directory / INDEX_FILE, {"version": VERSION, "max_tokens": self.max_tokens,
@@ -233,11 +227,17 @@ def _train(questions: list[_Question], buckets: int, epochs: int, learning_rate:
     return weight.detach().reshape(-1)
 
 
-def _batch_loss(weight: torch.Tensor, batch: list[_Question]) -> torch.Tensor:
-    ids = torch.cat([torch.frombuffer(q.ids, dtype=torch.int32) for q in batch]).long()
-    counts = torch.cat([torch.frombuffer(q.counts, dtype=torch.int32) for q in batch]).long()
+def _candidate_scores(weight: torch.Tensor, questions: list[_Question]) -> torch.Tensor:
+    """Every candidate's score (the sum of its buckets' weights, ``weight`` being ``[buckets, 1]``), the questions'
+    candidates end to end."""
+    ids = torch.cat([torch.frombuffer(q.ids, dtype=torch.int32) for q in questions]).long()
+    counts = torch.cat([torch.frombuffer(q.counts, dtype=torch.int32) for q in questions]).long()
     offsets = torch.cat([torch.zeros(1, dtype=torch.long), counts.cumsum(0)[:-1]])
-    scores = torch.nn.functional.embedding_bag(ids, weight, offsets, mode="sum").squeeze(1)
+    return torch.nn.functional.embedding_bag(ids, weight, offsets, mode="sum").squeeze(1)
+
+
+def _batch_loss(weight: torch.Tensor, batch: list[_Question]) -> torch.Tensor:
+    scores = _candidate_scores(weight, batch)
     sizes = [len(q.counts) for q in batch]
     rows = torch.repeat_interleave(torch.arange(len(batch)), torch.tensor(sizes))
     columns = torch.cat([torch.arange(size) for size in sizes])

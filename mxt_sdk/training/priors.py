@@ -29,10 +29,7 @@ def fit_span_prior(products: Path, options: SpanPriorConfig, seed: int) -> SpanP
         for batch in read_arrow(products, ["product"]):
             yield from (staged_product(from_json(text)) for text in batch["product"])
 
-    return SpanPrior.fit(staged, min_written_share=options.min_written_share, max_tokens=options.max_tokens,
-                         max_span_tokens=options.max_span_tokens, hash_bits=options.hash_bits, epochs=options.epochs,
-                         learning_rate=options.learning_rate, batch_size=options.batch_size,
-                         max_questions=options.max_questions, seed=seed)
+    return SpanPrior.fit(staged, seed=seed, **options.model_dump())
 
 
 def fit_priors(extractor: Any, model: Any, data: dict, images: Any, profile: Any, device: Any) -> None:
