@@ -60,6 +60,7 @@ from measure import SHIPPED_CONFIG, PeakMemory, machine, matmul_gflops, train_on
 from mxt_sdk import Extractor, Product  # noqa: E402
 from mxt_sdk.images.batching import ImageLoader, pad_batch, truncate  # noqa: E402
 from mxt_sdk.data.prompt import build_prompt  # noqa: E402
+from mxt_sdk.model.numerics import autocast, channels_last_pixels, inference_model  # noqa: E402
 
 ATTRIBUTES = ["color", "material", "pattern", "sleeve length", "neckline", "fit", "closure", "style",
               "heel height", "care instructions", "brand", "size", "occasion", "season", "length", "waist rise",
@@ -225,6 +226,23 @@ def timed(label: str, function, samples: int) -> tuple[Any, dict[str, float]]:
     return result, {"seconds": seconds, "samples_per_second": samples / seconds, "peak_rss_gib": memory.gib}
 
 
+def image_seconds(extractor: Extractor, products: list[Product], root: Path, batch_size: int,
+                  dtype: str) -> float:
+    """Seconds the two image encoders alone take over ``products`` (decoded beforehand, untimed), in chunks of
+    ``batch_size`` as the engine runs them, in the engine's layout for ``dtype``: the part of every run's time
+    that no text layout can remove, so ``B2 seconds / these`` bounds any layout's ratio to B2."""
+    model = inference_model(extractor.model, dtype).eval()
+    loader = ImageLoader(model.preprocessing(), root, extractor.config.extraction.max_image_pixels)
+    chunks = [channels_last_pixels(loader.load([p.image for p in products[start:start + batch_size]])[0])
+              for start in range(0, len(products), batch_size)]
+    with torch.inference_mode(), autocast(dtype, "cpu"):
+        model.encode_images(chunks[0])  # one-off kernel choices stay out
+        started = time.perf_counter()
+        for pixels in chunks:
+            model.encode_images(pixels)
+        return time.perf_counter() - started
+
+
 def agreement(a: list[str], b: list[str]) -> float:
     return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
 
@@ -274,6 +292,9 @@ def speed(products: list[Product], attributes: list[str], root: Path, batch_size
         answers["B1"], results["B1"] = timed("B1 batched", lambda: baseline.run(pairs, batch_size), n)
         answers["B0"], results["B0"] = timed("B0 naive", lambda: baseline.run(pairs, 1), n)
     reference = "B0" if naive else "B2"
+    results["image_seconds"] = {dtype: image_seconds(extractor, products, root, batch_size, dtype) for dtype in DTYPES}
+    print("  image encoders alone: " + ", ".join(f"{d} {t:.1f} s" for d, t in results["image_seconds"].items()),
+          flush=True)
 
     with FlopCounterMode(display=False) as counter:
         run_sdk(extractor, products, attributes, "fp32", root, batch_size)
@@ -403,6 +424,11 @@ def report(results: dict[str, Any]) -> str:
               f"answers ({s['answers'].get('of', 'B0')}): {s['answers']['empty']:.0%} empty, {s['answers']['mean_words']:.1f} words on average, "
               f"e.g. {s['answers']['examples'][:3]}", "agreement:"]
     lines += [f"  {k}: {v:.1%}" for k, v in s["agreement"].items()]
+    if "image_seconds" in s:  # where the time goes: the encoders are the same work in every layout
+        b2 = s["B2"]["seconds"]
+        lines += ["image encoders alone (the part no text layout removes):"]
+        lines += [f"  {d}: {t:.1f} s, {t / s[f'P-{d}']['seconds']:.0%} of P-{d}'s time; at most {b2 / t:.1f}x B2 for "
+                  f"any layout with these encoders in {d}" for d, t in s["image_seconds"].items() if f"P-{d}" in s]
     lines += [f"  S-fp32 != B2: {d['pair']}: S {d['S']!r}, B2 {d['B2']!r}" for d in s["differences S-fp32 vs B2"]]
     for key, label in (("trained", "tiny-cpu"), ("trained_per_product", "tiny-cpu per_product")):
         if key not in results:

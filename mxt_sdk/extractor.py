@@ -177,7 +177,7 @@ class Extractor:
         check_resume(run, {"config": config_fingerprint(self.config), "data": staged.data_fingerprint,
                           "data_scheme": DATA_SCHEME}, force_resume,
                      record=trainer.accelerator.is_main_process)  # one writer: the main process's recovery runs next
-        self._inference_models.clear()  # an int8 copy made from the old weights would be stale
+        self._inference_models.clear()  # a bf16 or int8 copy made from the old weights would be stale
         self.card = ModelCard()  # figures measured on the earlier weights no longer apply
         result = trainer.fit(staged.train, staged.val)
         self.model.eval()

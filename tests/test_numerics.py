@@ -1,4 +1,4 @@
-"""Extraction dtypes: fp32 / bf16 / int8 run the same pipeline; int8 never touches the trainable model."""
+"""Extraction dtypes: fp32 / bf16 / int8 run the same pipeline; bf16 and int8 run copies, never the trainable model."""
 from __future__ import annotations
 
 import json
@@ -67,6 +67,20 @@ def test_int8_runs_a_quantized_copy_and_leaves_the_model_trainable(trained, prod
     after = dict(trained.model.named_parameters())
     assert all(torch.equal(before[name], after[name]) for name in before)
     assert quantized is not trained.model
+
+
+def test_bf16_runs_a_copy_with_bf16_weights_and_leaves_the_model_in_fp32(trained, products, image_dir):
+    rows = trained.extract(products, ["color"], dtype="bf16", image_root=image_dir)
+    assert [r.error for r in rows] == [None] * len(products)
+    copy = trained._inference_model("bf16")
+    assert copy is not trained.model
+    linears = [m for m in copy.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    assert linears and all(m.weight.dtype == torch.bfloat16 for m in linears)
+    # T5 ties its output layer to the embedding: the copy's output layer is bf16, its embedding stays fp32
+    generator = copy.generator.model
+    assert generator.get_input_embeddings().weight.dtype == torch.float32
+    assert generator.get_output_embeddings().weight.dtype == torch.bfloat16
+    assert all(p.dtype == torch.float32 and p.requires_grad for p in trained.model.parameters())
 
 
 def test_fit_drops_inference_copies_made_from_old_weights(tmp_path):
