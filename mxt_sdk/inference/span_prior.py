@@ -124,7 +124,7 @@ class SpanPrior:
     @classmethod
     def fit(cls, products: Callable[[], Iterable[Product]], *, min_written_share: float = 0.3,
             max_tokens: int = 48, max_span_tokens: int = 10, hash_bits: int = 20, epochs: int = 6,
-            learning_rate: float = 0.05, batch_size: int = 64, max_questions: int = 50_000,
+            learning_rate: float = 0.005, batch_size: int = 64, max_questions: int = 50_000,
             seed: int = 0) -> "SpanPrior":
         """Fit on the labelled attributes of ``products()`` (called twice: counting, then features); at most
         ``max_questions`` questions, a seeded sample when there are more. A null or blank label counts as a
