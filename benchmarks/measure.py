@@ -114,19 +114,29 @@ def refit_text_prior(extractor, run: Path, l2: float) -> None:
     extractor.config.training.text_prior = options
 
 
-def refit_span_prior(extractor, run: Path) -> None:
-    """Fit a span prior (``training.span_prior`` at its defaults) on the training products staged in the run
-    folder ``run`` and give it to ``extractor`` (in memory): the prior a training run with ``training.span_prior``
-    would have fitted after its last step, by the same function."""
+def add_refit_span_prior_argument(parser) -> None:
+    """``--refit-span-prior [OPTION=VALUE ...]`` of the benchmarks that can ``--reuse`` a trained model."""
+    parser.add_argument("--refit-span-prior", nargs="*", metavar="OPTION=VALUE",
+                        help="with --reuse: fit a span prior on <output>.run's staged training products first, at "
+                             "training.span_prior's defaults or these options (e.g. learning_rate=0.05)")
+
+
+def refit_span_prior(extractor, run: Path, options: list[str] | None = None) -> None:
+    """Fit a span prior (``training.span_prior`` at its defaults, or ``options`` given as ``OPTION=VALUE``) on the
+    training products staged in the run folder ``run`` and give it to ``extractor`` (in memory): the prior a
+    training run with that ``training.span_prior`` would have fitted after its last step, by the same function."""
     from mxt_sdk.config import SpanPriorConfig
     from mxt_sdk.training.priors import fit_span_prior
 
     products = run / "cache" / "data" / "products-train.arrow"
     if not products.is_file():
         raise SystemExit(f"--refit-span-prior: no staged training products at {products}")
-    options = SpanPriorConfig()
-    extractor.span_prior = fit_span_prior(products, options, extractor.config.training.seed)
-    extractor.config.training.span_prior = options
+    pairs = [option.split("=", 1) for option in options or []]
+    if any(len(pair) != 2 for pair in pairs):
+        raise SystemExit(f"--refit-span-prior: options are OPTION=VALUE, got {options}")
+    settings = SpanPriorConfig(**dict(pairs))
+    extractor.span_prior = fit_span_prior(products, settings, extractor.config.training.seed)
+    extractor.config.training.span_prior = settings
 
 
 def report(result: dict[str, Any], output: Path | None) -> None:

@@ -75,7 +75,8 @@ from mxt_sdk.evaluation.metrics import values_match, written_in
 from mxt_sdk.experiments.ablation import variant_config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from measure import apply_decode_options, refit_span_prior, refit_text_prior  # noqa: E402
+from measure import (add_refit_span_prior_argument, apply_decode_options, refit_span_prior,  # noqa: E402
+                     refit_text_prior)
 
 VISUAL = ("Colour", "Pattern", "Sleeve Length", "Neck")
 L2_GRID = (1e-6, 1e-5, 1e-4)
@@ -144,8 +145,8 @@ def run_variant(args, splits) -> dict:
         extractor = Extractor.from_pretrained(args.output)
         if args.refit_text_prior is not None:
             refit_text_prior(extractor, Path(f"{args.output}.run"), args.refit_text_prior)
-        if args.refit_span_prior:
-            refit_span_prior(extractor, Path(f"{args.output}.run"))
+        if args.refit_span_prior is not None:
+            refit_span_prior(extractor, Path(f"{args.output}.run"), args.refit_span_prior)
     else:
         extractor = Extractor.from_config(apply_overrides(variant_config(args.variant, args.config), args.overrides))
     apply_decode_options(extractor, args.decode)
@@ -445,9 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-from", type=Path, help="run folder whose image-feature cache to reuse")
     parser.add_argument("--refit-text-prior", type=float, metavar="L2",
                         help="with --reuse: fit a text prior at this L2 on <output>.run's training examples first")
-    parser.add_argument("--refit-span-prior", action="store_true",
-                        help="with --reuse: fit a span prior (training.span_prior's defaults) on <output>.run's "
-                             "staged training products first")
+    add_refit_span_prior_argument(parser)
     parser.add_argument("--image-cache", type=Path,
                         help="linear: a mxt-cpu training run folder (<output>.run) whose cached pooled vectors to use")
     parser.add_argument("--val-products", type=int, default=None, help="val products (chosen by hash; default all)")

@@ -44,7 +44,8 @@ from mxt_sdk.evaluation.metrics import values_match
 from mxt_sdk.experiments.ablation import variant_config
 
 sys.path.insert(0, str(Path(__file__).parent))
-from measure import apply_decode_options, refit_span_prior, refit_text_prior  # noqa: E402
+from measure import (add_refit_span_prior_argument, apply_decode_options, refit_span_prior,  # noqa: E402
+                     refit_text_prior)
 
 
 #: ImplicitAVE's labels are annotated: no long-tail drop (see the module docstring)
@@ -112,8 +113,8 @@ def _extractor(args) -> Extractor:
         extractor = Extractor.from_pretrained(args.output)
         if args.refit_text_prior is not None:
             refit_text_prior(extractor, Path(f"{args.output}.run"), args.refit_text_prior)
-        if args.refit_span_prior:
-            refit_span_prior(extractor, Path(f"{args.output}.run"))
+        if args.refit_span_prior is not None:
+            refit_span_prior(extractor, Path(f"{args.output}.run"), args.refit_span_prior)
     else:
         extractor = Extractor.from_config(apply_overrides(variant_config(args.variant, args.config), args.overrides))
     apply_decode_options(extractor, args.decode)
@@ -213,9 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", action="store_true", help="evaluate the model saved in --output, do not train")
     parser.add_argument("--refit-text-prior", type=float, metavar="L2",
                         help="with --reuse: fit a text prior at this L2 on <output>.run's training examples first")
-    parser.add_argument("--refit-span-prior", action="store_true",
-                        help="with --reuse: fit a span prior (training.span_prior's defaults) on <output>.run's "
-                             "staged training products first")
+    add_refit_span_prior_argument(parser)
     parser.add_argument("--evaluate-on", choices=("test", "val"), default="test",
                         help="oa-mine / ae-110k: the test file, or 20%% of the training file held out from training")
     parser.add_argument("--decode", action="append", default=[], metavar="OPTION=VALUE",

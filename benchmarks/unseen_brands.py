@@ -43,7 +43,7 @@ from mxt_sdk.experiments.runs import fit_budgeted
 from mxt_sdk.experiments.synthetic import HELD_OUT_BRANDS, HELD_OUT_WORD_BRANDS, LAYOUTS, write_catalog
 
 sys.path.insert(0, str(Path(__file__).parent))
-from measure import apply_decode_options  # noqa: E402
+from measure import add_refit_span_prior_argument, apply_decode_options, refit_span_prior  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--decode", action="append", default=[], metavar="OPTION=VALUE",
                         help="evaluate the trained model again with this generator option changed")
     parser.add_argument("--reuse", action="store_true", help="evaluate the model in OUTPUT/mxt, do not train")
+    add_refit_span_prior_argument(parser)
     parser.add_argument("--evaluate-on", choices=("test", "val"), default="test",
                         help="score the test split or a validation catalog drawn like it from another seed")
     args = parser.parse_args(argv)
@@ -76,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                              layout=args.layout)["test"]
     if args.reuse:
         extractor, steps = Extractor.from_pretrained(model_dir), None
+        if args.refit_span_prior is not None:
+            refit_span_prior(extractor, Path(f"{model_dir}.run"), args.refit_span_prior)
     else:
         _, result, _ = fit_budgeted(config, paths["train"], model_dir, steps=args.steps, max_seconds=None,
                                     seed=args.seed)
