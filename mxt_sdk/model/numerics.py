@@ -71,7 +71,7 @@ def bf16_weights(model: "MXTModel") -> "MXTModel":
     so the embedding stays float32. Only for running under :func:`autocast`, which then finds its matmul and
     convolution operands already in bfloat16 instead of casting the weights at every call."""
     for module in model.modules():
-        if isinstance(module, (torch.nn.Linear, torch.nn.modules.conv._ConvNd)):
+        if isinstance(module, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
             for name in ("weight", "bias"):
                 tensor = getattr(module, name, None)
                 if tensor is not None:
