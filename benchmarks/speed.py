@@ -60,7 +60,7 @@ from measure import SHIPPED_CONFIG, PeakMemory, machine, matmul_gflops, train_on
 from mxt_sdk import Extractor, Product  # noqa: E402
 from mxt_sdk.images.batching import ImageLoader, pad_batch, truncate  # noqa: E402
 from mxt_sdk.data.prompt import build_prompt  # noqa: E402
-from mxt_sdk.model.numerics import autocast, channels_last_pixels, inference_model  # noqa: E402
+from mxt_sdk.model.numerics import autocast, channels_last_pixels  # noqa: E402
 
 ATTRIBUTES = ["color", "material", "pattern", "sleeve length", "neckline", "fit", "closure", "style",
               "heel height", "care instructions", "brand", "size", "occasion", "season", "length", "waist rise",
@@ -231,7 +231,7 @@ def image_seconds(extractor: Extractor, products: list[Product], root: Path, bat
     """Seconds the two image encoders alone take over ``products`` (decoded beforehand, untimed), in chunks of
     ``batch_size`` as the engine runs them, in the engine's layout for ``dtype``: the part of every run's time
     that no text layout can remove, so ``B2 seconds / these`` bounds any layout's ratio to B2."""
-    model = inference_model(extractor.model, dtype).eval()
+    model = extractor._inference_model(dtype)  # the module the engine runs in this mode, made by its runs
     loader = ImageLoader(model.preprocessing(), root, extractor.config.extraction.max_image_pixels)
     chunks = [channels_last_pixels(loader.load([p.image for p in products[start:start + batch_size]])[0])
               for start in range(0, len(products), batch_size)]

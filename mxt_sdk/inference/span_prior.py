@@ -31,11 +31,13 @@ from array import array
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from mxt_sdk import progress
+from mxt_sdk.config import SpanPriorConfig
 from mxt_sdk.data.metadata import pair_key
 from mxt_sdk.evaluation.metrics import written_in
 from mxt_sdk.inference.span_features import (NONE_FEATURE, FeatureHasher, candidate_spans, match_key, span_features,
@@ -122,13 +124,11 @@ class SpanPrior:
 
     # ------------------------------------------------------------------ fitting
     @classmethod
-    def fit(cls, products: Callable[[], Iterable[Product]], *, min_written_share: float = 0.3,
-            max_tokens: int = 48, max_span_tokens: int = 10, hash_bits: int = 20, epochs: int = 6,
-            learning_rate: float = 0.005, batch_size: int = 64, max_questions: int = 50_000,
-            seed: int = 0) -> "SpanPrior":
-        """Fit on the labelled attributes of ``products()`` (called twice: counting, then features); at most
-        ``max_questions`` questions, a seeded sample when there are more. A null or blank label counts as a
-        value not written."""
+    def fit(cls, products: Callable[[], Iterable[Product]], *, seed: int = 0, **options: Any) -> "SpanPrior":
+        """Fit on the labelled attributes of ``products()`` (called twice: counting, then features); ``options``
+        are :class:`~mxt_sdk.config.SpanPriorConfig`'s (its defaults for the rest); at most ``max_questions``
+        questions, a seeded sample when there are more. A null or blank label counts as a value not written."""
+        settings = SpanPriorConfig(**options)
         values: dict[str, Counter] = defaultdict(Counter)
         written, labels = Counter(), Counter()
         asked = []  # (product row, attribute, pair) of every label, in order
@@ -144,12 +144,13 @@ class SpanPrior:
         if not values:
             raise ValueError("the span prior needs labelled training products")
         fitted = {pair: written[pair] / labels[pair] for pair in sorted(values)
-                  if written[pair] / labels[pair] >= min_written_share}
-        prior = cls(torch.zeros(1 << hash_bits), fitted, {pair: dict(sorted(values[pair].items())) for pair in fitted},
-                    max_tokens, max_span_tokens)
+                  if written[pair] / labels[pair] >= settings.min_written_share}
+        prior = cls(torch.zeros(1 << settings.hash_bits), fitted,
+                    {pair: dict(sorted(values[pair].items())) for pair in fitted}, settings.max_tokens,
+                    settings.max_span_tokens)
         asked = [(row, attribute) for row, attribute, pair in asked if pair in fitted]
-        keep = set(random.Random(seed).sample(range(len(asked)), max_questions)) if len(asked) > max_questions \
-            else None
+        keep = set(random.Random(seed).sample(range(len(asked)), settings.max_questions)) \
+            if len(asked) > settings.max_questions else None
         questions = []
         wanted = defaultdict(list)
         for n, (row, attribute) in enumerate(asked):
@@ -166,7 +167,8 @@ class SpanPrior:
                                     if target and target.startswith(match_key(t[0])) and match_key(t) == target] or [
                     len(texts) - 1]
                 questions.append(question)
-        prior.weight = _train(questions, prior.buckets, epochs, learning_rate, batch_size, seed)
+        prior.weight = _train(questions, prior.buckets, settings.epochs, settings.learning_rate, settings.batch_size,
+                              seed)
         return prior
 
     # ------------------------------------------------------------------ files
